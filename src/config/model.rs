@@ -1,0 +1,274 @@
+//! The validated configuration: what the rest of portcullis runs on.
+//!
+//! Every value here has already been checked (URLs parse, durations are
+//! durations, each rule has exactly one terminal action), so no other module
+//! re-validates. Built from the raw serde layer by [`super::validate`].
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+/// A secret value (client secret, session key). `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub admin: Option<AdminConfig>,
+    pub sessions: SessionsConfig,
+    pub signing: SigningConfig,
+    pub limits: Limits,
+    /// How long in-flight requests may run after SIGTERM before the process exits anyway.
+    pub shutdown_timeout: Duration,
+    pub listeners: Vec<ListenerConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub address: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionsConfig {
+    /// Decoded 32-byte keys; the first seals, all open. Empty when no rule authenticates.
+    pub secrets: Vec<SessionKey>,
+    pub store: SessionStoreKind,
+}
+
+/// A 32-byte session sealing key. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionKey(pub [u8; 32]);
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionKey([redacted])")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionStoreKind {
+    Cookie,
+    Redis { url: Secret },
+}
+
+#[derive(Debug, Clone)]
+pub struct SigningConfig {
+    /// PKCS#8 PEM of a P-256 key; `None` means generate one at start.
+    pub private_key_pem: Option<Secret>,
+    pub key_id: Option<String>,
+    pub signer: String,
+    pub encoding: TokenEncoding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEncoding {
+    /// base64url with `=` padding, signature over the padded text, as ALB sends.
+    Alb,
+    /// RFC 7515 compact serialisation, unpadded.
+    Jws,
+}
+
+/// Protections against slow or greedy clients; every field has a default.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Time allowed for the TLS handshake and for a request's headers to arrive (slowloris).
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line + headers) accepted, in bytes.
+    pub max_header_bytes: usize,
+    /// A connection with no bytes moving for this long is closed.
+    pub idle_timeout: Duration,
+    /// Open downstream connections across all listeners; `None` is unlimited.
+    pub max_connections: Option<usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            idle_timeout: Duration::from_secs(60),
+            max_connections: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// May use port 0; the bound address is reported once listening.
+    pub address: SocketAddr,
+    pub tls: Option<TlsConfig>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Served to clients that send no SNI or a name no certificate covers.
+    pub default_certificate: CertificateFiles,
+    /// Further certificates, chosen by SNI against their DNS names.
+    pub certificates: Vec<CertificateFiles>,
+    /// How often the files are re-read to pick up a renewed certificate.
+    pub reload_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    pub certificate_file: PathBuf,
+    pub private_key_file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// From the config, or `rule-N` (1-based) when not given; used in metrics and logs.
+    pub name: String,
+    pub conditions: Conditions,
+    pub authenticate: Option<AuthenticateAction>,
+    pub action: TerminalAction,
+}
+
+/// Every listed condition kind must match; within a kind, any pattern may match.
+#[derive(Debug, Clone, Default)]
+pub struct Conditions {
+    /// Host patterns, lower-cased; `*` and `?` wildcards.
+    pub host: Vec<String>,
+    /// ALB path patterns, case-sensitive; `*` and `?` wildcards.
+    pub path: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum TerminalAction {
+    Forward(ForwardAction),
+    FixedResponse(FixedResponseAction),
+    Redirect(RedirectAction),
+}
+
+#[derive(Debug, Clone)]
+pub struct ForwardAction {
+    /// `http` or `https`, with no path beyond `/` and no query.
+    pub target: Url,
+    /// Time for the upstream to answer with response headers; then 504.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct FixedResponseAction {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+/// ALB's redirect: each field may hold `#{protocol}`, `#{host}`, `#{port}`,
+/// `#{path}` (without its leading `/`) and `#{query}`.
+#[derive(Debug, Clone)]
+pub struct RedirectAction {
+    /// `#{protocol}`, `http` or `https` (lower-cased).
+    pub protocol: String,
+    pub host: String,
+    pub port: String,
+    /// Starts with `/`.
+    pub path: String,
+    /// Without the leading `?`.
+    pub query: String,
+    /// 301 or 302.
+    pub status: u16,
+}
+
+#[derive(Debug, Clone)]
+pub enum AuthenticateAction {
+    Oidc(OidcAction),
+    Cognito(CognitoAction),
+}
+
+#[derive(Debug, Clone)]
+pub struct OidcAction {
+    pub issuer: Url,
+    /// `None`: discovered from `{issuer}/.well-known/openid-configuration`.
+    pub authorization_endpoint: Option<Url>,
+    pub token_endpoint: Option<Url>,
+    pub user_info_endpoint: Option<Url>,
+    pub jwks_uri: Option<Url>,
+    pub end_session_endpoint: Option<Url>,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub common: AuthCommon,
+}
+
+#[derive(Debug, Clone)]
+pub struct CognitoAction {
+    /// e.g. `aws`, `aws-cn`, `aws-us-gov`.
+    pub partition: String,
+    pub region: String,
+    pub user_pool_id: String,
+    pub user_pool_client_id: String,
+    pub user_pool_client_secret: Secret,
+    pub user_pool_domain: CognitoDomain,
+    /// Points issuer and hosted UI at an emulator instead of AWS.
+    pub endpoint_url: Option<Url>,
+    pub common: AuthCommon,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CognitoDomain {
+    /// `https://{prefix}.auth.{region}.amazoncognito.com`
+    Prefix(String),
+    /// A custom domain name (contains a dot).
+    Custom(String),
+}
+
+/// Settings shared by both authenticate actions, with ALB's defaults.
+#[derive(Debug, Clone)]
+pub struct AuthCommon {
+    /// Space-separated; default `openid`.
+    pub scope: String,
+    /// Default `AWSELBAuthSessionCookie`.
+    pub session_cookie_name: String,
+    /// Default 7 days.
+    pub session_timeout: Duration,
+    /// `authentication_request_extra_params`: at most 10, in the order given.
+    pub extra_params: Vec<(String, String)>,
+    pub on_unauthenticated_request: UnauthenticatedPolicy,
+    pub api_requests: ApiRequests,
+    /// Let CORS preflights (OPTIONS with `Access-Control-Request-Method`) through unauthenticated.
+    pub allow_cors_preflight: bool,
+    /// How long a login may take from redirect to callback; default 15 minutes.
+    pub login_timeout: Duration,
+    /// Timeout for each call to the IdP; default 10 s.
+    pub idp_timeout: Duration,
+    /// Where the IdP sends the browser after sign-out: a path on the request's host or an absolute URL.
+    pub sign_out_redirect: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnauthenticatedPolicy {
+    Authenticate,
+    Deny,
+    Allow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiRequests {
+    /// Non-navigation requests get 401 with a JSON body.
+    Unauthorized,
+    /// ALB's behaviour: every request is redirected to the IdP.
+    Redirect,
+}

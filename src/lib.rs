@@ -1,0 +1,4 @@
+//! portcullis: an AWS-ALB-style authenticating reverse proxy.
+#![forbid(unsafe_code)]
+
+pub mod config;
