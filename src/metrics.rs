@@ -1,0 +1,119 @@
+//! Prometheus metrics, served on the admin listener only. Names follow ALB's
+//! CloudWatch metrics turned into Prometheus style (SPEC §7).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// A rule's name as a label value; shared, so counting a request never copies it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct RuleLabel(pub Arc<str>);
+
+impl EncodeLabelValue for RuleLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub rule: RuleLabel,
+    pub code: u16,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    upstream_latency: Histogram,
+    open_connections: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("portcullis");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by rule and status code",
+            requests.clone(),
+        );
+        // 1 ms .. ~33 s
+        let upstream_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "upstream_latency_seconds",
+            "Time from sending a request upstream to its response headers",
+            upstream_latency.clone(),
+        );
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Downstream connections currently open",
+            open_connections.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            upstream_latency,
+            open_connections,
+        }
+    }
+
+    pub fn count_request(&self, rule: &RuleLabel, code: u16) {
+        let labels = RequestLabels {
+            rule: rule.clone(),
+            code,
+        };
+        self.requests.get_or_create(&labels).inc();
+    }
+
+    pub fn observe_upstream_latency(&self, elapsed: Duration) {
+        self.upstream_latency.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn connection_opened(&self) {
+        self.open_connections.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.open_connections.dec();
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("encoding metrics into a String cannot fail");
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_rule_and_code() {
+        let metrics = Metrics::new();
+        let app = RuleLabel("app".into());
+        metrics.count_request(&app, 200);
+        metrics.count_request(&app, 200);
+        metrics.count_request(&RuleLabel("none".into()), 404);
+        let text = metrics.encode();
+        assert!(text.contains(r#"portcullis_requests_total{rule="app",code="200"} 2"#), "{text}");
+        assert!(text.contains(r#"portcullis_requests_total{rule="none",code="404"} 1"#), "{text}");
+    }
+}

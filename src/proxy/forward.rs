@@ -1,0 +1,275 @@
+//! The `forward` action: a pooled HTTP/1.1 client to http and https upstreams,
+//! bodies streamed both ways, hop-by-hop headers dropped, `X-Forwarded-*` set,
+//! and HTTP/1.1 upgrades (WebSocket) spliced through.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use crate::body::{self, Body};
+use crate::config::ForwardAction;
+use crate::error::ProxyError;
+
+/// How the client reached us; the source of the `X-Forwarded-*` headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Downstream {
+    pub client: SocketAddr,
+    /// The listener's port.
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl Downstream {
+    pub fn protocol(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+}
+
+/// The pooled client every `forward` action shares.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamSetupError {
+    #[error("cannot load the trusted root certificates for https upstreams")]
+    Roots(#[source] std::io::Error),
+}
+
+impl Upstream {
+    /// Trusts the platform's roots (and `SSL_CERT_FILE`/`SSL_CERT_DIR` when set).
+    pub fn new() -> Result<Self, UpstreamSetupError> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(UpstreamSetupError::Roots)?
+            .https_or_http()
+            // Targets get HTTP/1.1, as behind ALB; WebSocket upgrades need it too.
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(https);
+        Ok(Self { client })
+    }
+
+    /// Sends the request to the action's target and returns the upstream's
+    /// response with its body still streaming.
+    pub async fn forward(
+        &self,
+        action: &ForwardAction,
+        mut request: Request<Incoming>,
+        downstream: &Downstream,
+    ) -> Result<(Response<Body>, Duration), ProxyError> {
+        let upgrade = is_upgrade(&request).then(|| hyper::upgrade::on(&mut request));
+        let (mut parts, incoming) = request.into_parts();
+
+        let host = original_host(&parts.uri, &parts.headers);
+        remove_hop_by_hop(&mut parts.headers, upgrade.is_some());
+        set_forwarded_headers(&mut parts.headers, downstream, host.as_ref());
+        if let Some(host) = host {
+            parts.headers.insert(header::HOST, host);
+        }
+        parts.uri = upstream_uri(&action.target, &parts.uri).map_err(ProxyError::UpstreamRequest)?;
+        parts.version = Version::HTTP_11;
+
+        let started = Instant::now();
+        let sent = self.client.request(Request::from_parts(parts, incoming));
+        let mut response = match tokio::time::timeout(action.timeout, sent).await {
+            Err(_elapsed) => return Err(ProxyError::UpstreamTimeout(action.timeout)),
+            Ok(Err(error)) if error.is_connect() => return Err(ProxyError::UpstreamConnect(error)),
+            Ok(Err(error)) => return Err(ProxyError::UpstreamProtocol(error)),
+            Ok(Ok(response)) => response,
+        };
+        let latency = started.elapsed();
+
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if let (Some(downstream_upgrade), true) = (upgrade, switching) {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(splice(downstream_upgrade, upstream_upgrade));
+        }
+        remove_hop_by_hop(response.headers_mut(), switching);
+        Ok((response.map(body::stream), latency))
+    }
+}
+
+/// Copies bytes both ways between the two upgraded connections until either closes.
+async fn splice(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (downstream, upstream) = match tokio::try_join!(downstream, upstream) {
+        Ok(both) => both,
+        Err(error) => {
+            tracing::debug!(%error, "upgrade did not complete");
+            return;
+        }
+    };
+    let mut downstream = TokioIo::new(downstream);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(error) = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
+        tracing::debug!(%error, "upgraded connection ended with an error");
+    }
+}
+
+/// An HTTP/1.1 request asking to switch protocols (`Connection: upgrade`).
+fn is_upgrade<B>(request: &Request<B>) -> bool {
+    request.version() == Version::HTTP_11
+        && request.headers().contains_key(header::UPGRADE)
+        && connection_tokens(request.headers()).any(|token| token.eq_ignore_ascii_case("upgrade"))
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+}
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Removes hop-by-hop headers and those the `Connection` header names. An
+/// upgrade keeps `Connection: upgrade` and `Upgrade`, which it needs.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter(|token| !(keep_upgrade && token.eq_ignore_ascii_case("upgrade")))
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// The Host the client asked for: the `Host` header, or the HTTP/2 `:authority`.
+fn original_host(uri: &Uri, headers: &HeaderMap) -> Option<HeaderValue> {
+    headers.get(header::HOST).cloned().or_else(|| {
+        let authority = uri.authority()?;
+        HeaderValue::from_str(authority.as_str()).ok()
+    })
+}
+
+/// Never trusts what the client said about forwarding, except the chain in
+/// `X-Forwarded-For`, which is appended to as ALB does.
+fn set_forwarded_headers(headers: &mut HeaderMap, downstream: &Downstream, host: Option<&HeaderValue>) {
+    const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+    const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+    let client_ip = downstream.client.ip().to_string();
+    let chain = match headers.get(&X_FORWARDED_FOR).and_then(|value| value.to_str().ok()) {
+        Some(earlier) if !earlier.trim().is_empty() => format!("{earlier}, {client_ip}"),
+        _ => client_ip,
+    };
+    headers.remove(&X_FORWARDED_FOR);
+    if let Ok(chain) = HeaderValue::from_str(&chain) {
+        headers.insert(X_FORWARDED_FOR, chain);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(downstream.protocol()));
+    headers.insert(X_FORWARDED_PORT, HeaderValue::from(downstream.port));
+    match host {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
+}
+
+/// The target's scheme and authority with the request's path and query.
+fn upstream_uri(target: &url::Url, original: &Uri) -> Result<Uri, http::Error> {
+    let path_and_query = original
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let authority = match target.port() {
+        Some(port) => format!("{}:{port}", target.host_str().unwrap_or_default()),
+        None => target.host_str().unwrap_or_default().to_owned(),
+    };
+    Uri::builder()
+        .scheme(target.scheme())
+        .authority(authority)
+        .path_and_query(path_and_query)
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, "keep-alive, X-Private".parse().unwrap());
+        headers.insert("keep-alive", "timeout=5".parse().unwrap());
+        headers.insert("x-private", "secret".parse().unwrap());
+        headers.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        headers.insert(header::UPGRADE, "websocket".parse().unwrap());
+        headers.insert(header::ACCEPT, "*/*".parse().unwrap());
+        remove_hop_by_hop(&mut headers, false);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert!(headers.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn upgrades_keep_what_they_need() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, "Upgrade".parse().unwrap());
+        headers.insert(header::UPGRADE, "websocket".parse().unwrap());
+        remove_hop_by_hop(&mut headers, true);
+        assert_eq!(headers[header::CONNECTION], "upgrade");
+        assert_eq!(headers[header::UPGRADE], "websocket");
+    }
+
+    #[test]
+    fn forwarded_headers_replace_the_clients_and_append_the_chain() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        headers.insert("x-forwarded-proto", "https".parse().unwrap());
+        headers.insert("x-forwarded-host", "evil.example".parse().unwrap());
+        let downstream = Downstream {
+            client: "192.0.2.1:5555".parse().unwrap(),
+            port: 8080,
+            tls: false,
+        };
+        let host = HeaderValue::from_static("app.example.com");
+        set_forwarded_headers(&mut headers, &downstream, Some(&host));
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 192.0.2.1");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert_eq!(headers["x-forwarded-port"], "8080");
+        assert_eq!(headers["x-forwarded-host"], "app.example.com");
+    }
+
+    #[test]
+    fn upstream_uri_keeps_path_and_query() {
+        let target = url::Url::parse("https://backend.internal:9443").unwrap();
+        let original: Uri = "https://app.example.com/a/b?x=1&y=%20".parse().unwrap();
+        let uri = upstream_uri(&target, &original).unwrap();
+        assert_eq!(uri.to_string(), "https://backend.internal:9443/a/b?x=1&y=%20");
+    }
+}

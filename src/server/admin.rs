@@ -1,0 +1,41 @@
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`, plain HTTP, never
+//! on a public port.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use crate::body::{self, Body};
+use crate::metrics::Metrics;
+
+/// What the admin endpoints report on.
+pub struct Admin {
+    pub metrics: Arc<Metrics>,
+    /// Set once every public listener is accepting connections.
+    pub ready: Arc<AtomicBool>,
+}
+
+impl Admin {
+    pub async fn handle(&self, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+        let (status, content_type, text) = match request.uri().path() {
+            "/metrics" => (
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                self.metrics.encode(),
+            ),
+            "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+            "/readyz" if self.ready.load(Ordering::Acquire) => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
+            "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".to_owned()),
+            _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
+        };
+        let mut response = Response::new(body::full(text));
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        Ok(response)
+    }
+}

@@ -1,0 +1,314 @@
+//! Listeners: bind, accept (TLS or plain), limit connections, serve the admin
+//! endpoints, and shut down gracefully.
+
+mod admin;
+mod conn;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, Limits};
+use crate::metrics::Metrics;
+use crate::proxy::{Downstream, Proxy, Upstream, forward::UpstreamSetupError};
+
+pub use tls::TlsError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {address}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS for the listener on {address}")]
+    Tls {
+        address: SocketAddr,
+        #[source]
+        source: TlsError,
+    },
+    #[error(transparent)]
+    Upstream(#[from] UpstreamSetupError),
+    #[error(
+        "rule `{rule}` uses an authenticate action, which this build does not run yet; \
+         remove it or use a build with login support"
+    )]
+    AuthenticateNotSupported { rule: String },
+}
+
+/// One bound public listener.
+struct Listener {
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
+    proxy: Arc<Proxy>,
+    /// Keeps certificate reloading alive for as long as the listener is.
+    _certificates: Option<Arc<tls::CertResolver>>,
+}
+
+/// A bound, not yet serving, portcullis: every socket is open, so bind errors
+/// surface before anything is served and tests can read the chosen ports.
+pub struct Portcullis {
+    listeners: Vec<Listener>,
+    admin: Option<TcpListener>,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    shutdown_timeout: Duration,
+}
+
+impl Portcullis {
+    pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        let metrics = Arc::new(Metrics::new());
+        let upstream = Upstream::new()?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+
+        let mut listeners = Vec::with_capacity(config.listeners.len());
+        for listener in &config.listeners {
+            if let Some(rule) = listener.rules.iter().find(|rule| rule.authenticate.is_some()) {
+                return Err(StartError::AuthenticateNotSupported {
+                    rule: rule.name.clone(),
+                });
+            }
+            let address = listener.address;
+            let (tls, certificates) = match &listener.tls {
+                Some(tls) => {
+                    let tls_error = |source| StartError::Tls { address, source };
+                    let resolver = tls::CertResolver::load(tls, provider.clone()).map_err(tls_error)?;
+                    let server_config = resolver.server_config().map_err(tls_error)?;
+                    resolver.watch();
+                    (Some(TlsAcceptor::from(server_config)), Some(resolver))
+                }
+                None => (None, None),
+            };
+            let tcp = bind(address).await?;
+            let proxy = Arc::new(Proxy::new(listener.rules.clone(), upstream.clone(), metrics.clone()));
+            listeners.push(Listener {
+                tcp,
+                tls,
+                proxy,
+                _certificates: certificates,
+            });
+        }
+        let admin = match &config.admin {
+            Some(admin) => Some(bind(admin.address).await?),
+            None => None,
+        };
+        Ok(Self {
+            listeners,
+            admin,
+            metrics,
+            limits: config.limits.clone(),
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+
+    /// The public listeners' bound addresses, in configuration order.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|listener| listener.tcp.local_addr().ok())
+            .collect()
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|admin| admin.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+    /// requests finish for up to `shutdown_timeout`, and returns.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Every connection task holds a sender; when all are gone, the drain is complete.
+        let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
+        let connection_slots = self.limits.max_connections.map(|max| Arc::new(Semaphore::new(max)));
+        let builder = Arc::new(conn::http_builder(&self.limits));
+        let ready = Arc::new(AtomicBool::new(false));
+
+        if let Some(admin) = self.admin {
+            let admin_state = Arc::new(admin::Admin {
+                metrics: self.metrics.clone(),
+                ready: ready.clone(),
+            });
+            tokio::spawn(serve_admin(admin, admin_state, stop_rx.clone()));
+        }
+        for listener in self.listeners {
+            let accept = AcceptLoop {
+                listener,
+                builder: builder.clone(),
+                metrics: self.metrics.clone(),
+                slots: connection_slots.clone(),
+                idle_timeout: self.limits.idle_timeout,
+                handshake_timeout: self.limits.header_read_timeout,
+                stop: stop_rx.clone(),
+                open: open_tx.clone(),
+            };
+            tokio::spawn(accept.run());
+        }
+        ready.store(true, Ordering::Release);
+
+        shutdown.await;
+        tracing::info!(timeout = ?self.shutdown_timeout, "shutting down: no new connections, finishing in-flight requests");
+        ready.store(false, Ordering::Release);
+        // `send` fails only when no receiver is left, i.e. nothing to stop.
+        let _ = stop_tx.send(true);
+        drop(open_tx);
+        if tokio::time::timeout(self.shutdown_timeout, open_rx.recv()).await.is_err() {
+            tracing::warn!("shutdown_timeout reached with requests still in flight; closing them");
+        }
+    }
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind { address, source })
+}
+
+struct AcceptLoop {
+    listener: Listener,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    metrics: Arc<Metrics>,
+    /// Free connection slots when `limits.max_connections` is set.
+    slots: Option<Arc<Semaphore>>,
+    idle_timeout: Duration,
+    handshake_timeout: Duration,
+    stop: watch::Receiver<bool>,
+    open: mpsc::Sender<()>,
+}
+
+impl AcceptLoop {
+    async fn run(mut self) {
+        let local = self.listener.tcp.local_addr().ok();
+        let port = local.map_or(0, |address| address.port());
+        let tls = self.listener.tls.is_some();
+        tracing::info!(address = ?local, tls, "listening");
+        loop {
+            // Waiting for a slot before accepting leaves excess clients in the
+            // kernel's backlog instead of accepting and dropping them.
+            let slot = match &self.slots {
+                Some(slots) => tokio::select! {
+                    slot = slots.clone().acquire_owned() => slot.ok(),
+                    _ = stopping(&mut self.stop) => return,
+                },
+                None => None,
+            };
+            let (stream, client) = tokio::select! {
+                accepted = self.listener.tcp.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = stopping(&mut self.stop) => return,
+            };
+            let downstream = Downstream { client, port, tls };
+            let connection = Connection {
+                tls: self.listener.tls.clone(),
+                builder: self.builder.clone(),
+                proxy: self.listener.proxy.clone(),
+                metrics: self.metrics.clone(),
+                idle_timeout: self.idle_timeout,
+                handshake_timeout: self.handshake_timeout,
+                stop: self.stop.clone(),
+            };
+            let open = self.open.clone();
+            tokio::spawn(async move {
+                connection.run(stream, downstream).await;
+                drop((slot, open));
+            });
+        }
+    }
+}
+
+/// What one connection task needs.
+struct Connection {
+    tls: Option<TlsAcceptor>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    proxy: Arc<Proxy>,
+    metrics: Arc<Metrics>,
+    idle_timeout: Duration,
+    handshake_timeout: Duration,
+    stop: watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream, downstream: Downstream) {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        self.metrics.connection_opened();
+        match &self.tls {
+            Some(acceptor) => {
+                match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => self.serve(stream, downstream).await,
+                    Ok(Err(error)) => tracing::debug!(%error, client = %downstream.client, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(client = %downstream.client, "TLS handshake timed out"),
+                }
+            }
+            None => self.serve(stream, downstream).await,
+        }
+        self.metrics.connection_closed();
+    }
+
+    async fn serve<IO>(&self, io: IO, downstream: Downstream)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        conn::serve(
+            io,
+            self.builder.clone(),
+            self.proxy.clone(),
+            downstream,
+            self.idle_timeout,
+            self.stop.clone(),
+        )
+        .await;
+    }
+}
+
+async fn serve_admin(listener: TcpListener, admin: Arc<admin::Admin>, mut stop: watch::Receiver<bool>) {
+    tracing::info!(address = ?listener.local_addr().ok(), "admin listening");
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopping(&mut stop) => return,
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let admin = admin.clone();
+                async move { admin.handle(request).await }
+            });
+            let builder = auto::Builder::new(TokioExecutor::new());
+            if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(%error, "admin connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Resolves once shutdown has begun (at once if it already has).
+pub(crate) async fn stopping(stop: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means stop.
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
