@@ -15,7 +15,11 @@ const EXIT_BAD_CONFIG: u8 = 2;
 const EXIT_RUNTIME: u8 = 1;
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "An AWS-ALB-style authenticating reverse proxy")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "An AWS-ALB-style authenticating reverse proxy"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -85,7 +89,11 @@ fn load(path: &std::path::Path) -> Result<config::Config, ExitCode> {
 fn check(path: &std::path::Path) -> ExitCode {
     match load(path) {
         Ok(config) => {
-            let rules: usize = config.listeners.iter().map(|listener| listener.rules.len()).sum();
+            let rules: usize = config
+                .listeners
+                .iter()
+                .map(|listener| listener.rules.len())
+                .sum();
             println!(
                 "{}: ok ({} listener(s), {rules} rule(s))",
                 path.display(),
@@ -103,7 +111,10 @@ fn run(path: &std::path::Path) -> ExitCode {
         Err(code) => return code,
     };
     // One crypto backend for every rustls user in the process (DEPENDENCIES.md pitfall 1).
-    if rustls::crypto::aws_lc_rs::default_provider().install_default().is_err() {
+    if rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .is_err()
+    {
         tracing::debug!("a rustls crypto provider was already installed");
     }
     match serve(config) {

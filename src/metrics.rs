@@ -113,7 +113,13 @@ mod tests {
         metrics.count_request(&app, 200);
         metrics.count_request(&RuleLabel("none".into()), 404);
         let text = metrics.encode();
-        assert!(text.contains(r#"portcullis_requests_total{rule="app",code="200"} 2"#), "{text}");
-        assert!(text.contains(r#"portcullis_requests_total{rule="none",code="404"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"portcullis_requests_total{rule="app",code="200"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"portcullis_requests_total{rule="none",code="404"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -85,7 +85,10 @@ fn expand(template: &str, parts: &RequestParts<'_>) -> String {
         .replace("#{host}", parts.host)
         .replace("#{port}", &parts.port.to_string())
         // ALB's `#{path}` is the path without its leading slash.
-        .replace("#{path}", parts.path.strip_prefix('/').unwrap_or(parts.path))
+        .replace(
+            "#{path}",
+            parts.path.strip_prefix('/').unwrap_or(parts.path),
+        )
         .replace("#{query}", parts.query)
 }
 
@@ -140,6 +143,9 @@ mod tests {
     fn empty_query_adds_no_question_mark() {
         let parts = RequestParts { query: "", ..PARTS };
         let plain = action("https", "example.org", "#{port}", "/#{path}", "#{query}");
-        assert_eq!(redirect_location(&plain, &parts), "https://example.org:80/a/b");
+        assert_eq!(
+            redirect_location(&plain, &parts),
+            "https://example.org:80/a/b"
+        );
     }
 }

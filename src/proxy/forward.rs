@@ -84,7 +84,8 @@ impl Upstream {
         if let Some(host) = host {
             parts.headers.insert(header::HOST, host);
         }
-        parts.uri = upstream_uri(&action.target, &parts.uri).map_err(ProxyError::UpstreamRequest)?;
+        parts.uri =
+            upstream_uri(&action.target, &parts.uri).map_err(ProxyError::UpstreamRequest)?;
         parts.version = Version::HTTP_11;
 
         let started = Instant::now();
@@ -178,14 +179,21 @@ fn original_host(uri: &Uri, headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// Never trusts what the client said about forwarding, except the chain in
 /// `X-Forwarded-For`, which is appended to as ALB does.
-fn set_forwarded_headers(headers: &mut HeaderMap, downstream: &Downstream, host: Option<&HeaderValue>) {
+fn set_forwarded_headers(
+    headers: &mut HeaderMap,
+    downstream: &Downstream,
+    host: Option<&HeaderValue>,
+) {
     const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
     const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
     const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
     const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
     let client_ip = downstream.client.ip().to_string();
-    let chain = match headers.get(&X_FORWARDED_FOR).and_then(|value| value.to_str().ok()) {
+    let chain = match headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|value| value.to_str().ok())
+    {
         Some(earlier) if !earlier.trim().is_empty() => format!("{earlier}, {client_ip}"),
         _ => client_ip,
     };
@@ -193,7 +201,10 @@ fn set_forwarded_headers(headers: &mut HeaderMap, downstream: &Downstream, host:
     if let Ok(chain) = HeaderValue::from_str(&chain) {
         headers.insert(X_FORWARDED_FOR, chain);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(downstream.protocol()));
+    headers.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(downstream.protocol()),
+    );
     headers.insert(X_FORWARDED_PORT, HeaderValue::from(downstream.port));
     match host {
         Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
@@ -270,6 +281,9 @@ mod tests {
         let target = url::Url::parse("https://backend.internal:9443").unwrap();
         let original: Uri = "https://app.example.com/a/b?x=1&y=%20".parse().unwrap();
         let uri = upstream_uri(&target, &original).unwrap();
-        assert_eq!(uri.to_string(), "https://backend.internal:9443/a/b?x=1&y=%20");
+        assert_eq!(
+            uri.to_string(),
+            "https://backend.internal:9443/a/b?x=1&y=%20"
+        );
     }
 }

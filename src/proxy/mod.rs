@@ -64,7 +64,11 @@ impl Proxy {
         }
     }
 
-    pub async fn handle(&self, mut request: Request<Incoming>, downstream: Downstream) -> Response<Body> {
+    pub async fn handle(
+        &self,
+        mut request: Request<Incoming>,
+        downstream: Downstream,
+    ) -> Response<Body> {
         let started = Instant::now();
         // 1. Identity headers are the proxy's alone: drop the client's before
         //    anything, so no later phase can mistake them for verified ones.
@@ -144,7 +148,8 @@ impl Proxy {
             }
             TerminalAction::Forward(action) => {
                 outcome.upstream = Some(action.target.as_str());
-                let (response, latency) = self.upstream.forward(action, request, &downstream).await?;
+                let (response, latency) =
+                    self.upstream.forward(action, request, &downstream).await?;
                 outcome.upstream_latency = Some(latency);
                 Ok(response)
             }
@@ -156,7 +161,10 @@ impl Proxy {
 fn request_authority<B>(request: &Request<B>) -> Option<&str> {
     match request.headers().get(header::HOST) {
         Some(host) => host.to_str().ok(),
-        None => request.uri().authority().map(|authority| authority.as_str()),
+        None => request
+            .uri()
+            .authority()
+            .map(|authority| authority.as_str()),
     }
 }
 

@@ -36,7 +36,9 @@ pub fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
 pub fn normalize_host(authority: &str) -> String {
     let host = match authority.strip_prefix('[') {
         // An IPv6 literal keeps its brackets and loses what follows `]`.
-        Some(rest) => rest.find(']').map_or(authority, |end| &authority[..end + 2]),
+        Some(rest) => rest
+            .find(']')
+            .map_or(authority, |end| &authority[..end + 2]),
         None => authority.split(':').next().unwrap_or(authority),
     };
     host.to_ascii_lowercase()

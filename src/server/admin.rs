@@ -27,9 +27,19 @@ impl Admin {
                 self.metrics.encode(),
             ),
             "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
-            "/readyz" if self.ready.load(Ordering::Acquire) => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
-            "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".to_owned()),
-            _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
+            "/readyz" if self.ready.load(Ordering::Acquire) => {
+                (StatusCode::OK, "text/plain", "ready\n".to_owned())
+            }
+            "/readyz" => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "not ready\n".to_owned(),
+            ),
+            _ => (
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found\n".to_owned(),
+            ),
         };
         let mut response = Response::new(body::full(text));
         *response.status_mut() = status;

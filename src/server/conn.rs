@@ -119,7 +119,11 @@ pin_project_lite::pin_project! {
 }
 
 impl<IO: AsyncRead> AsyncRead for Tracked<IO> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.project();
         let result = this.inner.poll_read(cx, buf);
         if result.is_ready() {
@@ -130,7 +134,11 @@ impl<IO: AsyncRead> AsyncRead for Tracked<IO> {
 }
 
 impl<IO: AsyncWrite> AsyncWrite for Tracked<IO> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let result = this.inner.poll_write(cx, buf);
         if result.is_ready() {

@@ -74,7 +74,11 @@ impl Portcullis {
 
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for listener in &config.listeners {
-            if let Some(rule) = listener.rules.iter().find(|rule| rule.authenticate.is_some()) {
+            if let Some(rule) = listener
+                .rules
+                .iter()
+                .find(|rule| rule.authenticate.is_some())
+            {
                 return Err(StartError::AuthenticateNotSupported {
                     rule: rule.name.clone(),
                 });
@@ -83,7 +87,8 @@ impl Portcullis {
             let (tls, certificates) = match &listener.tls {
                 Some(tls) => {
                     let tls_error = |source| StartError::Tls { address, source };
-                    let resolver = tls::CertResolver::load(tls, provider.clone()).map_err(tls_error)?;
+                    let resolver =
+                        tls::CertResolver::load(tls, provider.clone()).map_err(tls_error)?;
                     let server_config = resolver.server_config().map_err(tls_error)?;
                     resolver.watch();
                     (Some(TlsAcceptor::from(server_config)), Some(resolver))
@@ -91,7 +96,11 @@ impl Portcullis {
                 None => (None, None),
             };
             let tcp = bind(address).await?;
-            let proxy = Arc::new(Proxy::new(listener.rules.clone(), upstream.clone(), metrics.clone()));
+            let proxy = Arc::new(Proxy::new(
+                listener.rules.clone(),
+                upstream.clone(),
+                metrics.clone(),
+            ));
             listeners.push(Listener {
                 tcp,
                 tls,
@@ -121,7 +130,9 @@ impl Portcullis {
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().and_then(|admin| admin.local_addr().ok())
+        self.admin
+            .as_ref()
+            .and_then(|admin| admin.local_addr().ok())
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
@@ -130,7 +141,10 @@ impl Portcullis {
         let (stop_tx, stop_rx) = watch::channel(false);
         // Every connection task holds a sender; when all are gone, the drain is complete.
         let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
-        let connection_slots = self.limits.max_connections.map(|max| Arc::new(Semaphore::new(max)));
+        let connection_slots = self
+            .limits
+            .max_connections
+            .map(|max| Arc::new(Semaphore::new(max)));
         let builder = Arc::new(conn::http_builder(&self.limits));
         let ready = Arc::new(AtomicBool::new(false));
 
@@ -162,7 +176,10 @@ impl Portcullis {
         // `send` fails only when no receiver is left, i.e. nothing to stop.
         let _ = stop_tx.send(true);
         drop(open_tx);
-        if tokio::time::timeout(self.shutdown_timeout, open_rx.recv()).await.is_err() {
+        if tokio::time::timeout(self.shutdown_timeout, open_rx.recv())
+            .await
+            .is_err()
+        {
             tracing::warn!("shutdown_timeout reached with requests still in flight; closing them");
         }
     }
@@ -254,8 +271,12 @@ impl Connection {
             Some(acceptor) => {
                 match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => self.serve(stream, downstream).await,
-                    Ok(Err(error)) => tracing::debug!(%error, client = %downstream.client, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(client = %downstream.client, "TLS handshake timed out"),
+                    Ok(Err(error)) => {
+                        tracing::debug!(%error, client = %downstream.client, "TLS handshake failed")
+                    }
+                    Err(_) => {
+                        tracing::debug!(client = %downstream.client, "TLS handshake timed out")
+                    }
                 }
             }
             None => self.serve(stream, downstream).await,
@@ -279,7 +300,11 @@ impl Connection {
     }
 }
 
-async fn serve_admin(listener: TcpListener, admin: Arc<admin::Admin>, mut stop: watch::Receiver<bool>) {
+async fn serve_admin(
+    listener: TcpListener,
+    admin: Arc<admin::Admin>,
+    mut stop: watch::Receiver<bool>,
+) {
     tracing::info!(address = ?listener.local_addr().ok(), "admin listening");
     loop {
         let stream = tokio::select! {
@@ -300,7 +325,10 @@ async fn serve_admin(listener: TcpListener, admin: Arc<admin::Admin>, mut stop: 
                 async move { admin.handle(request).await }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
-            if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
+            if let Err(error) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 tracing::debug!(%error, "admin connection ended with an error");
             }
         });

@@ -70,7 +70,9 @@ pub struct CertResolver {
 
 impl fmt::Debug for CertResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CertResolver").field("config", &self.config).finish()
+        f.debug_struct("CertResolver")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -104,7 +106,10 @@ impl CertResolver {
             return Ok(false);
         }
         let loaded = build(&self.config, &self.provider, source_bytes)?;
-        *self.loaded.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(loaded);
+        *self
+            .loaded
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(loaded);
         Ok(true)
     }
 
@@ -117,10 +122,14 @@ impl CertResolver {
             ticks.tick().await;
             loop {
                 ticks.tick().await;
-                let Some(resolver) = resolver.upgrade() else { return };
+                let Some(resolver) = resolver.upgrade() else {
+                    return;
+                };
                 let certificate = &resolver.config.default_certificate.certificate_file;
                 match resolver.reload() {
-                    Ok(true) => tracing::info!(certificate = %certificate.display(), "TLS certificates reloaded"),
+                    Ok(true) => {
+                        tracing::info!(certificate = %certificate.display(), "TLS certificates reloaded")
+                    }
                     Ok(false) => {}
                     Err(error) => tracing::error!(
                         error = %error,
@@ -133,7 +142,10 @@ impl CertResolver {
     }
 
     fn current(&self) -> Arc<Loaded> {
-        self.loaded.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.loaded
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }
 
@@ -150,7 +162,9 @@ impl ResolvesServerCert for CertResolver {
 
 /// True when the certificate is valid for the name, wildcards included.
 fn covers(key: &CertifiedKey, name: &ServerName<'_>) -> bool {
-    let Some(leaf) = key.cert.first() else { return false };
+    let Some(leaf) = key.cert.first() else {
+        return false;
+    };
     webpki::EndEntityCert::try_from(leaf)
         .and_then(|cert| cert.verify_is_valid_for_subject_name(name))
         .is_ok()
@@ -174,7 +188,11 @@ fn read_all(config: &TlsConfig) -> Result<Vec<Vec<u8>>, TlsError> {
     Ok(bytes)
 }
 
-fn build(config: &TlsConfig, provider: &CryptoProvider, source_bytes: Vec<Vec<u8>>) -> Result<Loaded, TlsError> {
+fn build(
+    config: &TlsConfig,
+    provider: &CryptoProvider,
+    source_bytes: Vec<Vec<u8>>,
+) -> Result<Loaded, TlsError> {
     let mut keys = all_files(config)
         .zip(source_bytes.chunks(2))
         .map(|(files, pair)| certified_key(files, &pair[0], &pair[1], provider))

@@ -1,0 +1,620 @@
+//! End-to-end tests of the proxy core: the real server on `127.0.0.1:0` with
+//! rcgen certificates, in front of a real HTTP upstream.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use portcullis::config::{RedirectAction, TerminalAction};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[tokio::test]
+async fn http1_and_http2_through_tls_reach_the_upstream_as_http1() {
+    let upstream = upstream::start().await;
+    let pki = Pki::new();
+    let (files, _) = pki.issue("site", &["localhost"]);
+    let rules = vec![rule("app", &[], &[], forward(upstream.addr))];
+    let proxy = start(config(vec![listener(
+        Some(tls_config(files, vec![])),
+        rules,
+    )]))
+    .await;
+
+    for (alpn, expected) in [
+        (&b"http/1.1"[..], http::Version::HTTP_11),
+        (b"h2", http::Version::HTTP_2),
+    ] {
+        let stream = tls_connect(proxy.addr(), Some("localhost"), &pki.ca_der(), &[alpn]).await;
+        let request = Request::builder()
+            .uri(format!(
+                "https://localhost:{}/hello?x=1",
+                proxy.addr().port()
+            ))
+            .header("host", format!("localhost:{}", proxy.addr().port()))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let request = if expected == http::Version::HTTP_2 {
+            // HTTP/2 carries the authority in the URI, never a Host header.
+            let (mut parts, body) = request.into_parts();
+            parts.headers.remove("host");
+            parts.version = http::Version::HTTP_2;
+            Request::from_parts(parts, body)
+        } else {
+            request
+        };
+        let answer = send_tls(stream, request).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(answer.version, expected);
+        let echo = answer.json();
+        assert_eq!(echo["version"], "HTTP/1.1");
+        assert_eq!(echo["uri"], "/hello?x=1");
+        assert_eq!(
+            echo["headers"]["host"][0],
+            format!("localhost:{}", proxy.addr().port())
+        );
+        assert_eq!(echo["headers"]["x-forwarded-proto"][0], "https");
+        assert_eq!(
+            echo["headers"]["x-forwarded-port"][0],
+            proxy.addr().port().to_string()
+        );
+        // The upstream's hop-by-hop headers never reach the client.
+        assert!(answer.headers.get("keep-alive").is_none());
+    }
+}
+
+#[tokio::test]
+async fn sni_chooses_the_certificate_and_no_sni_gets_the_default() {
+    let pki = Pki::new();
+    let (default_files, default_der) = pki.issue("default", &["localhost"]);
+    let (a_files, a_der) = pki.issue("a", &["a.test"]);
+    let (wild_files, wild_der) = pki.issue("wild", &["*.b.test"]);
+    let tls = tls_config(default_files, vec![a_files, wild_files]);
+    let proxy = start(config(vec![listener(
+        Some(tls),
+        vec![rule("ok", &[], &[], fixed(200, "ok"))],
+    )]))
+    .await;
+    let ca = pki.ca_der();
+
+    let a = tls_connect(proxy.addr(), Some("a.test"), &ca, &[b"http/1.1"]).await;
+    assert_eq!(peer_leaf(&a), a_der);
+    let wild = tls_connect(proxy.addr(), Some("x.b.test"), &ca, &[b"http/1.1"]).await;
+    assert_eq!(peer_leaf(&wild), wild_der);
+    let none = tls_connect(proxy.addr(), None, &ca, &[b"http/1.1"]).await;
+    assert_eq!(peer_leaf(&none), default_der);
+    let unknown = tls_connect(proxy.addr(), Some("localhost"), &ca, &[b"http/1.1"]).await;
+    assert_eq!(peer_leaf(&unknown), default_der);
+}
+
+#[tokio::test]
+async fn a_replaced_certificate_is_served_to_new_connections_while_open_ones_keep_working() {
+    let pki = Pki::new();
+    let (files, old_der) = pki.issue("site", &["localhost"]);
+    let rules = vec![rule("ok", &[], &[], fixed(200, "ok"))];
+    let proxy = start(config(vec![listener(
+        Some(tls_config(files.clone(), vec![])),
+        rules,
+    )]))
+    .await;
+    let ca = pki.ca_der();
+
+    // An HTTP/1.1 keep-alive connection opened before the renewal.
+    let open = tls_connect(proxy.addr(), Some("localhost"), &ca, &[b"http/1.1"]).await;
+    assert_eq!(peer_leaf(&open), old_der);
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(open))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let first = read_answer(sender.send_request(get("localhost", "/")).await.unwrap()).await;
+    assert_eq!(first.status, 200);
+
+    let (certificate, key, new_der) = pki.issue_pem(&["localhost"]);
+    // Key first, then certificate, as a renewal tool might: the half-written
+    // state (mismatched pair) must be skipped, not served.
+    write(&files.private_key_file, &key);
+    write(&files.certificate_file, &certificate);
+
+    let renewed = eventually(Duration::from_secs(10), || async {
+        let stream = tls_connect(proxy.addr(), Some("localhost"), &ca, &[b"http/1.1"]).await;
+        peer_leaf(&stream) == new_der
+    })
+    .await;
+    assert!(renewed, "the renewed certificate was never served");
+
+    let second = read_answer(sender.send_request(get("localhost", "/")).await.unwrap()).await;
+    assert_eq!(
+        second.status, 200,
+        "the connection opened before the renewal still works"
+    );
+}
+
+#[tokio::test]
+async fn a_broken_renewal_keeps_the_old_certificate() {
+    let pki = Pki::new();
+    let (files, old_der) = pki.issue("site", &["localhost"]);
+    let rules = vec![rule("ok", &[], &[], fixed(200, "ok"))];
+    let proxy = start(config(vec![listener(
+        Some(tls_config(files.clone(), vec![])),
+        rules,
+    )]))
+    .await;
+    write(
+        &files.certificate_file,
+        "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n",
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await; // three reload intervals
+    let stream = tls_connect(
+        proxy.addr(),
+        Some("localhost"),
+        &pki.ca_der(),
+        &[b"http/1.1"],
+    )
+    .await;
+    assert_eq!(peer_leaf(&stream), old_der);
+}
+
+#[tokio::test]
+async fn rules_match_host_and_path_first_match_wins() {
+    let upstream = upstream::start().await;
+    let rules = vec![
+        rule("api", &["api.example.com"], &["/v1/*"], fixed(200, "api")),
+        rule("wild", &["*.example.org"], &[], fixed(200, "wild")),
+        rule("static", &[], &["/static/??/*"], fixed(200, "static")),
+        rule("exact", &[], &["/exact"], fixed(200, "exact")),
+        rule("app", &["app.example.com"], &[], forward(upstream.addr)),
+    ];
+    let proxy = start(config(vec![listener(None, rules)])).await;
+    let addr = proxy.addr();
+    let cases = [
+        ("api.example.com", "/v1/users", 200, "api"),
+        ("API.Example.COM:8443", "/v1/users?q=/x", 200, "api"),
+        ("api.example.com", "/V1/users", 404, ""),
+        ("a.b.example.org", "/anything", 200, "wild"),
+        ("example.org", "/anything", 404, ""),
+        ("other.test", "/static/v1/app.css", 200, "static"),
+        ("other.test", "/static/v12/app.css", 404, ""),
+        // The query never takes part in path matching.
+        ("other.test", "/exact?then=/static/v1/x", 200, "exact"),
+        ("other.test", "/exact/more", 404, ""),
+    ];
+    for (host, path, status, body) in cases {
+        let answer = http1(addr, get(host, path)).await;
+        assert_eq!(answer.status, status, "{host}{path}");
+        if status == 200 {
+            assert_eq!(answer.text(), body, "{host}{path}");
+        }
+    }
+    let forwarded = http1(addr, get("APP.example.com", "/deep/path?k=v")).await;
+    assert_eq!(forwarded.status, 200);
+    assert_eq!(forwarded.json()["uri"], "/deep/path?k=v");
+}
+
+#[tokio::test]
+async fn fixed_response_and_redirect_actions() {
+    let redirect = TerminalAction::Redirect(RedirectAction {
+        protocol: "https".into(),
+        host: "#{host}".into(),
+        port: "443".into(),
+        path: "/new/#{path}".into(),
+        query: "#{query}&from=#{protocol}".into(),
+        status: 301,
+    });
+    let found = TerminalAction::Redirect(RedirectAction {
+        protocol: "#{protocol}".into(),
+        host: "www.example.com".into(),
+        port: "#{port}".into(),
+        path: "/".into(),
+        query: "".into(),
+        status: 302,
+    });
+    let rules = vec![
+        rule("teapot", &[], &["/tea"], fixed(418, "short and stout")),
+        rule("moved", &[], &["/old/*"], redirect),
+        rule("found", &[], &[], found),
+    ];
+    let proxy = start(config(vec![listener(None, rules)])).await;
+
+    let tea = http1(proxy.addr(), get("app.test", "/tea")).await;
+    assert_eq!(tea.status, 418);
+    assert_eq!(tea.headers["content-type"], "text/plain");
+    assert_eq!(tea.text(), "short and stout");
+
+    let moved = http1(proxy.addr(), get("App.Test:9000", "/old/page?id=7")).await;
+    assert_eq!(moved.status, 301);
+    assert_eq!(
+        moved.headers["location"],
+        "https://app.test/new/old/page?id=7&from=http"
+    );
+
+    let found = http1(proxy.addr(), get("app.test", "/x")).await;
+    assert_eq!(found.status, 302);
+    let port = proxy.addr().port();
+    assert_eq!(
+        found.headers["location"],
+        format!("http://www.example.com:{port}/")
+    );
+}
+
+#[tokio::test]
+async fn fifty_megabytes_stream_up_and_down() {
+    let upstream = upstream::start().await;
+    let proxy = start(config(vec![listener(
+        None,
+        vec![rule("app", &[], &[], forward(upstream.addr))],
+    )]))
+    .await;
+    const SIZE: u64 = 50 * 1024 * 1024;
+
+    let stream = TcpStream::connect(proxy.addr()).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+
+    let download = sender
+        .send_request(get("app.test", &format!("/bytes?n={SIZE}")))
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    let mut body = download.into_body();
+    let mut received = 0u64;
+    while let Some(frame) = body.frame().await {
+        received += frame
+            .unwrap()
+            .data_ref()
+            .map_or(0, |data| data.len() as u64);
+    }
+    assert_eq!(received, SIZE);
+
+    let (mut body_tx, body) = http_body_util::channel::Channel::<Bytes>::new(4);
+    tokio::spawn(async move {
+        let chunk = Bytes::from(vec![b'u'; 1024 * 1024]);
+        for _ in 0..50 {
+            body_tx.send_data(chunk.clone()).await.unwrap();
+        }
+    });
+    let upload = Request::builder()
+        .method("POST")
+        .uri("/upload")
+        .header("host", "app.test")
+        .body(body)
+        .unwrap();
+    let stream = TcpStream::connect(proxy.addr()).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let answer = read_answer(sender.send_request(upload).await.unwrap()).await;
+    assert_eq!(answer.json()["received"], SIZE);
+}
+
+#[tokio::test]
+async fn bodies_are_streamed_not_buffered() {
+    let upstream = upstream::start().await;
+    let proxy = start(config(vec![listener(
+        None,
+        vec![rule("app", &[], &[], forward(upstream.addr))],
+    )]))
+    .await;
+
+    // Download: the first chunk reaches the client while the upstream still holds the rest.
+    let stream = TcpStream::connect(proxy.addr()).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(get("app.test", "/gated"))
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("the first chunk arrives before the upstream finishes")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), "first;");
+    upstream.signals.gate.notify_one();
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(rest, "rest");
+
+    // Upload: the upstream sees the first chunk while the client still holds the rest.
+    let (mut body_tx, body) = http_body_util::channel::Channel::<Bytes>::new(1);
+    let request = Request::builder()
+        .method("POST")
+        .uri("/upload")
+        .header("host", "app.test")
+        .body(body)
+        .unwrap();
+    let stream = TcpStream::connect(proxy.addr()).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let pending =
+        tokio::spawn(async move { read_answer(sender.send_request(request).await.unwrap()).await });
+    body_tx
+        .send_data(Bytes::from_static(b"first"))
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        upstream.signals.first_chunk.notified(),
+    )
+    .await
+    .expect("the upstream receives the first chunk before the upload ends");
+    body_tx
+        .send_data(Bytes::from_static(b"-rest"))
+        .await
+        .unwrap();
+    drop(body_tx);
+    assert_eq!(pending.await.unwrap().json()["received"], 10);
+}
+
+#[tokio::test]
+async fn websocket_echo_through_the_proxy() {
+    let upstream = upstream::start().await;
+    let proxy = start(config(vec![listener(
+        None,
+        vec![rule("app", &[], &[], forward(upstream.addr))],
+    )]))
+    .await;
+    let url = format!("ws://{}/ws", proxy.addr());
+    let (mut socket, response) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(response.status(), 101);
+    for text in ["hello", "through", "portcullis"] {
+        socket.send(text.into()).await.unwrap();
+        let echoed = socket.next().await.unwrap().unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+    }
+}
+
+#[tokio::test]
+async fn dead_upstream_is_502_silent_upstream_is_504_and_the_proxy_keeps_serving() {
+    let upstream = upstream::start().await;
+    let dead = upstream::dead_port().await;
+    let rules = vec![
+        rule("dead", &[], &["/dead"], forward(dead)),
+        rule(
+            "silent",
+            &[],
+            &["/slow"],
+            forward_with_timeout(upstream.addr, Duration::from_millis(300)),
+        ),
+        rule("app", &[], &[], forward(upstream.addr)),
+    ];
+    let proxy = start(config(vec![listener(None, rules)])).await;
+
+    let dead = http1(proxy.addr(), get("app.test", "/dead")).await;
+    assert_eq!(dead.status, 502);
+    assert!(dead.text().contains("502 Bad Gateway"));
+    let silent = http1(proxy.addr(), get("app.test", "/slow?ms=5000")).await;
+    assert_eq!(silent.status, 504);
+    let json = Request::builder()
+        .uri("/dead")
+        .header("host", "app.test")
+        .header("accept", "application/json")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let json = http1(proxy.addr(), json).await;
+    assert_eq!(json.json()["status"], 502);
+
+    let alive = http1(proxy.addr(), get("app.test", "/still-here")).await;
+    assert_eq!(alive.status, 200);
+}
+
+#[tokio::test]
+async fn client_identity_and_forwarding_claims_never_reach_the_upstream() {
+    let upstream = upstream::start().await;
+    let proxy = start(config(vec![listener(
+        None,
+        vec![rule("app", &[], &[], forward(upstream.addr))],
+    )]))
+    .await;
+    let request = Request::builder()
+        .uri("/whoami")
+        .header("host", "app.test")
+        .header("X-Amzn-Oidc-Identity", "admin")
+        .header("x-amzn-oidc-data", "forged.jwt.value")
+        .header("X-AMZN-OIDC-ACCESSTOKEN", "stolen")
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "evil.example")
+        .header("connection", "x-secret-hop")
+        .header("x-secret-hop", "drop me")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answer = http1(proxy.addr(), request).await;
+    let headers = &answer.json()["headers"];
+    let names: Vec<&String> = headers.as_object().unwrap().keys().collect();
+    assert!(
+        names.iter().all(|name| !name.starts_with("x-amzn-oidc-")),
+        "spoofed identity reached the upstream: {names:?}"
+    );
+    assert!(headers.get("x-secret-hop").is_none());
+    assert_eq!(headers["x-forwarded-for"][0], "203.0.113.7, 127.0.0.1");
+    assert_eq!(headers["x-forwarded-proto"][0], "http");
+    assert_eq!(headers["x-forwarded-host"][0], "app.test");
+}
+
+#[tokio::test]
+async fn owned_paths_are_never_forwarded() {
+    let upstream = upstream::start().await;
+    let proxy = start(config(vec![listener(
+        None,
+        vec![rule("app", &[], &["/*"], forward(upstream.addr))],
+    )]))
+    .await;
+    let answer = http1(proxy.addr(), get("app.test", "/oauth2/anything")).await;
+    assert_eq!(answer.status, 404);
+    assert!(upstream.signals.seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_rule_and_code_and_probes_answer() {
+    let upstream = upstream::start().await;
+    let rules = vec![
+        rule("health", &[], &["/ping"], fixed(200, "ok")),
+        rule("app", &["app.test"], &[], forward(upstream.addr)),
+    ];
+    let proxy = start(config(vec![listener(None, rules)])).await;
+    let admin = proxy.admin.unwrap();
+    for _ in 0..3 {
+        http1(proxy.addr(), get("x.test", "/ping")).await;
+    }
+    http1(proxy.addr(), get("app.test", "/a")).await;
+    http1(proxy.addr(), get("nowhere.test", "/a")).await;
+
+    let metrics = admin_get(admin, "/metrics").await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    assert!(
+        text.contains(r#"portcullis_requests_total{rule="health",code="200"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"portcullis_requests_total{rule="app",code="200"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"portcullis_requests_total{rule="no_rule",code="404"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("portcullis_upstream_latency_seconds_count 1"),
+        "{text}"
+    );
+    assert_eq!(admin_get(admin, "/healthz").await.status, 200);
+    assert_eq!(admin_get(admin, "/readyz").await.status, 200);
+    // The admin endpoints are never served on the public listener.
+    assert_eq!(
+        http1(proxy.addr(), get("app.test", "/metrics"))
+            .await
+            .json()["uri"],
+        "/metrics"
+    );
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431_and_slow_headers_are_cut_off() {
+    let mut config = config(vec![listener(
+        None,
+        vec![rule("ok", &[], &[], fixed(200, "ok"))],
+    )]);
+    config.limits.max_header_bytes = 16 * 1024;
+    config.limits.header_read_timeout = Duration::from_millis(300);
+    let proxy = start(config).await;
+
+    let big = Request::builder()
+        .uri("/")
+        .header("host", "app.test")
+        .header("x-big", "a".repeat(32 * 1024))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let stream = TcpStream::connect(proxy.addr()).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let answer = sender.send_request(big).await.unwrap();
+    assert_eq!(answer.status(), 431);
+
+    // Slowloris: half a request head, then nothing. The proxy hangs up.
+    let mut slow = TcpStream::connect(proxy.addr()).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n")
+        .await
+        .unwrap();
+    let mut buffer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buffer)).await;
+    assert!(closed.is_ok(), "the connection was not closed");
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let mut config = config(vec![listener(
+        None,
+        vec![rule("ok", &[], &[], fixed(200, "ok"))],
+    )]);
+    config.limits.idle_timeout = Duration::from_millis(400);
+    let proxy = start(config).await;
+    let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buffer)).await;
+    assert!(closed.is_ok(), "the idle connection was not closed");
+    assert!(String::from_utf8_lossy(&buffer).starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn connection_limit_holds_excess_clients_back() {
+    let mut config = config(vec![listener(
+        None,
+        vec![rule("ok", &[], &[], fixed(200, "ok"))],
+    )]);
+    config.limits.max_connections = Some(1);
+    let proxy = start(config).await;
+
+    let first = TcpStream::connect(proxy.addr()).await.unwrap();
+    let (mut first_sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(first))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    assert_eq!(
+        read_answer(first_sender.send_request(get("a", "/")).await.unwrap())
+            .await
+            .status,
+        200
+    );
+
+    // The second connection completes in the kernel but is not served while the first is open.
+    let second = tokio::spawn(http1(proxy.addr(), get("a", "/")));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !second.is_finished(),
+        "a second connection was served beyond the limit"
+    );
+    drop(first_sender);
+    let answer = tokio::time::timeout(Duration::from_secs(5), second)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.status, 200);
+}
+
+#[tokio::test]
+async fn graceful_stop_lets_an_in_flight_request_finish() {
+    let upstream = upstream::start().await;
+    let proxy = start(config(vec![listener(
+        None,
+        vec![rule("app", &[], &[], forward(upstream.addr))],
+    )]))
+    .await;
+    let addr = proxy.addr();
+    let slow = tokio::spawn(http1(addr, get("app.test", "/slow?ms=700")));
+    // Wait until the upstream has the request, then stop.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            !upstream.signals.seen.lock().unwrap().is_empty()
+        })
+        .await
+    );
+    proxy.stop().await;
+    let answer = slow.await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.text(), "slow answer");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+}
