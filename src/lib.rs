@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod identity;

@@ -1,0 +1,4 @@
+//! Authentication: the `authenticate_oidc` / `authenticate_cognito` login flow
+//! and the sessions it creates.
+
+pub mod session;

@@ -1,0 +1,1 @@
+//! Sessions: the sealed cookie codec and its sharding.
