@@ -1,0 +1,251 @@
+//! Calls to the token and userinfo endpoints, and full validation of the ID
+//! token (signature against the JWKS, `iss`, `aud`/`azp`, `exp`, `iat`,
+//! `nonce`, `at_hash`; `none` and HMAC refused).
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
+use openidconnect::{
+    AccessToken, AccessTokenHash, ClaimsVerificationError, ClientId, IssuerUrl, Nonce,
+    SignatureVerificationError,
+};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::http::basic_auth;
+use super::provider::{Endpoints, Provider, TokenAuth};
+use crate::auth::error::{AuthError, IdpCallError};
+use crate::config::Secret;
+
+/// How far in the future an `iat` may be before the token is refused (clock skew).
+const IAT_LEEWAY: Duration = Duration::from_secs(60);
+
+/// Only asymmetric signatures: an HMAC "signed" with the client secret proves
+/// nothing about the IdP, and `none` proves nothing at all.
+const ALLOWED_ALGS: [CoreJwsSigningAlgorithm; 9] = [
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha384,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha512,
+    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+    CoreJwsSigningAlgorithm::EdDsa,
+];
+
+/// The client's credentials at the IdP.
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub client_secret: Secret,
+}
+
+/// A token endpoint answer (RFC 6749 §5.1).
+#[derive(Debug, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    #[serde(default)]
+    pub id_token: Option<String>,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct TokenErrorResponse {
+    error: String,
+}
+
+/// What the proxy keeps of a validated ID token.
+#[derive(Debug, Clone)]
+pub struct VerifiedIdToken {
+    pub subject: String,
+}
+
+/// Redeems an authorization code (with its PKCE verifier).
+pub async fn redeem_code(
+    provider: &Provider,
+    endpoints: &Endpoints,
+    client: &ClientCredentials,
+    code: &str,
+    redirect_uri: &str,
+    code_verifier: &str,
+) -> Result<TokenResponse, AuthError> {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", code_verifier),
+    ];
+    token_request(provider, endpoints, client, &form).await
+}
+
+/// Trades a refresh token for a new access token.
+pub async fn refresh(
+    provider: &Provider,
+    endpoints: &Endpoints,
+    client: &ClientCredentials,
+    refresh_token: &str,
+) -> Result<TokenResponse, AuthError> {
+    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+    token_request(provider, endpoints, client, &form).await
+}
+
+async fn token_request(
+    provider: &Provider,
+    endpoints: &Endpoints,
+    client: &ClientCredentials,
+    form: &[(&str, &str)],
+) -> Result<TokenResponse, AuthError> {
+    let mut form = form.to_vec();
+    let basic = match endpoints.token_auth {
+        TokenAuth::Basic => Some(basic_auth(&client.client_id, client.client_secret.expose())),
+        TokenAuth::Post => {
+            form.push(("client_id", &client.client_id));
+            form.push(("client_secret", client.client_secret.expose()));
+            None
+        }
+    };
+    let response = provider
+        .http
+        .post_form(endpoints.token.as_str(), &form, basic)
+        .await
+        .map_err(AuthError::TokenEndpoint)?;
+    if response.status == 400 {
+        if let Ok(error) = response.json::<TokenErrorResponse>() {
+            if error.error == "invalid_grant" {
+                return Err(AuthError::InvalidGrant);
+            }
+        }
+    }
+    let response = response.success().map_err(AuthError::TokenEndpoint)?;
+    serde_json::from_slice(&response.body).map_err(AuthError::InvalidTokenResponse)
+}
+
+/// Validates an ID token fully. An unknown `kid` refetches the IdP's keys
+/// (at most once a minute) and tries once more, which is how a key rotation
+/// at the IdP is picked up.
+pub async fn verify_id_token(
+    provider: &Provider,
+    endpoints: &Endpoints,
+    client_id: &str,
+    raw: &str,
+    nonce: &str,
+    access_token: &str,
+) -> Result<VerifiedIdToken, AuthError> {
+    let token = CoreIdToken::from_str(raw).map_err(|error| AuthError::InvalidIdToken(format!("not a JWT: {error}")))?;
+    let keys = provider.keys().await?;
+    match verify_with(&keys, &token, &endpoints.issuer, client_id, nonce, access_token) {
+        Err(AuthError::InvalidIdToken(reason)) if reason.starts_with(NO_MATCHING_KEY) => {
+            match provider.refetch_keys().await? {
+                Some(keys) => verify_with(&keys, &token, &endpoints.issuer, client_id, nonce, access_token),
+                None => Err(AuthError::InvalidIdToken(reason)),
+            }
+        }
+        other => other,
+    }
+}
+
+const NO_MATCHING_KEY: &str = "no key matches the token's kid";
+
+fn verify_with(
+    keys: &CoreJsonWebKeySet,
+    token: &CoreIdToken,
+    issuer: &str,
+    client_id: &str,
+    nonce: &str,
+    access_token: &str,
+) -> Result<VerifiedIdToken, AuthError> {
+    let issuer_url = IssuerUrl::new(issuer.to_owned())
+        .map_err(|error| AuthError::Internal(format!("issuer `{issuer}` is not a URL: {error}")))?;
+    let now = SystemTime::now();
+    let verifier = CoreIdTokenVerifier::new_public_client(ClientId::new(client_id.to_owned()), issuer_url, keys.clone())
+        .set_allowed_algs(ALLOWED_ALGS)
+        // Extra audiences are allowed only with `azp` naming us, checked below.
+        .set_other_audience_verifier_fn(|_| true)
+        .set_issue_time_verifier_fn(move |iat| {
+            let latest = now + IAT_LEEWAY;
+            if SystemTime::from(iat) > latest {
+                Err(format!("iat {iat} is in the future"))
+            } else {
+                Ok(())
+            }
+        });
+    let expected_nonce = Nonce::new(nonce.to_owned());
+    let claims = token.claims(&verifier, &expected_nonce).map_err(|error| match error {
+        ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey) => {
+            AuthError::InvalidIdToken(NO_MATCHING_KEY.to_owned())
+        }
+        other => AuthError::InvalidIdToken(other.to_string()),
+    })?;
+
+    let audiences = claims.audiences();
+    match claims.authorized_party() {
+        Some(azp) if azp.as_str() != client_id => {
+            return Err(AuthError::InvalidIdToken(format!("azp `{}` is not this client", azp.as_str())));
+        }
+        None if audiences.len() > 1 => {
+            return Err(AuthError::InvalidIdToken("several audiences and no azp".into()));
+        }
+        _ => {}
+    }
+
+    if let Some(expected_hash) = claims.access_token_hash() {
+        let alg = token
+            .signing_alg()
+            .map_err(|error| AuthError::InvalidIdToken(error.to_string()))?;
+        let key = token
+            .signing_key(&verifier)
+            .map_err(|error| AuthError::InvalidIdToken(error.to_string()))?;
+        let actual = AccessTokenHash::from_token(&AccessToken::new(access_token.to_owned()), alg, key)
+            .map_err(|error| AuthError::InvalidIdToken(error.to_string()))?;
+        if actual != *expected_hash {
+            return Err(AuthError::InvalidIdToken("at_hash does not match the access token".into()));
+        }
+    }
+    Ok(VerifiedIdToken {
+        subject: claims.subject().as_str().to_owned(),
+    })
+}
+
+/// The userinfo claims, verbatim, after checking that `sub` is the expected one.
+pub async fn userinfo(
+    provider: &Provider,
+    endpoints: &Endpoints,
+    access_token: &str,
+    expected_subject: &str,
+) -> Result<Box<RawValue>, AuthError> {
+    let response = provider
+        .http
+        .get(endpoints.userinfo.as_str(), Some(access_token))
+        .await
+        .map_err(|error| match error {
+            IdpCallError::TooLarge(limit) => AuthError::UserinfoTooLarge { limit },
+            other => AuthError::UserinfoEndpoint(other),
+        })?
+        .success()
+        .map_err(AuthError::UserinfoEndpoint)?;
+
+    #[derive(Deserialize)]
+    struct Subject {
+        sub: String,
+    }
+    let subject: Subject = serde_json::from_slice(&response.body)
+        .map_err(|error| AuthError::InvalidUserinfo(format!("no string `sub` in a JSON object: {error}")))?;
+    if subject.sub != expected_subject {
+        return Err(AuthError::InvalidUserinfo("userinfo `sub` differs from the ID token's".into()));
+    }
+    let text = std::str::from_utf8(&response.body)
+        .map_err(|error| AuthError::InvalidUserinfo(error.to_string()))?
+        .trim();
+    RawValue::from_string(text.to_owned()).map_err(|error| AuthError::InvalidUserinfo(error.to_string()))
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
