@@ -28,11 +28,26 @@ pub struct RequestLabels {
     pub code: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// ALB's `error_reason`.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     upstream_latency: Histogram,
     open_connections: Gauge,
+    auth_success: Counter,
+    auth_failure: Family<ReasonLabels, Counter>,
+    auth_refresh: Family<ResultLabels, Counter>,
+    idp_latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -63,11 +78,35 @@ impl Metrics {
             "Downstream connections currently open",
             open_connections.clone(),
         );
+        let auth_success = Counter::default();
+        registry.register("auth_success", "Logins completed", auth_success.clone());
+        let auth_failure = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "auth_failure",
+            "Failed logins and refused sessions, by ALB error_reason",
+            auth_failure.clone(),
+        );
+        let auth_refresh = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "auth_refresh",
+            "Access token refreshes, by result",
+            auth_refresh.clone(),
+        );
+        let idp_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "idp_latency_seconds",
+            "Time taken by each call to an IdP",
+            idp_latency.clone(),
+        );
         Self {
             registry,
             requests,
             upstream_latency,
             open_connections,
+            auth_success,
+            auth_failure,
+            auth_refresh,
+            idp_latency,
         }
     }
 
@@ -81,6 +120,23 @@ impl Metrics {
 
     pub fn observe_upstream_latency(&self, elapsed: Duration) {
         self.upstream_latency.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn auth_succeeded(&self) {
+        self.auth_success.inc();
+    }
+
+    pub fn auth_failed(&self, reason: &'static str) {
+        self.auth_failure.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// `result` is `success` or `failure`.
+    pub fn refreshed(&self, result: &'static str) {
+        self.auth_refresh.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    pub fn observe_idp_latency(&self, elapsed: Duration) {
+        self.idp_latency.observe(elapsed.as_secs_f64());
     }
 
     pub fn connection_opened(&self) {

@@ -4,3 +4,4 @@
 pub mod error;
 pub mod oidc;
 pub mod session;
+pub mod state;
