@@ -54,8 +54,10 @@ pub fn validate(
     match (config, v.problems.is_empty()) {
         (Some(config), true) => Ok(config),
         (_, false) => Err(v.problems),
-        // Every `None` is returned after pushing a problem; this arm only
-        // guards against a check that forgot to.
+        // An entry holding only unknown keys is left to their problems.
+        (None, true) if !unknown.is_empty() => Err(v.problems),
+        // Every other `None` is returned after pushing a problem; this arm
+        // only guards against a check that forgot to.
         (None, true) => Err(vec![Problem {
             path: String::new(),
             message: "the configuration is invalid but no check said why (a bug in portcullis)"
@@ -692,7 +694,9 @@ impl Validator<'_> {
             return None;
         }
         let mut valid = true;
-        let mut saw_unknown = false;
+        // Whether an entry was already reported as broken (unknown key, two
+        // keys, empty): then "no terminal action" would only repeat it.
+        let mut saw_broken_entry = false;
         let mut authenticate: Option<(At, &'static str, Option<AuthenticateAction>)> = None;
         let mut terminal: Option<(At, Option<TerminalAction>)> = None;
         for (index, action) in raw.into_iter().enumerate() {
@@ -700,7 +704,7 @@ impl Validator<'_> {
             let step = match self.action(&entry_at, action) {
                 Some(step) => step,
                 None => {
-                    saw_unknown |= self.has_unknown_under(&entry_at);
+                    saw_broken_entry = true;
                     valid = false;
                     continue;
                 }
@@ -739,9 +743,7 @@ impl Validator<'_> {
             }
         }
         let Some((_, terminal)) = terminal else {
-            // An entry holding only a misspelt action was reported as an
-            // unknown key; saying "no terminal action" as well would be noise.
-            if !saw_unknown {
+            if !saw_broken_entry {
                 let message = match &authenticate {
                     Some((_, kind, _)) => format!("{kind} is not followed by a terminal action"),
                     None => "the rule has no terminal action".to_string(),
