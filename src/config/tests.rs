@@ -1060,3 +1060,28 @@ fn debug_output_never_shows_secrets() {
     }
     assert!(debug.contains("[redacted]"));
 }
+
+#[test]
+fn a_misspelt_required_key_is_reported_once() {
+    let problem = only_problem(&OIDC.replace("client_id: app", "clientid: app"));
+    assert_eq!(
+        problem.path,
+        format!("{RULE0}.actions[0].authenticate_oidc.clientid")
+    );
+    assert!(problem.fix.contains("`client_id`"), "{problem}");
+    let problem = only_problem(&format!("admin: {{ adress: 127.0.0.1:9901 }}\n{MINIMAL}"));
+    assert_eq!(problem.path, "admin.adress");
+}
+
+#[test]
+fn duplicate_names_are_found_even_in_broken_rules() {
+    let text = "listeners:\n  - address: 127.0.0.1:8080\n    rules:\n      - { name: a, actions: [ { fixed_response: { status: 200 } } ] }\n      - { name: a, actions: [] }\n";
+    let paths: Vec<String> = problems(text).into_iter().map(|p| p.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "listeners[0].rules[1].name",
+            "listeners[0].rules[1].actions"
+        ]
+    );
+}

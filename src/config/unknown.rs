@@ -122,9 +122,14 @@ pub fn known_keys(parent: &[Segment]) -> Vec<&'static str> {
     }
 }
 
+/// Whether `unknown` is an obvious misspelling of `known`.
+pub fn is_typo_of(unknown: &str, known: &str) -> bool {
+    closest(unknown, &[known]).is_some()
+}
+
 /// The known key closest to `key`, if it is close enough to be an obvious
 /// typo: at most two edits, and fewer than half the key's length.
-fn closest(key: &str, known: &[&'static str]) -> Option<&'static str> {
+fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
     let key = key.to_ascii_lowercase().replace('-', "_");
     known
         .iter()

@@ -21,7 +21,7 @@ use url::Url;
 
 use super::model::*;
 use super::raw::*;
-use super::unknown::{Segment, format_path};
+use super::unknown::{Segment, format_path, is_typo_of};
 use super::{Environment, Problem};
 
 /// The ALB default for `forward`: how long the upstream has to answer.
@@ -47,7 +47,7 @@ pub fn validate(
 ) -> Result<Config, Vec<Problem>> {
     let mut v = Validator {
         env,
-        unknown,
+        unknown: unknown.to_vec(),
         problems: Vec::new(),
     };
     let config = v.config(raw);
@@ -109,7 +109,9 @@ impl fmt::Display for At {
 
 struct Validator<'a> {
     env: &'a dyn Environment,
-    unknown: &'a [Vec<Segment>],
+    /// Paths of unknown keys: from `serde_ignored`, plus those found in
+    /// the authenticate actions as they are validated.
+    unknown: Vec<Vec<Segment>>,
     problems: Vec<Problem>,
 }
 
@@ -144,10 +146,24 @@ impl Validator<'_> {
     }
 
     fn required<T>(&mut self, at: &At, value: Option<T>, fix: &str) -> Option<T> {
-        if value.is_none() {
+        if value.is_none() && !self.misspelt(at) {
             self.problem(at, format!("`{}` is required", at.last_key()), fix);
         }
         value
+    }
+
+    /// Whether an unknown key beside `at` is an obvious misspelling of it: its
+    /// problem already says "did you mean", so "is required" would be noise.
+    fn misspelt(&self, at: &At) -> bool {
+        let Some((Segment::Key(key), parent)) = at.0.split_last() else {
+            return false;
+        };
+        self.unknown.iter().any(|path| match path.split_last() {
+            Some((Segment::Key(unknown), unknown_parent)) => {
+                unknown_parent == parent && is_typo_of(unknown, key)
+            }
+            Some((Segment::Index(_), _)) | None => false,
+        })
     }
 
     /// Whether a key under `at` was already reported as unknown.
@@ -474,12 +490,13 @@ impl Validator<'_> {
                 "add at least one rule, e.g. one whose only action is forward",
             );
         }
+        let names: Vec<Option<String>> = raw_rules.iter().map(|rule| rule.name.clone()).collect();
+        self.duplicate_rule_names(&rules_at, &names);
         let rules: Vec<Option<CheckedRule>> = raw_rules
             .into_iter()
             .enumerate()
             .map(|(index, rule)| self.rule(&rules_at.index(index), index + 1, rule))
             .collect();
-        self.duplicate_rule_names(&rules_at, &rules);
         self.session_cookie_clashes(&rules);
         let rules: Option<Vec<Rule>> = rules
             .into_iter()
@@ -989,16 +1006,17 @@ impl Validator<'_> {
         }
     }
 
-    /// Two rules with the same explicit name on one listener.
-    fn duplicate_rule_names(&mut self, at: &At, rules: &[Option<CheckedRule>]) {
+    /// Two rules with the same explicit name on one listener (checked on the
+    /// names as written, so that it is found even when a rule has other problems).
+    fn duplicate_rule_names(&mut self, at: &At, names: &[Option<String>]) {
         let mut seen: HashMap<&str, usize> = HashMap::new();
         let mut duplicates = Vec::new();
-        for (index, rule) in rules.iter().enumerate() {
-            let Some(rule) = rule else { continue };
-            match seen.get(rule.rule.name.as_str()) {
-                Some(first) => duplicates.push((index, *first, rule.rule.name.clone())),
+        for (index, name) in names.iter().enumerate() {
+            let Some(name) = name else { continue };
+            match seen.get(name.as_str()) {
+                Some(first) => duplicates.push((index, *first, name.clone())),
                 None => {
-                    seen.insert(&rule.rule.name, index);
+                    seen.insert(name, index);
                 }
             }
         }
@@ -1158,7 +1176,7 @@ impl Validator<'_> {
                 self.problem(
                     at,
                     format!("`{raw}` is not one of {}", words.join(", ")),
-                    format!("use {}", words.join(" or ")),
+                    format!("use {}", one_of(&words)),
                 );
                 None
             }
@@ -1187,6 +1205,9 @@ impl Validator<'_> {
             (Some(value), None) => Some(Secret::new(value)),
             (None, Some(file)) => self.read_file(&at.key(&file_key), &file).map(Secret::new),
             (None, None) => {
+                if self.misspelt(&at.key(key)) || self.misspelt(&at.key(&file_key)) {
+                    return None;
+                }
                 self.problem(
                     &at.key(key),
                     format!("`{key}` is required"),
@@ -1210,6 +1231,15 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+}
+
+/// `a`, `a or b`, `a, b or c`.
+fn one_of(words: &[&str]) -> String {
+    match words.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
     }
 }
 

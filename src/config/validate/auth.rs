@@ -266,10 +266,15 @@ impl Validator<'_> {
             let param_at = at.key(&name);
             if RESERVED_PARAMS.contains(&name.as_str()) {
                 valid = false;
+                let fix = if name == "scope" {
+                    "remove it and use the scope key"
+                } else {
+                    "remove it: portcullis sets it on every authorization request"
+                };
                 self.problem(
                     &param_at,
                     format!("`{name}` is set by portcullis itself"),
-                    "remove it; scope has its own key",
+                    fix,
                 );
                 continue;
             }
@@ -297,7 +302,9 @@ impl Validator<'_> {
     /// Keys under a flattened authenticate action that neither half claimed.
     fn unknown_flattened(&mut self, at: &At, unknown: &serde_json::Map<String, serde_json::Value>) {
         for key in unknown.keys() {
-            self.problems.push(unknown_key_problem(&at.key(key).0));
+            let path = at.key(key).0;
+            self.problems.push(unknown_key_problem(&path));
+            self.unknown.push(path);
         }
     }
 
