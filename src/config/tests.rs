@@ -630,6 +630,9 @@ fn host_conditions_are_lower_cased_and_have_no_port() {
 
 // Authenticate actions.
 
+/// Older `config` releases lower-cased every key; 0.15 does not, and with
+/// `preserve_order` keeps the file's order. This pins both, since the IdP
+/// sees these names as written.
 #[test]
 fn extra_params_keep_their_case_and_order() {
     let config = load(&OIDC.replace(
