@@ -2,7 +2,14 @@
 //! [`Config`]. Validation reports every problem at once, each with its key path
 //! and how to fix it; `portcullis check` is [`load_file`] plus printing.
 
+mod interpolate;
 mod model;
+mod raw;
+mod unknown;
+mod validate;
+
+#[cfg(test)]
+mod tests;
 
 pub use model::*;
 
@@ -36,6 +43,27 @@ pub enum Format {
     Yaml,
     Toml,
     Json,
+}
+
+impl Format {
+    /// `.yaml`/`.yml`, `.toml` or `.json` (any case); `None` for anything else.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        match extension.as_str() {
+            "yaml" | "yml" => Some(Format::Yaml),
+            "toml" => Some(Format::Toml),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+
+    fn file_format(self) -> config::FileFormat {
+        match self {
+            Format::Yaml => config::FileFormat::Yaml,
+            Format::Toml => config::FileFormat::Toml,
+            Format::Json => config::FileFormat::Json,
+        }
+    }
 }
 
 /// One thing wrong with a configuration.
@@ -76,12 +104,110 @@ pub enum ConfigError {
 
 /// Reads, parses and validates a configuration file.
 pub fn load_file(path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
-    let _ = (path, env);
-    unimplemented!("config loading is being written")
+    let format = Format::from_path(path).ok_or_else(|| ConfigError::UnknownFormat {
+        path: path.to_path_buf(),
+    })?;
+    let text = env.read_file(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    load_str(&text, format, env)
 }
 
 /// Parses and validates configuration text.
+///
+/// The stages, each adding to one list of problems: parse with the `config`
+/// crate into a JSON value; expand `${NAME}` in every string; deserialize the
+/// raw structs, noting unknown keys; validate into the model.
 pub fn load_str(text: &str, format: Format, env: &dyn Environment) -> Result<Config, ConfigError> {
-    let _ = (text, format, env);
-    unimplemented!("config loading is being written")
+    let mut value = parse(text, format)?;
+    let mut problems = Vec::new();
+    interpolate::interpolate(&mut value, env, &mut problems);
+    // A value whose variable was missing is wrong in a way already reported;
+    // what validation would add about it is noise.
+    let interpolation_paths: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
+
+    let mut unknown_keys = Vec::new();
+    let raw = deserialize_raw(value, &mut unknown_keys);
+    problems.extend(
+        unknown_keys
+            .iter()
+            .map(|path| unknown::unknown_key_problem(path)),
+    );
+    let raw = match raw {
+        Ok(raw) => raw,
+        Err(problem) => {
+            problems.push(*problem);
+            return Err(ConfigError::Invalid(problems));
+        }
+    };
+
+    match validate::validate(raw, env, &unknown_keys) {
+        Ok(config) if problems.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigError::Invalid(problems)),
+        Err(more) => {
+            problems.extend(
+                more.into_iter()
+                    .filter(|problem| !interpolation_paths.contains(&problem.path)),
+            );
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+/// One line per problem, for `portcullis check` and start-up errors.
+pub fn describe(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|problem| format!("{problem}\n"))
+        .collect()
+}
+
+/// The file as a JSON value, through the `config` crate's parsers. (It keeps
+/// keys' case and, with `preserve_order`, their order.)
+fn parse(text: &str, format: Format) -> Result<serde_json::Value, ConfigError> {
+    config::Config::builder()
+        .add_source(config::File::from_str(text, format.file_format()))
+        .build()
+        .and_then(|parsed| parsed.try_deserialize::<serde_json::Value>())
+        .map_err(|source| ConfigError::Syntax { format, source })
+}
+
+/// Deserializes the raw structs, pushing the path of every unknown key onto
+/// `unknown_keys`.
+///
+/// A value of the wrong type that serde cannot step over (a list where a
+/// string belongs) ends deserialization: unlike every other check, this kind
+/// stops at the first, reported with its path through `serde_path_to_error`.
+fn deserialize_raw(
+    value: serde_json::Value,
+    unknown_keys: &mut Vec<Vec<unknown::Segment>>,
+) -> Result<raw::RawConfig, Box<Problem>> {
+    let mut on_unknown = |path: serde_ignored::Path<'_>| {
+        unknown_keys.push(unknown::segments_of(&path));
+    };
+    let deserializer = serde_ignored::Deserializer::new(value, &mut on_unknown);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let segments: Vec<unknown::Segment> = error
+            .path()
+            .iter()
+            .filter_map(|segment| match segment {
+                serde_path_to_error::Segment::Seq { index } => {
+                    Some(unknown::Segment::Index(*index))
+                }
+                serde_path_to_error::Segment::Map { key }
+                | serde_path_to_error::Segment::Enum { variant: key } => {
+                    Some(unknown::Segment::Key(key.clone()))
+                }
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect();
+        Box::new(Problem {
+            path: unknown::format_path(&segments),
+            message: error.inner().to_string(),
+            fix: "give this key a value of the type it takes (see config/full.yaml); \
+                  other problems are reported once this one is fixed"
+                .to_string(),
+        })
+    })
 }

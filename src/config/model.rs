@@ -193,6 +193,8 @@ pub struct RedirectAction {
     pub status: u16,
 }
 
+// Built once at start-up and shared: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum AuthenticateAction {
     Oidc(OidcAction),

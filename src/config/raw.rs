@@ -1,0 +1,326 @@
+//! The configuration file as written: serde structs that mirror SPEC §2 key
+//! for key, with every field optional and enumerations kept as strings, so
+//! that one mistake does not hide the next. [`super::validate`] turns this
+//! into the model and says what is wrong.
+//!
+//! Unknown keys are not rejected here: `serde_ignored` reports them for plain
+//! structs, and the two authenticate actions (whose common keys are a
+//! flattened struct, which `serde_ignored` cannot see through) collect theirs
+//! in an `unknown` map.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawConfig {
+    #[serde(default, deserialize_with = "present")]
+    pub admin: Option<RawAdmin>,
+    #[serde(default, deserialize_with = "present")]
+    pub sessions: Option<RawSessions>,
+    #[serde(default, deserialize_with = "present")]
+    pub signing: Option<RawSigning>,
+    #[serde(default, deserialize_with = "present")]
+    pub limits: Option<RawLimits>,
+    pub shutdown_timeout: Option<RawDuration>,
+    pub listeners: Option<Vec<RawListener>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAdmin {
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSessions {
+    pub secrets: Option<Vec<String>>,
+    /// One base64 secret per line; blank lines are skipped.
+    pub secrets_file: Option<String>,
+    pub store: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub redis: Option<RawRedis>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRedis {
+    pub url: Option<String>,
+    pub url_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSigning {
+    pub private_key_file: Option<String>,
+    pub key_id: Option<String>,
+    pub signer: Option<String>,
+    pub encoding: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawLimits {
+    pub header_read_timeout: Option<RawDuration>,
+    pub max_header_bytes: Option<u64>,
+    pub idle_timeout: Option<RawDuration>,
+    pub max_connections: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawListener {
+    pub address: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub tls: Option<RawTls>,
+    pub rules: Option<Vec<RawRule>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawTls {
+    pub certificate_file: Option<String>,
+    pub private_key_file: Option<String>,
+    pub certificates: Option<Vec<RawCertificate>>,
+    pub reload_interval: Option<RawDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCertificate {
+    pub certificate_file: Option<String>,
+    pub private_key_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRule {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub conditions: Option<RawConditions>,
+    pub actions: Option<Vec<RawAction>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawConditions {
+    pub host: Option<Vec<String>>,
+    pub path: Option<Vec<String>>,
+}
+
+/// One entry of a rule's action list: a map that should hold exactly one of
+/// these keys. A struct rather than an externally tagged enum, so that a
+/// misspelt action is an unknown key (with a suggestion) and two keys in one
+/// entry are a problem to report, not a parse failure.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAction {
+    #[serde(default, deserialize_with = "present")]
+    pub authenticate_oidc: Option<RawOidc>,
+    #[serde(default, deserialize_with = "present")]
+    pub authenticate_cognito: Option<RawCognito>,
+    #[serde(default, deserialize_with = "present")]
+    pub forward: Option<RawForward>,
+    #[serde(default, deserialize_with = "present")]
+    pub fixed_response: Option<RawFixedResponse>,
+    #[serde(default, deserialize_with = "present")]
+    pub redirect: Option<RawRedirect>,
+}
+
+impl RawAction {
+    /// The action keys present in this entry, in schema order.
+    pub fn keys(&self) -> Vec<&'static str> {
+        let present = [
+            ("authenticate_oidc", self.authenticate_oidc.is_some()),
+            ("authenticate_cognito", self.authenticate_cognito.is_some()),
+            ("forward", self.forward.is_some()),
+            ("fixed_response", self.fixed_response.is_some()),
+            ("redirect", self.redirect.is_some()),
+        ];
+        present
+            .into_iter()
+            .filter_map(|(key, is_present)| is_present.then_some(key))
+            .collect()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawForward {
+    pub target: Option<String>,
+    pub timeout: Option<RawDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawFixedResponse {
+    pub status: Option<RawStatus>,
+    pub content_type: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRedirect {
+    pub protocol: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<RawPort>,
+    pub path: Option<String>,
+    pub query: Option<String>,
+    pub status: Option<RawStatus>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawOidc {
+    #[serde(flatten)]
+    pub provider: RawOidcProvider,
+    #[serde(flatten)]
+    pub common: RawAuthCommon,
+    /// Whatever neither flattened struct claimed: reported as unknown keys.
+    #[serde(flatten)]
+    pub unknown: Map<String, Value>,
+}
+
+/// The keys only `authenticate_oidc` has.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawOidcProvider {
+    pub issuer: Option<String>,
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub user_info_endpoint: Option<String>,
+    pub jwks_uri: Option<String>,
+    pub end_session_endpoint: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCognito {
+    #[serde(flatten)]
+    pub provider: RawCognitoProvider,
+    #[serde(flatten)]
+    pub common: RawAuthCommon,
+    /// Whatever neither flattened struct claimed: reported as unknown keys.
+    #[serde(flatten)]
+    pub unknown: Map<String, Value>,
+}
+
+/// The keys only `authenticate_cognito` has.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCognitoProvider {
+    pub user_pool_arn: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    pub user_pool_client_id: Option<String>,
+    pub user_pool_client_secret: Option<String>,
+    pub user_pool_client_secret_file: Option<String>,
+    pub user_pool_domain: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+/// The keys both authenticate actions share.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAuthCommon {
+    pub scope: Option<String>,
+    pub session_cookie_name: Option<String>,
+    pub session_timeout: Option<RawDuration>,
+    /// A map kept in file order (serde_json's `preserve_order`); values are
+    /// checked to be strings, numbers or booleans during validation.
+    pub authentication_request_extra_params: Option<Map<String, Value>>,
+    pub on_unauthenticated_request: Option<String>,
+    pub api_requests: Option<String>,
+    pub allow_cors_preflight: Option<bool>,
+    pub login_timeout: Option<RawDuration>,
+    pub idp_timeout: Option<RawDuration>,
+    pub sign_out_redirect: Option<String>,
+}
+
+/// A duration as written: whole seconds, or text such as `15m`, `7d`,
+/// `1h30m` or `600` (seconds, as a string: what `${VAR}` produces).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a duration: whole seconds or a string like 90s, 15m, 7d"
+)]
+pub enum RawDuration {
+    Seconds(u64),
+    Text(String),
+}
+
+impl RawDuration {
+    /// The duration, or a sentence saying why the text is not one.
+    pub fn to_duration(&self) -> Result<Duration, String> {
+        match self {
+            RawDuration::Seconds(seconds) => Ok(Duration::from_secs(*seconds)),
+            RawDuration::Text(text) => {
+                let text = text.trim();
+                if let Ok(seconds) = text.parse::<u64>() {
+                    return Ok(Duration::from_secs(seconds));
+                }
+                humantime::parse_duration(text)
+                    .map_err(|error| format!("`{text}` is not a duration ({error})"))
+            }
+        }
+    }
+}
+
+/// An HTTP status as written: `301`, `"301"` or ALB's `HTTP_301`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged, expecting = "a status code such as 200 or 301")]
+pub enum RawStatus {
+    Number(u64),
+    Text(String),
+}
+
+impl RawStatus {
+    pub fn to_number(&self) -> Option<u64> {
+        match self {
+            RawStatus::Number(number) => Some(*number),
+            RawStatus::Text(text) => {
+                let text = text.trim();
+                text.strip_prefix("HTTP_").unwrap_or(text).parse().ok()
+            }
+        }
+    }
+}
+
+/// A redirect port as written: `443` or `"#{port}"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged, expecting = "a port number or \"#{port}\"")]
+pub enum RawPort {
+    Number(u64),
+    Text(String),
+}
+
+impl RawPort {
+    pub fn into_text(self) -> String {
+        match self {
+            RawPort::Number(number) => number.to_string(),
+            RawPort::Text(text) => text,
+        }
+    }
+}
+
+/// For struct-valued keys: a key written with nothing after it (`tls:` in
+/// YAML, `null` in JSON) counts as present and empty, so that its missing
+/// required keys are reported instead of the whole section vanishing.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(deserializer).map(|value| Some(value.unwrap_or_default()))
+}
+
+/// For values that are text but often look like numbers to YAML (client ids,
+/// a body of `42`): a number or boolean is taken as its text.
+fn text<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "text")]
+    enum Text {
+        String(String),
+        Integer(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    let value = Option::<Text>::deserialize(deserializer)?;
+    Ok(value.map(|value| match value {
+        Text::String(text) => text,
+        Text::Integer(number) => number.to_string(),
+        Text::Float(number) => number.to_string(),
+        Text::Bool(flag) => flag.to_string(),
+    }))
+}

@@ -1,0 +1,571 @@
+//! Validating `authenticate_oidc` and `authenticate_cognito`: the provider
+//! keys of each, the common keys they share, and the Cognito user pool ARN
+//! and domain shapes.
+
+use std::time::Duration;
+
+use url::{Host, Url};
+
+use super::{At, Validator};
+use crate::config::model::*;
+use crate::config::raw::*;
+use crate::config::unknown::unknown_key_problem;
+
+const SCOPE: &str = "openid";
+const SESSION_COOKIE_NAME: &str = "AWSELBAuthSessionCookie";
+const SESSION_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+const IDP_TIMEOUT: Duration = Duration::from_secs(10);
+const SIGN_OUT_REDIRECT: &str = "/";
+/// ALB's limit on `authentication_request_extra_params`.
+const MAX_EXTRA_PARAMS: usize = 10;
+/// Parameters the proxy sets itself on the authorization request; an extra
+/// param with one of these names would contradict it.
+const RESERVED_PARAMS: &[&str] = &[
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+];
+const ARN_SHAPE: &str =
+    "arn:{partition}:cognito-idp:{region}:{12-digit account}:userpool/{region}_{id}";
+
+impl Validator<'_> {
+    pub(super) fn oidc(&mut self, at: &At, raw: RawOidc) -> Option<OidcAction> {
+        self.unknown_flattened(at, &raw.unknown);
+        let provider = raw.provider;
+        let issuer = self.required(
+            &at.key("issuer"),
+            provider.issuer,
+            "give the IdP's issuer URL, e.g. https://idp.example.com",
+        );
+        let issuer = issuer.and_then(|issuer| self.idp_url(&at.key("issuer"), &issuer));
+        let authorization_endpoint = self.optional_idp_url(
+            &at.key("authorization_endpoint"),
+            provider.authorization_endpoint,
+        );
+        let token_endpoint =
+            self.optional_idp_url(&at.key("token_endpoint"), provider.token_endpoint);
+        let user_info_endpoint =
+            self.optional_idp_url(&at.key("user_info_endpoint"), provider.user_info_endpoint);
+        let jwks_uri = self.optional_idp_url(&at.key("jwks_uri"), provider.jwks_uri);
+        let end_session_endpoint = self.optional_idp_url(
+            &at.key("end_session_endpoint"),
+            provider.end_session_endpoint,
+        );
+        let client_id = self.client_id(&at.key("client_id"), provider.client_id);
+        let client_secret = self.secret_twin(
+            at,
+            "client_secret",
+            provider.client_secret,
+            provider.client_secret_file,
+        );
+        let common = self.auth_common(at, raw.common);
+        Some(OidcAction {
+            issuer: issuer?,
+            authorization_endpoint: authorization_endpoint?,
+            token_endpoint: token_endpoint?,
+            user_info_endpoint: user_info_endpoint?,
+            jwks_uri: jwks_uri?,
+            end_session_endpoint: end_session_endpoint?,
+            client_id: client_id?,
+            client_secret: client_secret?,
+            common: common?,
+        })
+    }
+
+    pub(super) fn cognito(&mut self, at: &At, raw: RawCognito) -> Option<CognitoAction> {
+        self.unknown_flattened(at, &raw.unknown);
+        let provider = raw.provider;
+        let arn_at = at.key("user_pool_arn");
+        let arn = self.required(
+            &arn_at,
+            provider.user_pool_arn,
+            &format!("give the user pool's ARN: {ARN_SHAPE}"),
+        );
+        let arn = arn.and_then(|arn| match parse_user_pool_arn(arn.trim()) {
+            Ok(arn) => Some(arn),
+            Err(reason) => {
+                self.problem(
+                    &arn_at,
+                    format!("`{arn}` is not a user pool ARN: {reason}"),
+                    format!("use the shape {ARN_SHAPE}, as the Cognito console shows it"),
+                );
+                None
+            }
+        });
+        let client_id =
+            self.client_id(&at.key("user_pool_client_id"), provider.user_pool_client_id);
+        let client_secret = self.secret_twin(
+            at,
+            "user_pool_client_secret",
+            provider.user_pool_client_secret,
+            provider.user_pool_client_secret_file,
+        );
+        let domain_at = at.key("user_pool_domain");
+        let domain = self.required(
+            &domain_at,
+            provider.user_pool_domain,
+            "give the hosted UI's domain prefix (my-app-auth) or custom domain (auth.example.com)",
+        );
+        let domain = domain.and_then(|domain| match parse_cognito_domain(&domain) {
+            Ok(domain) => Some(domain),
+            Err((message, fix)) => {
+                self.problem(&domain_at, message, fix);
+                None
+            }
+        });
+        // Emulators run on plain HTTP under any name (a compose service), so
+        // only the shape is checked here.
+        let endpoint_url = match provider.endpoint_url {
+            Some(text) => {
+                let url_at = at.key("endpoint_url");
+                self.url(&url_at, &text).and_then(|url| {
+                    if matches!(url.scheme(), "http" | "https") {
+                        Some(Some(url))
+                    } else {
+                        self.problem(
+                            &url_at,
+                            format!("`{text}` is not an http or https URL"),
+                            "give the emulator's base URL, e.g. http://127.0.0.1:9229",
+                        );
+                        None
+                    }
+                })
+            }
+            None => Some(None),
+        };
+        let common = self.auth_common(at, raw.common);
+        let arn = arn?;
+        Some(CognitoAction {
+            partition: arn.partition,
+            region: arn.region,
+            user_pool_id: arn.user_pool_id,
+            user_pool_client_id: client_id?,
+            user_pool_client_secret: client_secret?,
+            user_pool_domain: domain?,
+            endpoint_url: endpoint_url?,
+            common: common?,
+        })
+    }
+
+    /// The keys both authenticate actions share, with ALB's defaults.
+    fn auth_common(&mut self, at: &At, raw: RawAuthCommon) -> Option<AuthCommon> {
+        let scope = raw.scope.unwrap_or_else(|| SCOPE.to_string());
+        let scope = if scope.split_whitespace().any(|s| s == "openid") {
+            Some(scope)
+        } else {
+            self.problem(
+                &at.key("scope"),
+                format!("scope `{scope}` lacks openid"),
+                format!("write `openid {scope}`: without openid the IdP sends no ID token"),
+            );
+            None
+        };
+        let cookie = raw
+            .session_cookie_name
+            .unwrap_or_else(|| SESSION_COOKIE_NAME.to_string());
+        let cookie = if is_cookie_name(&cookie) {
+            Some(cookie)
+        } else {
+            self.problem(
+                &at.key("session_cookie_name"),
+                format!("`{cookie}` is not a valid cookie name"),
+                "use letters, digits and - _ . only, e.g. AWSELBAuthSessionCookie-app",
+            );
+            None
+        };
+        let session_timeout = self.duration(
+            &at.key("session_timeout"),
+            raw.session_timeout,
+            SESSION_TIMEOUT,
+        );
+        let session_timeout = self.positive(&at.key("session_timeout"), session_timeout);
+        let extra_params = self.extra_params(
+            &at.key("authentication_request_extra_params"),
+            raw.authentication_request_extra_params.unwrap_or_default(),
+        );
+        let on_unauthenticated_request = self.choice(
+            &at.key("on_unauthenticated_request"),
+            raw.on_unauthenticated_request,
+            UnauthenticatedPolicy::Authenticate,
+            &[
+                ("authenticate", UnauthenticatedPolicy::Authenticate),
+                ("deny", UnauthenticatedPolicy::Deny),
+                ("allow", UnauthenticatedPolicy::Allow),
+            ],
+        );
+        let api_requests = self.choice(
+            &at.key("api_requests"),
+            raw.api_requests,
+            ApiRequests::Unauthorized,
+            &[
+                ("unauthorized", ApiRequests::Unauthorized),
+                ("redirect", ApiRequests::Redirect),
+            ],
+        );
+        let login_timeout =
+            self.duration(&at.key("login_timeout"), raw.login_timeout, LOGIN_TIMEOUT);
+        let login_timeout = self.positive(&at.key("login_timeout"), login_timeout);
+        let idp_timeout = self.duration(&at.key("idp_timeout"), raw.idp_timeout, IDP_TIMEOUT);
+        let idp_timeout = self.positive(&at.key("idp_timeout"), idp_timeout);
+        let sign_out_redirect = raw
+            .sign_out_redirect
+            .unwrap_or_else(|| SIGN_OUT_REDIRECT.to_string());
+        let sign_out_redirect = if sign_out_redirect.starts_with('/')
+            || Url::parse(&sign_out_redirect)
+                .is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
+        {
+            Some(sign_out_redirect)
+        } else {
+            self.problem(
+                &at.key("sign_out_redirect"),
+                format!("`{sign_out_redirect}` is neither a path nor an http(s) URL"),
+                "give a path on the request's host (/signed-out) or an absolute URL, \
+                 registered at the IdP as a post-logout URI",
+            );
+            None
+        };
+        Some(AuthCommon {
+            scope: scope?,
+            session_cookie_name: cookie?,
+            session_timeout: session_timeout?,
+            extra_params: extra_params?,
+            on_unauthenticated_request: on_unauthenticated_request?,
+            api_requests: api_requests?,
+            allow_cors_preflight: raw.allow_cors_preflight.unwrap_or(false),
+            login_timeout: login_timeout?,
+            idp_timeout: idp_timeout?,
+            sign_out_redirect: sign_out_redirect?,
+        })
+    }
+
+    fn extra_params(
+        &mut self,
+        at: &At,
+        raw: serde_json::Map<String, serde_json::Value>,
+    ) -> Option<Vec<(String, String)>> {
+        let mut valid = true;
+        if raw.len() > MAX_EXTRA_PARAMS {
+            valid = false;
+            self.problem(
+                at,
+                format!(
+                    "{} extra params; at most {MAX_EXTRA_PARAMS} are allowed",
+                    raw.len()
+                ),
+                "keep the ten that matter (ALB has the same limit)",
+            );
+        }
+        let mut params = Vec::with_capacity(raw.len());
+        for (name, value) in raw {
+            let param_at = at.key(&name);
+            if RESERVED_PARAMS.contains(&name.as_str()) {
+                valid = false;
+                let fix = if name == "scope" {
+                    "remove it and use the scope key"
+                } else {
+                    "remove it: portcullis sets it on every authorization request"
+                };
+                self.problem(
+                    &param_at,
+                    format!("`{name}` is set by portcullis itself"),
+                    fix,
+                );
+                continue;
+            }
+            let value = match value {
+                serde_json::Value::String(text) => text,
+                serde_json::Value::Number(number) => number.to_string(),
+                serde_json::Value::Bool(flag) => flag.to_string(),
+                serde_json::Value::Null
+                | serde_json::Value::Array(_)
+                | serde_json::Value::Object(_) => {
+                    valid = false;
+                    self.problem(
+                        &param_at,
+                        "an extra param's value must be a string",
+                        "write the value as text, e.g. prompt: login",
+                    );
+                    continue;
+                }
+            };
+            params.push((name, value));
+        }
+        valid.then_some(params)
+    }
+
+    /// Keys under a flattened authenticate action that neither half claimed.
+    fn unknown_flattened(&mut self, at: &At, unknown: &serde_json::Map<String, serde_json::Value>) {
+        for key in unknown.keys() {
+            let path = at.key(key).0;
+            self.problems.push(unknown_key_problem(&path));
+            self.unknown.push(path);
+        }
+    }
+
+    fn client_id(&mut self, at: &At, raw: Option<String>) -> Option<String> {
+        let client_id = self.required(at, raw, "give the client id registered at the IdP")?;
+        if client_id.trim().is_empty() {
+            self.problem(
+                at,
+                "the client id is empty",
+                "give the client id registered at the IdP",
+            );
+            return None;
+        }
+        Some(client_id)
+    }
+
+    fn optional_idp_url(&mut self, at: &At, raw: Option<String>) -> Option<Option<Url>> {
+        match raw {
+            Some(text) => self.idp_url(at, &text).map(Some),
+            None => Some(None),
+        }
+    }
+
+    /// An IdP URL: https, or http only on the loopback interface (a local
+    /// development IdP), because tokens and the client secret travel over it.
+    fn idp_url(&mut self, at: &At, text: &str) -> Option<Url> {
+        let url = self.url(at, text)?;
+        match url.scheme() {
+            "https" => Some(url),
+            "http" if is_loopback(&url) => Some(url),
+            "http" => {
+                self.problem(
+                    at,
+                    format!("`{text}` uses plain http"),
+                    "use https (http is accepted only for localhost, 127.0.0.1 and [::1])",
+                );
+                None
+            }
+            scheme => {
+                self.problem(
+                    at,
+                    format!("`{text}` has scheme {scheme}"),
+                    "use an https URL",
+                );
+                None
+            }
+        }
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// RFC 6265 cookie-name token, narrowed to what is safe everywhere.
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The parts of a user pool ARN portcullis needs.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct UserPoolArn {
+    pub partition: String,
+    pub region: String,
+    pub user_pool_id: String,
+}
+
+/// Parses `arn:{partition}:cognito-idp:{region}:{account}:userpool/{region}_{id}`;
+/// the error says which part is wrong.
+pub(crate) fn parse_user_pool_arn(arn: &str) -> Result<UserPoolArn, String> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    let [prefix, partition, service, region, account, resource] = parts.as_slice() else {
+        return Err(format!(
+            "it has {} colon-separated parts, not 6",
+            parts.len()
+        ));
+    };
+    if *prefix != "arn" {
+        return Err("it does not start with arn:".to_string());
+    }
+    if !matches!(*partition, "aws" | "aws-cn" | "aws-us-gov") {
+        return Err(format!(
+            "partition `{partition}` is not aws, aws-cn or aws-us-gov"
+        ));
+    }
+    if *service != "cognito-idp" {
+        return Err(format!("service `{service}` is not cognito-idp"));
+    }
+    if !is_region(region) {
+        return Err(format!("`{region}` is not a region such as eu-west-1"));
+    }
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("account `{account}` is not 12 digits"));
+    }
+    let Some(pool_id) = resource.strip_prefix("userpool/") else {
+        return Err(format!(
+            "resource `{resource}` does not start with userpool/"
+        ));
+    };
+    let Some((pool_region, id)) = pool_id.split_once('_') else {
+        return Err(format!("pool id `{pool_id}` is not {{region}}_{{id}}"));
+    };
+    if pool_region != *region {
+        return Err(format!(
+            "pool id `{pool_id}` is in {pool_region}, but the ARN's region is {region}"
+        ));
+    }
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "pool id `{pool_id}` should end in letters and digits"
+        ));
+    }
+    Ok(UserPoolArn {
+        partition: partition.to_string(),
+        region: region.to_string(),
+        user_pool_id: pool_id.to_string(),
+    })
+}
+
+/// `eu-west-1`, `us-gov-west-1`, `cn-north-1`: lower-case words and a number.
+fn is_region(region: &str) -> bool {
+    let words: Vec<&str> = region.split('-').collect();
+    words.len() >= 3
+        && words.iter().all(|word| {
+            !word.is_empty()
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        && words
+            .last()
+            .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A hosted UI prefix (`my-app-auth`) or a custom domain (`auth.example.com`);
+/// the error is a message and a fix.
+fn parse_cognito_domain(domain: &str) -> Result<CognitoDomain, (String, String)> {
+    let domain = domain.trim();
+    if domain.contains("://") || domain.contains('/') {
+        return Err((
+            format!("`{domain}` is a URL, not a domain"),
+            "give only the prefix (my-app-auth) or the custom domain's name (auth.example.com)"
+                .to_string(),
+        ));
+    }
+    if domain.contains('.') {
+        let lower = domain.to_ascii_lowercase();
+        let labels_ok = lower.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+        return if labels_ok {
+            Ok(CognitoDomain::Custom(lower))
+        } else {
+            Err((
+                format!("`{domain}` is not a domain name"),
+                "give the custom domain as configured in Cognito, e.g. auth.example.com"
+                    .to_string(),
+            ))
+        };
+    }
+    let prefix_ok = !domain.is_empty()
+        && !domain.starts_with('-')
+        && !domain.ends_with('-')
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if prefix_ok {
+        Ok(CognitoDomain::Prefix(domain.to_string()))
+    } else {
+        Err((
+            format!("`{domain}` is not a Cognito domain prefix"),
+            "a prefix is lower-case letters, digits and hyphens (my-app-auth); a custom domain \
+             has a dot (auth.example.com)"
+                .to_string(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_pool_arn_parts() {
+        let arn = parse_user_pool_arn(
+            "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_AbC123",
+        );
+        assert_eq!(
+            arn,
+            Ok(UserPoolArn {
+                partition: "aws".into(),
+                region: "eu-west-1".into(),
+                user_pool_id: "eu-west-1_AbC123".into(),
+            })
+        );
+        let gov = parse_user_pool_arn(
+            "arn:aws-us-gov:cognito-idp:us-gov-west-1:123456789012:userpool/us-gov-west-1_x1",
+        );
+        assert!(gov.is_ok(), "{gov:?}");
+    }
+
+    #[test]
+    fn user_pool_arn_mistakes() {
+        for (arn, needle) in [
+            (
+                "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/us-east-1_AbC",
+                "is in us-east-1",
+            ),
+            (
+                "arn:aws:cognito-idp:eu-west-1:1234:userpool/eu-west-1_AbC",
+                "12 digits",
+            ),
+            (
+                "arn:azure:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_AbC",
+                "partition",
+            ),
+            (
+                "arn:aws:cognito:eu-west-1:123456789012:userpool/eu-west-1_AbC",
+                "cognito-idp",
+            ),
+            ("eu-west-1_AbC123", "parts"),
+            (
+                "arn:aws:cognito-idp:eu-west-1:123456789012:pool/eu-west-1_AbC",
+                "userpool/",
+            ),
+            (
+                "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_",
+                "letters",
+            ),
+        ] {
+            let error = parse_user_pool_arn(arn).expect_err(arn);
+            assert!(error.contains(needle), "{arn}: {error}");
+        }
+    }
+
+    #[test]
+    fn cognito_domains() {
+        assert_eq!(
+            parse_cognito_domain("my-app-auth"),
+            Ok(CognitoDomain::Prefix("my-app-auth".into()))
+        );
+        assert_eq!(
+            parse_cognito_domain("Auth.Example.com"),
+            Ok(CognitoDomain::Custom("auth.example.com".into()))
+        );
+        assert!(parse_cognito_domain("My-App").is_err());
+        assert!(parse_cognito_domain("https://auth.example.com").is_err());
+        assert!(parse_cognito_domain("-bad").is_err());
+        assert!(parse_cognito_domain("").is_err());
+    }
+}
