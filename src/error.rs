@@ -6,7 +6,12 @@
 
 use http::{HeaderValue, Response, StatusCode, header};
 
+use crate::auth::AuthError;
+use crate::auth::error::Blame;
 use crate::body::{self, Body};
+
+/// ALB's status for a login the IdP failed (SPEC §6).
+pub const IDP_FAILED: u16 = 561;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -24,6 +29,10 @@ pub enum ProxyError {
     UpstreamTimeout(std::time::Duration),
     #[error("the request could not be turned into an upstream request")]
     UpstreamRequest(#[source] http::Error),
+    #[error("authentication is required")]
+    Unauthenticated,
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 impl ProxyError {
@@ -36,21 +45,65 @@ impl ProxyError {
             }
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UpstreamRequest(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ProxyError::Auth(error) => match error.blame() {
+                Blame::Client => StatusCode::UNAUTHORIZED,
+                Blame::IdentityProvider => {
+                    StatusCode::from_u16(IDP_FAILED).expect("561 is a valid status code")
+                }
+                Blame::Proxy => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         }
+    }
+
+    /// ALB's `error_reason` when the failure is an authentication one.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            ProxyError::Auth(error) => Some(error.reason()),
+            _ => None,
+        }
+    }
+
+    /// A sentence for the user; fixed text, so nothing from the request or
+    /// the IdP (tokens, error strings) is ever echoed.
+    fn explanation(&self) -> Option<&'static str> {
+        let ProxyError::Auth(error) = self else {
+            return None;
+        };
+        Some(match (error, error.blame()) {
+            (AuthError::ClaimsTooLarge { .. }, _) => {
+                "Your identity claims are too large to fit in session cookies. \
+                 The operator can keep sessions on the server with sessions.store: redis."
+            }
+            (_, Blame::Client) => "The login could not be completed. Go back and try again.",
+            (_, Blame::IdentityProvider) => "The identity provider could not complete the login.",
+            (_, Blame::Proxy) => "The login could not be completed because of an internal error.",
+        })
     }
 
     /// A short page that names the status and never echoes request data.
     pub fn into_response(self, wants_json: bool) -> Response<Body> {
         let status = self.status();
-        let reason = status.canonical_reason().unwrap_or("Error");
+        let title = match status.as_u16() {
+            IDP_FAILED => "Identity Provider Error",
+            _ => status.canonical_reason().unwrap_or("Error"),
+        };
+        let explanation = self.explanation();
         let (content_type, text) = if wants_json {
-            let json = serde_json::json!({ "error": reason, "status": status.as_u16() });
+            let mut json = serde_json::json!({ "error": title, "status": status.as_u16() });
+            if let Some(reason) = self.reason() {
+                json["reason"] = reason.into();
+            }
+            if let Some(explanation) = explanation {
+                json["message"] = explanation.into();
+            }
             ("application/json", json.to_string())
         } else {
             let code = status.as_u16();
+            let paragraph = explanation.map(|text| format!("<p>{text}</p>")).unwrap_or_default();
             let page = format!(
-                "<!doctype html>\n<html><head><title>{code} {reason}</title></head>\
-                 <body><h1>{code} {reason}</h1></body></html>\n"
+                "<!doctype html>\n<html><head><title>{code} {title}</title></head>\
+                 <body><h1>{code} {title}</h1>{paragraph}</body></html>\n"
             );
             ("text/html; charset=utf-8", page)
         };
@@ -76,6 +129,44 @@ mod tests {
         assert_eq!(ProxyError::UpstreamTimeout(timeout).status(), 504);
         let bad = http::Request::builder().uri("\u{0}").body(()).unwrap_err();
         assert_eq!(ProxyError::UpstreamRequest(bad).status(), 500);
+        assert_eq!(ProxyError::Unauthenticated.status(), 401);
+        assert_eq!(ProxyError::Auth(AuthError::InvalidState).status(), 401);
+        assert_eq!(ProxyError::Auth(AuthError::MissingState).status(), 401);
+        assert_eq!(ProxyError::Auth(AuthError::InvalidGrant).status(), 561);
+        let denied = AuthError::IdpError {
+            error: "access_denied".into(),
+        };
+        assert_eq!(ProxyError::Auth(denied).status(), 561);
+        assert_eq!(ProxyError::Auth(AuthError::InvalidIdToken("x".into())).status(), 561);
+        assert_eq!(ProxyError::Auth(AuthError::ClaimsTooLarge { size: 1 }).status(), 500);
+    }
+
+    #[test]
+    fn error_pages_never_echo_what_the_idp_sent() {
+        let error = AuthError::IdpError {
+            error: "<script>alert(1)</script>".into(),
+        };
+        let response = ProxyError::Auth(error).into_response(false);
+        let body = futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(response.into_body()))
+            .unwrap()
+            .unwrap()
+            .to_bytes();
+        let page = String::from_utf8_lossy(&body);
+        assert!(page.contains("561"), "{page}");
+        assert!(!page.contains("script"), "{page}");
+    }
+
+    #[test]
+    fn claims_too_large_says_so() {
+        let response = ProxyError::Auth(AuthError::ClaimsTooLarge { size: 20_000 }).into_response(true);
+        assert_eq!(response.status(), 500);
+        let body = futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(response.into_body()))
+            .unwrap()
+            .unwrap()
+            .to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["reason"], "AuthClaimsSizeExceeded");
+        assert!(json["message"].as_str().unwrap().contains("store: redis"));
     }
 
     #[test]

@@ -1,7 +1,119 @@
 //! Authentication: the `authenticate_oidc` / `authenticate_cognito` login flow
 //! and the sessions it creates.
+//!
+//! [`Authenticator`] is one authenticate action at request time; [`build`]
+//! makes one from the configuration. The pieces: [`oidc`] speaks to the IdP,
+//! [`session`] seals cookies, [`state`] is what they hold, [`policy`] tells
+//! navigations from API calls.
 
+pub mod authenticator;
+pub mod cognito;
 pub mod error;
 pub mod oidc;
+pub mod policy;
 pub mod session;
 pub mod state;
+
+use std::sync::Arc;
+
+pub use authenticator::{AuthShared, Authenticator, Decision, Identity, RequestContext};
+pub use error::AuthError;
+
+use crate::config::{AuthenticateAction, Config};
+use crate::identity::signing::{DataSigner, DataTokenCache, SigningError};
+use crate::metrics::Metrics;
+use oidc::http::IdpClient;
+use oidc::provider::{ConfiguredEndpoints, Provider, issuer_string};
+use oidc::tokens::ClientCredentials;
+use session::CookieSealer;
+
+/// Signed `x-amzn-oidc-data` values kept for reuse (one per active session and expiry).
+const DATA_TOKEN_CACHE_ENTRIES: usize = 16_384;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("the signing key for x-amzn-oidc-data")]
+    Signing(#[from] SigningError),
+    #[error("cannot load the trusted roots for calls to the IdP")]
+    Roots(#[source] std::io::Error),
+    #[error("sessions.store: redis is not supported by this build yet; use store: cookie")]
+    RedisNotSupported,
+}
+
+/// What every authenticate action shares, or `None` when no rule authenticates.
+pub fn shared(config: &Config, metrics: Arc<Metrics>) -> Result<Option<Arc<AuthShared>>, BuildError> {
+    let authenticates = config
+        .listeners
+        .iter()
+        .flat_map(|listener| &listener.rules)
+        .any(|rule| rule.authenticate.is_some());
+    if !authenticates {
+        return Ok(None);
+    }
+    if config.sessions.store != crate::config::SessionStoreKind::Cookie {
+        return Err(BuildError::RedisNotSupported);
+    }
+    let signer = DataSigner::new(&config.signing)?;
+    if signer.generated() {
+        tracing::warn!(
+            key_id = signer.key_id(),
+            "no signing.private_key_file: generated a signing key for x-amzn-oidc-data; \
+             replicas will not agree and the key changes on restart"
+        );
+    }
+    Ok(Some(Arc::new(AuthShared {
+        sealer: CookieSealer::new(&config.sessions.secrets),
+        signer,
+        data_tokens: DataTokenCache::new(DATA_TOKEN_CACHE_ENTRIES),
+        metrics,
+    })))
+}
+
+/// The request-time form of one rule's authenticate action. Starts loading
+/// the provider's endpoints and keys in the background.
+pub fn build(rule: &str, action: &AuthenticateAction, shared: Arc<AuthShared>) -> Result<Arc<Authenticator>, BuildError> {
+    let (issuer, endpoints, client, logout, common) = match action {
+        AuthenticateAction::Oidc(oidc) => (
+            issuer_string(&oidc.issuer),
+            ConfiguredEndpoints {
+                authorization: oidc.authorization_endpoint.clone(),
+                token: oidc.token_endpoint.clone(),
+                userinfo: oidc.user_info_endpoint.clone(),
+                jwks_uri: oidc.jwks_uri.clone(),
+                end_session: oidc.end_session_endpoint.clone(),
+            },
+            ClientCredentials {
+                client_id: oidc.client_id.clone(),
+                client_secret: oidc.client_secret.clone(),
+            },
+            authenticator::Logout::Oidc,
+            &oidc.common,
+        ),
+        AuthenticateAction::Cognito(cognito) => {
+            let derived = cognito::derive(cognito);
+            (
+                derived.issuer,
+                derived.endpoints,
+                ClientCredentials {
+                    client_id: cognito.user_pool_client_id.clone(),
+                    client_secret: cognito.user_pool_client_secret.clone(),
+                },
+                authenticator::Logout::Cognito {
+                    logout_url: derived.logout,
+                },
+                &cognito.common,
+            )
+        }
+    };
+    let http = IdpClient::new(common.idp_timeout).map_err(BuildError::Roots)?;
+    let provider = Arc::new(Provider::new(issuer, endpoints, http));
+    provider.start();
+    Ok(Arc::new(Authenticator::new(
+        rule.to_owned(),
+        common.clone(),
+        client,
+        provider,
+        logout,
+        shared,
+    )))
+}

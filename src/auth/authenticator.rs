@@ -1,0 +1,526 @@
+//! One authenticate action at request time: load (and refresh) the session,
+//! apply the unauthenticated policy, start a login, finish it at
+//! `/oauth2/idpresponse`, sign out, and build the identity headers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use openidconnect::{CsrfToken, Nonce, PkceCodeChallenge};
+use tokio::sync::OnceCell;
+use url::Url;
+
+use super::error::AuthError;
+use super::oidc::provider::{Endpoints, Provider};
+use super::oidc::tokens::{self, ClientCredentials, TokenResponse, unix_now};
+use super::policy;
+use super::session::{CookieSealer, RequestCookies, clear_cookie, set_cookie, shard_names};
+use super::state::{NONCE_COOKIE, PendingLogin, PendingLogins, Session, same_host_target};
+use crate::body::{self, Body};
+use crate::config::{ApiRequests, AuthCommon, UnauthenticatedPolicy};
+use crate::identity::signing::{DataSigner, DataTokenCache, fingerprint};
+use crate::metrics::Metrics;
+
+/// Access tokens without `expires_in` are treated as valid this long (SPEC §4).
+const DEFAULT_ACCESS_TOKEN_LIFETIME: u64 = 3600;
+/// How long a refresh result is kept for requests still carrying the old cookie.
+const REFRESH_RESULT_KEPT: Duration = Duration::from_secs(60);
+
+/// Cookies are always `Secure`, as ALB's are (SPEC §3.3): a plain-HTTP
+/// listener is meant to sit behind a TLS terminator, and browsers accept
+/// `Secure` cookies from `http://localhost` for development.
+pub const SECURE_COOKIES: bool = true;
+
+const ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-amzn-oidc-accesstoken");
+const IDENTITY_HEADER: HeaderName = HeaderName::from_static("x-amzn-oidc-identity");
+const DATA_HEADER: HeaderName = HeaderName::from_static("x-amzn-oidc-data");
+
+/// What every authenticate action of the process shares.
+pub struct AuthShared {
+    pub sealer: CookieSealer,
+    pub signer: DataSigner,
+    pub data_tokens: DataTokenCache,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Where sign-out sends the browser after clearing the session.
+#[derive(Debug, Clone)]
+pub enum Logout {
+    /// The IdP's `end_session_endpoint` when it has one (OpenID RP-initiated logout).
+    Oidc,
+    /// Cognito's `/logout?client_id=…&logout_uri=…`.
+    Cognito { logout_url: Url },
+}
+
+/// The request facts the flow needs, gathered once by the proxy.
+pub struct RequestContext<'a> {
+    /// The `Host` (or `:authority`) as sent, port included: the callback URL is built from it.
+    pub authority: &'a str,
+    pub tls: bool,
+    pub cookies: &'a RequestCookies<'a>,
+}
+
+impl RequestContext<'_> {
+    fn origin(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.authority)
+    }
+
+    fn redirect_uri(&self) -> String {
+        format!("{}/oauth2/idpresponse", self.origin())
+    }
+}
+
+/// The identity of a request with a valid session.
+pub struct Identity {
+    headers: [(HeaderName, HeaderValue); 3],
+    /// Re-issued session cookies after a refresh; empty otherwise.
+    pub set_cookies: Vec<HeaderValue>,
+}
+
+impl Identity {
+    /// Adds the `x-amzn-oidc-*` headers (inbound ones were stripped already).
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for (name, value) in &self.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+/// What to do with a request that matched an authenticating rule.
+pub enum Decision {
+    Authenticated(Identity),
+    /// Forward without identity headers (`allow`, or a CORS preflight when allowed).
+    Anonymous,
+    /// The redirect to the IdP.
+    Login(Response<Body>),
+    /// 401: `deny`, or an API request under `authenticate`.
+    Unauthenticated,
+}
+
+/// A refreshed session, shared by every request that arrived with the old one.
+struct Refreshed {
+    session: Session,
+    cookies: Vec<HeaderValue>,
+}
+
+type RefreshCell = Arc<OnceCell<Option<Arc<Refreshed>>>>;
+
+pub struct Authenticator {
+    /// The rule's name: pending logins remember it to find their way back.
+    pub rule: String,
+    settings: AuthCommon,
+    client: ClientCredentials,
+    provider: Arc<Provider>,
+    logout: Logout,
+    shared: Arc<AuthShared>,
+    /// Refreshes in flight or just done, by refresh-token fingerprint (single-flight).
+    refreshes: Arc<Mutex<HashMap<u128, RefreshCell>>>,
+}
+
+impl Authenticator {
+    pub fn new(
+        rule: String,
+        settings: AuthCommon,
+        client: ClientCredentials,
+        provider: Arc<Provider>,
+        logout: Logout,
+        shared: Arc<AuthShared>,
+    ) -> Self {
+        Self {
+            rule,
+            settings,
+            client,
+            provider,
+            logout,
+            shared,
+            refreshes: Arc::default(),
+        }
+    }
+
+    pub fn cookie_name(&self) -> &str {
+        &self.settings.session_cookie_name
+    }
+
+    pub fn provider(&self) -> &Arc<Provider> {
+        &self.provider
+    }
+
+    /// Session, refresh, policy: everything before the request may go upstream.
+    pub async fn authorize<B>(&self, request: &Request<B>, context: &RequestContext<'_>) -> Result<Decision, AuthError> {
+        let now = unix_now();
+        if let Some(session) = self.load_session(context.cookies, now) {
+            if session.access_expires_at > now {
+                return self.identity(&session, Vec::new(), now).map(Decision::Authenticated);
+            }
+            if session.refresh_token.is_some() {
+                if let Some(refreshed) = self.refresh(&session).await {
+                    return self
+                        .identity(&refreshed.session, refreshed.cookies.clone(), now)
+                        .map(Decision::Authenticated);
+                }
+            }
+        }
+
+        if self.settings.allow_cors_preflight && policy::is_cors_preflight(request) {
+            return Ok(Decision::Anonymous);
+        }
+        match self.settings.on_unauthenticated_request {
+            UnauthenticatedPolicy::Allow => Ok(Decision::Anonymous),
+            UnauthenticatedPolicy::Deny => Ok(Decision::Unauthenticated),
+            UnauthenticatedPolicy::Authenticate => {
+                let redirect = self.settings.api_requests == ApiRequests::Redirect || policy::is_navigation(request);
+                if redirect {
+                    self.start_login(request, context, now).await.map(Decision::Login)
+                } else {
+                    Ok(Decision::Unauthenticated)
+                }
+            }
+        }
+    }
+
+    /// The session from the cookies, when it opens, is ours and has not ended.
+    fn load_session(&self, cookies: &RequestCookies<'_>, now: u64) -> Option<Session> {
+        let plaintext = self.shared.sealer.open_sharded(&self.settings.session_cookie_name, cookies)?;
+        let session: Session = serde_json::from_slice(&plaintext).ok()?;
+        let same_idp = session.iss.trim_end_matches('/') == self.provider.issuer().trim_end_matches('/');
+        (same_idp && session.client == self.client.client_id && session.expires_at > now).then_some(session)
+    }
+
+    /// 302 to the authorization endpoint, with the login's secrets sealed
+    /// into the nonce cookie beside any other logins in progress (tabs).
+    async fn start_login<B>(
+        &self,
+        request: &Request<B>,
+        context: &RequestContext<'_>,
+        now: u64,
+    ) -> Result<Response<Body>, AuthError> {
+        let endpoints = self.provider.endpoints().await?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let state = CsrfToken::new_random();
+        let nonce = Nonce::new_random();
+        let original = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |path_and_query| path_and_query.as_str());
+
+        let mut location = endpoints.authorization.clone();
+        {
+            let mut query = location.query_pairs_mut();
+            query
+                .append_pair("client_id", &self.client.client_id)
+                .append_pair("redirect_uri", &context.redirect_uri())
+                .append_pair("response_type", "code")
+                .append_pair("scope", &self.settings.scope)
+                .append_pair("state", state.secret());
+            for (name, value) in &self.settings.extra_params {
+                query.append_pair(name, value);
+            }
+            query
+                .append_pair("nonce", nonce.secret())
+                .append_pair("code_challenge", challenge.as_str())
+                .append_pair("code_challenge_method", "S256");
+        }
+
+        let mut logins = pending_logins(&self.shared.sealer, context.cookies);
+        logins.add(
+            PendingLogin {
+                state: state.secret().clone(),
+                nonce: nonce.secret().clone(),
+                code_verifier: verifier.secret().clone(),
+                url: same_host_target(original).to_owned(),
+                rule: self.rule.clone(),
+                expires_at: now + self.settings.login_timeout.as_secs(),
+            },
+            now,
+        );
+        let mut response = redirect(location.as_str())?;
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, self.nonce_cookie(&logins, SECURE_COOKIES)?);
+        Ok(response)
+    }
+
+    fn nonce_cookie(&self, logins: &PendingLogins, tls: bool) -> Result<HeaderValue, AuthError> {
+        if logins.0.is_empty() {
+            return Ok(clear_cookie(NONCE_COOKIE, tls));
+        }
+        let plaintext = serde_json::to_vec(logins).map_err(|error| AuthError::Internal(error.to_string()))?;
+        let sealed = self.shared.sealer.seal(NONCE_COOKIE, &plaintext);
+        Ok(set_cookie(NONCE_COOKIE, &sealed, Some(self.settings.login_timeout), tls))
+    }
+
+    /// `/oauth2/idpresponse` for a login this action started: redeem the
+    /// code, validate the ID token, read userinfo, create the session, and
+    /// send the browser back where it was going.
+    pub async fn finish_login(
+        &self,
+        login: PendingLogin,
+        remaining: &PendingLogins,
+        code: &str,
+        context: &RequestContext<'_>,
+    ) -> Result<Response<Body>, AuthError> {
+        let now = unix_now();
+        let endpoints = self.provider.endpoints().await?;
+        let started = Instant::now();
+        let tokens = tokens::redeem_code(
+            &self.provider,
+            &endpoints,
+            &self.client,
+            code,
+            &context.redirect_uri(),
+            &login.code_verifier,
+        )
+        .await;
+        self.shared.metrics.observe_idp_latency(started.elapsed());
+        let tokens = tokens?;
+        let id_token = tokens
+            .id_token
+            .as_deref()
+            .ok_or_else(|| AuthError::InvalidIdToken("the token response has no id_token".into()))?;
+        let verified = tokens::verify_id_token(
+            &self.provider,
+            &endpoints,
+            &self.client.client_id,
+            id_token,
+            &login.nonce,
+            &tokens.access_token,
+        )
+        .await?;
+        let started = Instant::now();
+        let claims = tokens::userinfo(&self.provider, &endpoints, &tokens.access_token, &verified.subject).await;
+        self.shared.metrics.observe_idp_latency(started.elapsed());
+        let claims = claims?;
+
+        let expires_at = now + self.settings.session_timeout.as_secs();
+        let keep_id_token = endpoints.end_session.is_some();
+        let session = Session {
+            iss: endpoints.issuer.clone(),
+            client: self.client.client_id.clone(),
+            sub: verified.subject,
+            access_expires_at: access_expiry(&tokens, now, expires_at),
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+            id_token: keep_id_token.then(|| id_token.to_owned()),
+            expires_at,
+            claims,
+        };
+        let cookies = self.session_cookies(&session, SECURE_COOKIES, now)?;
+        self.shared.metrics.auth_succeeded();
+
+        let mut response = redirect(same_host_target(&login.url))?;
+        let headers = response.headers_mut();
+        for cookie in cookies {
+            headers.append(header::SET_COOKIE, cookie);
+        }
+        headers.append(header::SET_COOKIE, self.nonce_cookie(remaining, SECURE_COOKIES)?);
+        Ok(response)
+    }
+
+    /// Seals the session into shards, and clears any shard a previous,
+    /// larger session left behind.
+    fn session_cookies(&self, session: &Session, tls: bool, now: u64) -> Result<Vec<HeaderValue>, AuthError> {
+        let plaintext = serde_json::to_vec(session).map_err(|error| AuthError::Internal(error.to_string()))?;
+        let base = &self.settings.session_cookie_name;
+        let shards = self
+            .shared
+            .sealer
+            .seal_sharded(base, &plaintext)
+            .map_err(|_| AuthError::ClaimsTooLarge { size: plaintext.len() })?;
+        let max_age = Duration::from_secs(session.expires_at.saturating_sub(now));
+        let mut cookies: Vec<HeaderValue> = shards
+            .iter()
+            .map(|(name, value)| set_cookie(name, value, Some(max_age), tls))
+            .collect();
+        for stale in shard_names(base).skip(shards.len()) {
+            cookies.push(clear_cookie(&stale, tls));
+        }
+        Ok(cookies)
+    }
+
+    /// Refreshes the session once, however many requests arrive with it at
+    /// the same time: they all wait for, and share, the one result.
+    async fn refresh(&self, session: &Session) -> Option<Arc<Refreshed>> {
+        let refresh_token = session.refresh_token.as_deref()?;
+        let key = fingerprint(&[self.settings.session_cookie_name.as_bytes(), refresh_token.as_bytes()]);
+        let cell = {
+            let mut refreshes = self.refreshes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            refreshes.entry(key).or_default().clone()
+        };
+        cell.get_or_init(|| async {
+            let result = self.refresh_now(session, refresh_token).await;
+            self.forget_refresh_later(key);
+            match result {
+                Ok(refreshed) => {
+                    self.shared.metrics.refreshed("success");
+                    Some(Arc::new(refreshed))
+                }
+                Err(error) => {
+                    self.shared.metrics.refreshed("failure");
+                    self.shared.metrics.auth_failed(error.reason());
+                    tracing::info!(reason = error.reason(), error = %error, "refresh failed; the user logs in again");
+                    None
+                }
+            }
+        })
+        .await
+        .clone()
+    }
+
+    async fn refresh_now(&self, session: &Session, refresh_token: &str) -> Result<Refreshed, AuthError> {
+        let now = unix_now();
+        let endpoints = self.provider.endpoints().await?;
+        let started = Instant::now();
+        let tokens = tokens::refresh(&self.provider, &endpoints, &self.client, refresh_token).await;
+        self.shared.metrics.observe_idp_latency(started.elapsed());
+        let tokens = tokens?;
+        let claims = tokens::userinfo(&self.provider, &endpoints, &tokens.access_token, &session.sub).await?;
+        let refreshed = Session {
+            iss: session.iss.clone(),
+            client: session.client.clone(),
+            sub: session.sub.clone(),
+            access_expires_at: access_expiry(&tokens, now, session.expires_at),
+            access_token: tokens.access_token,
+            // An IdP that does not rotate refresh tokens sends none back.
+            refresh_token: tokens.refresh_token.or_else(|| session.refresh_token.clone()),
+            id_token: session.id_token.clone(),
+            expires_at: session.expires_at,
+            claims,
+        };
+        let cookies = self.session_cookies(&refreshed, SECURE_COOKIES, now)?;
+        Ok(Refreshed {
+            session: refreshed,
+            cookies,
+        })
+    }
+
+    /// Keeps the result a while for requests still carrying the old cookie,
+    /// then forgets it so the map stays small.
+    fn forget_refresh_later(&self, key: u128) {
+        let refreshes = Arc::downgrade(&self.refreshes);
+        tokio::spawn(async move {
+            tokio::time::sleep(REFRESH_RESULT_KEPT).await;
+            if let Some(refreshes) = refreshes.upgrade() {
+                refreshes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&key);
+            }
+        });
+    }
+
+    /// The three `x-amzn-oidc-*` headers. The signed `x-amzn-oidc-data` is
+    /// reused from the cache until shortly before it expires, so a session's
+    /// requests do not each cost an ECDSA signature.
+    fn identity(&self, session: &Session, set_cookies: Vec<HeaderValue>, now: u64) -> Result<Identity, AuthError> {
+        let exp = session.access_expires_at.min(session.expires_at);
+        let claims = session.claims.get().as_bytes();
+        let key = fingerprint(&[
+            session.iss.as_bytes(),
+            session.client.as_bytes(),
+            claims,
+            &exp.to_be_bytes(),
+        ]);
+        let data = self
+            .shared
+            .data_tokens
+            .get_or_sign(key, exp, now, || {
+                self.shared.signer.sign(&session.iss, &session.client, claims, exp)
+            })
+            .map_err(|error| AuthError::Internal(format!("signing x-amzn-oidc-data: {error}")))?;
+        let header = |value: &str| {
+            HeaderValue::from_str(value).map_err(|_| AuthError::Internal("a token is not a valid header value".into()))
+        };
+        let mut access_token = header(&session.access_token)?;
+        access_token.set_sensitive(true);
+        Ok(Identity {
+            headers: [
+                (ACCESS_TOKEN_HEADER, access_token),
+                (IDENTITY_HEADER, header(&session.sub)?),
+                (DATA_HEADER, header(&data)?),
+            ],
+            set_cookies,
+        })
+    }
+
+    /// `/oauth2/sign_out`: clears every shard and the nonce cookie, then
+    /// sends the browser to the IdP's logout (or straight to `rd`).
+    pub async fn sign_out(&self, context: &RequestContext<'_>, rd: &str) -> Response<Body> {
+        let session = self.load_session(context.cookies, unix_now());
+        let post_logout = if self.settings.sign_out_redirect.starts_with('/') {
+            format!("{}{}", context.origin(), self.settings.sign_out_redirect)
+        } else {
+            self.settings.sign_out_redirect.clone()
+        };
+        let location = match &self.logout {
+            Logout::Cognito { logout_url } => {
+                let mut url = logout_url.clone();
+                url.query_pairs_mut()
+                    .append_pair("client_id", &self.client.client_id)
+                    .append_pair("logout_uri", &post_logout);
+                url.to_string()
+            }
+            Logout::Oidc => match self.provider.endpoints().await.ok().and_then(|e| end_session(&e)) {
+                Some(mut url) => {
+                    {
+                        let mut query = url.query_pairs_mut();
+                        query
+                            .append_pair("client_id", &self.client.client_id)
+                            .append_pair("post_logout_redirect_uri", &post_logout);
+                        if let Some(id_token) = session.as_ref().and_then(|session| session.id_token.as_deref()) {
+                            query.append_pair("id_token_hint", id_token);
+                        }
+                    }
+                    url.to_string()
+                }
+                None => rd.to_owned(),
+            },
+        };
+        let mut response = redirect(&location).unwrap_or_else(|_| {
+            let mut fallback = Response::new(body::empty());
+            *fallback.status_mut() = StatusCode::FOUND;
+            fallback.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/"));
+            fallback
+        });
+        clear_session_cookies(response.headers_mut(), &self.settings.session_cookie_name, SECURE_COOKIES);
+        response
+    }
+}
+
+/// The logins in progress in this browser; none when the cookie is absent or does not open.
+pub fn pending_logins(sealer: &CookieSealer, cookies: &RequestCookies<'_>) -> PendingLogins {
+    cookies
+        .get(NONCE_COOKIE)
+        .and_then(|value| sealer.open(NONCE_COOKIE, value))
+        .and_then(|plaintext| serde_json::from_slice(&plaintext).ok())
+        .unwrap_or_default()
+}
+
+fn end_session(endpoints: &Endpoints) -> Option<Url> {
+    endpoints.end_session.clone()
+}
+
+/// Clears every shard a cookie name may use, and the nonce cookie.
+pub fn clear_session_cookies(headers: &mut http::HeaderMap, base: &str, tls: bool) {
+    for name in shard_names(base) {
+        headers.append(header::SET_COOKIE, clear_cookie(&name, tls));
+    }
+    headers.append(header::SET_COOKIE, clear_cookie(NONCE_COOKIE, tls));
+}
+
+/// When the access token expires: `expires_in` from now, at most an hour
+/// when the IdP gives none, never after the session ends.
+fn access_expiry(tokens: &TokenResponse, now: u64, session_end: u64) -> u64 {
+    let lifetime = tokens.expires_in.unwrap_or(DEFAULT_ACCESS_TOKEN_LIFETIME);
+    (now + lifetime).min(session_end)
+}
+
+/// A 302 that no cache keeps.
+pub fn redirect(location: &str) -> Result<Response<Body>, AuthError> {
+    let location =
+        HeaderValue::from_str(location).map_err(|_| AuthError::Internal("a redirect URL is not a valid header".into()))?;
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = StatusCode::FOUND;
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, location);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
