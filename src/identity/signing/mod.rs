@@ -8,6 +8,7 @@ mod claims;
 pub use cache::{DataTokenCache, FRESHNESS_MARGIN_SECS, fingerprint};
 
 use std::fmt;
+use std::sync::Arc;
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::error::{KeyRejected, Unspecified};
@@ -73,6 +74,10 @@ pub struct DataSigner {
     public_key_pem: String,
     /// Computed once: served on every `/oauth2/jwks.json` request.
     jwks_json: String,
+    /// Fingerprint of everything fixed per signer (key, kid, signer,
+    /// encoding): mixed into cache keys so that a cache shared across a key
+    /// change never returns a token made with the old one.
+    cache_salt: [u8; 16],
     /// aws-lc-rs ignores it for ECDSA (it draws its own nonces) but the
     /// signature of `sign` asks for one.
     rng: SystemRandom,
@@ -101,6 +106,17 @@ impl DataSigner {
         };
         let public_key_pem = pem_encode("PUBLIC KEY", spki.as_ref());
         let jwks_json = jwks(key_pair.public_key().as_ref(), &key_id)?;
+        let encoding_tag: &[u8] = match config.encoding {
+            TokenEncoding::Alb => b"alb",
+            TokenEncoding::Jws => b"jws",
+        };
+        let cache_salt = fingerprint(&[
+            spki.as_ref(),
+            key_id.as_bytes(),
+            config.signer.as_bytes(),
+            encoding_tag,
+        ])
+        .to_be_bytes();
         Ok(Self {
             key_pair,
             key_id,
@@ -109,6 +125,7 @@ impl DataSigner {
             generated,
             public_key_pem,
             jwks_json,
+            cache_salt,
             rng: SystemRandom::new(),
         })
     }
@@ -157,6 +174,30 @@ impl DataSigner {
         token.push('.');
         engine.encode_string(signature.as_ref(), &mut token);
         Ok(token)
+    }
+
+    /// [`sign`](Self::sign) through `cache`: the same (issuer, client,
+    /// claims, exp) reuses one signature until 30 s before `exp`. `now` is
+    /// the current unix time in seconds.
+    pub fn sign_cached(
+        &self,
+        cache: &DataTokenCache,
+        issuer: &str,
+        client_id: &str,
+        claims_json: &[u8],
+        exp: u64,
+        now: u64,
+    ) -> Result<Arc<str>, SigningError> {
+        let key = fingerprint(&[
+            &self.cache_salt,
+            issuer.as_bytes(),
+            client_id.as_bytes(),
+            claims_json,
+            &exp.to_be_bytes(),
+        ]);
+        cache.get_or_sign(key, exp, now, || {
+            self.sign(issuer, client_id, claims_json, exp)
+        })
     }
 
     /// PEM SubjectPublicKeyInfo, the body ALB's key server returns for a kid.

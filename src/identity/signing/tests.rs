@@ -13,6 +13,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rustls_pki_types::SubjectPublicKeyInfoDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 use super::*;
 
@@ -366,4 +367,39 @@ fn debug_never_shows_key_material() {
     assert!(debug.contains("[redacted]"), "{debug}");
     assert!(!debug.contains(&body[..16]), "{debug}");
     assert!(debug.contains(signer.key_id()));
+}
+
+#[test]
+fn sign_cached_reuses_a_signature_per_session_and_per_key() {
+    let cache = DataTokenCache::new(1024);
+    let signer_a = signer(TokenEncoding::Alb);
+    let signer_b = signer(TokenEncoding::Alb); // same kid, another key
+    let claims = br#"{"sub":"u-1"}"#;
+    let first = signer_a
+        .sign_cached(&cache, ISSUER, CLIENT, claims, 1000, 0)
+        .unwrap();
+    let second = signer_a
+        .sign_cached(&cache, ISSUER, CLIENT, claims, 1000, 500)
+        .unwrap();
+    assert!(Arc::ptr_eq(&first, &second), "the cached token is reused");
+    // ECDSA signatures are randomised: a fresh signature would differ.
+    let other_key = signer_b
+        .sign_cached(&cache, ISSUER, CLIENT, claims, 1000, 500)
+        .unwrap();
+    assert_ne!(first, other_key);
+    for (issuer, client, claims, exp) in [
+        ("https://other", CLIENT, &claims[..], 1000),
+        (ISSUER, "other", &claims[..], 1000),
+        (ISSUER, CLIENT, &br#"{"sub":"u-2"}"#[..], 1000),
+        (ISSUER, CLIENT, &claims[..], 1001),
+    ] {
+        let token = signer_a
+            .sign_cached(&cache, issuer, client, claims, exp, 500)
+            .unwrap();
+        assert_ne!(first, token, "{issuer} {client} {exp}");
+    }
+    let resigned = signer_a
+        .sign_cached(&cache, ISSUER, CLIENT, claims, 1000, 970)
+        .unwrap();
+    assert_ne!(first, resigned);
 }
