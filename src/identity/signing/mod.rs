@@ -254,8 +254,10 @@ fn load_private_key(pem: &Secret) -> Result<EcdsaKeyPair, SigningError> {
     }
 }
 
-/// `8-4-4-4-12` hex digits, either case: what aws-jwt-verify's `uuidRegex` accepts.
-fn is_uuid(text: &str) -> bool {
+/// `8-4-4-4-12` hex digits, either case: what aws-jwt-verify's `uuidRegex`
+/// accepts as a kid. Public so that `portcullis check` can report a bad
+/// `signing.key_id` along with every other problem.
+pub fn is_uuid(text: &str) -> bool {
     let bytes = text.as_bytes();
     bytes.len() == 36
         && bytes.iter().enumerate().all(|(i, byte)| match i {
