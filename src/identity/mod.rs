@@ -6,6 +6,9 @@
 
 use http::HeaderMap;
 
+pub mod keys;
+pub mod signing;
+
 /// Prefix of every identity header portcullis (like ALB) sends upstream.
 pub const IDENTITY_HEADER_PREFIX: &str = "x-amzn-oidc-";
 

@@ -1,0 +1,291 @@
+//! A bounded cache of signed `x-amzn-oidc-data` tokens, so that a session's
+//! requests reuse one ECDSA signature until shortly before it expires.
+
+use std::collections::HashMap;
+use std::mem;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use aws_lc_rs::digest;
+
+use super::SigningError;
+
+/// A token is reused only until this many seconds before its `exp`, so the
+/// upstream never receives one that expires while the request is in flight.
+pub const FRESHNESS_MARGIN_SECS: u64 = 30;
+
+/// Most shards used; with 2 to 16 cores this keeps lock contention negligible.
+const MAX_SHARDS: usize = 16;
+
+/// Tokens keyed by a fingerprint of (issuer, client, claims, exp).
+///
+/// Each shard keeps two generations: inserts go to `current`; when it is
+/// full, it becomes `previous` and the old `previous` is dropped. A hit in
+/// `previous` moves the entry back to `current`. That is O(1) per call, a
+/// close approximation of LRU, and a hard bound of `capacity` entries.
+pub struct DataTokenCache {
+    shards: Box<[Mutex<Shard>]>,
+    /// Entries per generation per shard; 0 disables caching.
+    generation_capacity: usize,
+}
+
+#[derive(Default)]
+struct Shard {
+    current: HashMap<u128, Entry>,
+    previous: HashMap<u128, Entry>,
+}
+
+struct Entry {
+    token: Arc<str>,
+    /// Unix seconds from which the token must no longer be handed out.
+    fresh_until: u64,
+}
+
+impl DataTokenCache {
+    /// A cache holding at most `capacity` tokens (0 disables it).
+    pub fn new(capacity: usize) -> Self {
+        let shard_count = (capacity / 1024).clamp(1, MAX_SHARDS);
+        let shards = (0..shard_count)
+            .map(|_| Mutex::new(Shard::default()))
+            .collect();
+        Self {
+            shards,
+            generation_capacity: capacity / (2 * shard_count),
+        }
+    }
+
+    /// The cached token for `key` while it is fresh at `now` (before
+    /// `exp - 30 s`); otherwise the result of `sign`, cached when it is
+    /// still fresh. `sign` runs outside any lock; two requests missing the
+    /// same key at once may both sign, which costs time, not correctness.
+    pub fn get_or_sign(
+        &self,
+        key: u128,
+        exp: u64,
+        now: u64,
+        sign: impl FnOnce() -> Result<String, SigningError>,
+    ) -> Result<Arc<str>, SigningError> {
+        let fresh_until = exp.saturating_sub(FRESHNESS_MARGIN_SECS);
+        let cacheable = now < fresh_until && self.generation_capacity > 0;
+        if cacheable {
+            let hit = self.lock(key).get(key, now, self.generation_capacity);
+            if let Some(token) = hit {
+                return Ok(token);
+            }
+        }
+        let token: Arc<str> = sign()?.into();
+        if cacheable {
+            let entry = Entry {
+                token: Arc::clone(&token),
+                fresh_until,
+            };
+            self.lock(key).insert(key, entry, self.generation_capacity);
+        }
+        Ok(token)
+    }
+
+    /// Entries held, fresh or not (for metrics and tests).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+                shard.current.len() + shard.previous.len()
+            })
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self, key: u128) -> MutexGuard<'_, Shard> {
+        // Keys are SHA-256 output, so any bits spread evenly over the shards.
+        let index = (key as u64 as usize) % self.shards.len();
+        // Nothing panics while a shard is held, and a shard is consistent
+        // between statements anyway, so a poisoned lock is still usable.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Shard {
+    fn get(&mut self, key: u128, now: u64, generation_capacity: usize) -> Option<Arc<str>> {
+        if let Some(entry) = self.current.get(&key) {
+            return (now < entry.fresh_until).then(|| Arc::clone(&entry.token));
+        }
+        let entry = self.previous.remove(&key)?;
+        if now >= entry.fresh_until {
+            return None;
+        }
+        let token = Arc::clone(&entry.token);
+        self.insert(key, entry, generation_capacity);
+        Some(token)
+    }
+
+    fn insert(&mut self, key: u128, entry: Entry, generation_capacity: usize) {
+        if self.current.len() >= generation_capacity && !self.current.contains_key(&key) {
+            self.previous = mem::take(&mut self.current);
+            // A stale copy in `previous` would otherwise shadow nothing but
+            // still count against the bound.
+            self.previous.remove(&key);
+        }
+        self.current.insert(key, entry);
+    }
+}
+
+/// A 128-bit fingerprint of `parts` (SHA-256, truncated): the cache key for
+/// one (issuer, client, claims, exp). Each part is length-prefixed, so
+/// `["ab", "c"]` and `["a", "bc"]` differ.
+pub fn fingerprint(parts: &[&[u8]]) -> u128 {
+    let mut context = digest::Context::new(&digest::SHA256);
+    for part in parts {
+        context.update(&(part.len() as u64).to_be_bytes());
+        context.update(part);
+    }
+    let digest = context.finish();
+    let mut first = [0u8; 16];
+    first
+        .iter_mut()
+        .zip(digest.as_ref())
+        .for_each(|(out, byte)| *out = *byte);
+    u128::from_be_bytes(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    fn ok(token: &str) -> Result<String, SigningError> {
+        Ok(token.to_owned())
+    }
+
+    #[test]
+    fn second_call_within_validity_does_not_sign() {
+        let cache = DataTokenCache::new(16_384);
+        let calls = Cell::new(0);
+        let sign = || {
+            calls.set(calls.get() + 1);
+            ok("t1")
+        };
+        let key = fingerprint(&[b"iss", b"client", b"{}", b"1000"]);
+        assert_eq!(&*cache.get_or_sign(key, 1000, 100, sign).unwrap(), "t1");
+        let again = cache
+            .get_or_sign(key, 1000, 969, || {
+                calls.set(calls.get() + 1);
+                ok("t2")
+            })
+            .unwrap();
+        assert_eq!(&*again, "t1");
+        assert_eq!(calls.get(), 1);
+    }
+
+    #[test]
+    fn resigns_from_thirty_seconds_before_exp() {
+        let cache = DataTokenCache::new(16_384);
+        cache.get_or_sign(7, 1000, 100, || ok("old")).unwrap();
+        let calls = Cell::new(0);
+        let token = cache
+            .get_or_sign(7, 1000, 970, || {
+                calls.set(calls.get() + 1);
+                ok("new")
+            })
+            .unwrap();
+        assert_eq!((&*token, calls.get()), ("new", 1));
+        // A token already inside the margin is not cached: the next call signs again.
+        cache.get_or_sign(7, 1000, 971, || ok("newer")).unwrap();
+        assert_eq!(
+            &*cache.get_or_sign(7, 1000, 971, || ok("newest")).unwrap(),
+            "newest"
+        );
+    }
+
+    #[test]
+    fn a_signing_error_is_returned_and_not_cached() {
+        let cache = DataTokenCache::new(16);
+        let err = cache
+            .get_or_sign(1, 1000, 0, || Err(SigningError::ClaimsNotObject))
+            .unwrap_err();
+        assert!(matches!(err, SigningError::ClaimsNotObject));
+        assert!(cache.is_empty());
+        assert_eq!(&*cache.get_or_sign(1, 1000, 0, || ok("t")).unwrap(), "t");
+    }
+
+    #[test]
+    fn capacity_holds_under_100k_distinct_keys() {
+        let cache = DataTokenCache::new(16_384);
+        for i in 0u64..100_000 {
+            let key = fingerprint(&[&i.to_be_bytes()]);
+            cache.get_or_sign(key, 10_000, 0, || ok("t")).unwrap();
+            if i % 10_000 == 0 {
+                assert!(cache.len() <= 16_384);
+            }
+        }
+        let len = cache.len();
+        assert!(len <= 16_384, "{len}");
+        // The bound is not reached by throwing everything away.
+        assert!(len >= 16_384 / 2, "{len}");
+        // The most recent keys are still served from the cache.
+        let recent = fingerprint(&[&99_999u64.to_be_bytes()]);
+        let token = cache
+            .get_or_sign(recent, 10_000, 0, || panic!("recent key was evicted"))
+            .unwrap();
+        assert_eq!(&*token, "t");
+    }
+
+    #[test]
+    fn a_hit_in_the_older_generation_survives_the_next_rotation() {
+        // One shard, two generations of two entries each.
+        let cache = DataTokenCache::new(4);
+        cache.get_or_sign(1, 1000, 0, || ok("one")).unwrap();
+        cache.get_or_sign(2, 1000, 0, || ok("t")).unwrap();
+        cache.get_or_sign(3, 1000, 0, || ok("t")).unwrap(); // rotates: 1 and 2 become old
+        cache
+            .get_or_sign(1, 1000, 0, || panic!("1 was dropped"))
+            .unwrap(); // promoted
+        cache.get_or_sign(4, 1000, 0, || ok("t")).unwrap(); // rotates again: 2 dropped
+        assert!(cache.len() <= 4);
+        let one = cache
+            .get_or_sign(1, 1000, 0, || panic!("1 was dropped"))
+            .unwrap();
+        assert_eq!(&*one, "one");
+    }
+
+    #[test]
+    fn zero_capacity_always_signs() {
+        let cache = DataTokenCache::new(0);
+        cache.get_or_sign(1, 1000, 0, || ok("a")).unwrap();
+        assert_eq!(&*cache.get_or_sign(1, 1000, 0, || ok("b")).unwrap(), "b");
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn concurrent_callers_agree_and_stay_bounded() {
+        let cache = DataTokenCache::new(1024);
+        std::thread::scope(|scope| {
+            for thread in 0u64..4 {
+                let cache = &cache;
+                scope.spawn(move || {
+                    for i in 0u64..20_000 {
+                        let id = i % 3_000;
+                        let key = fingerprint(&[&id.to_be_bytes()]);
+                        let token = cache
+                            .get_or_sign(key, 10_000, thread, || Ok(format!("token-{id}")))
+                            .unwrap();
+                        assert_eq!(*token, format!("token-{id}"));
+                    }
+                });
+            }
+        });
+        assert!(cache.len() <= 1024);
+    }
+
+    #[test]
+    fn fingerprint_separates_parts() {
+        assert_ne!(fingerprint(&[b"ab", b"c"]), fingerprint(&[b"a", b"bc"]));
+        assert_eq!(fingerprint(&[b"a", b"b"]), fingerprint(&[b"a", b"b"]));
+        assert_ne!(fingerprint(&[b"a"]), fingerprint(&[b"a", b""]));
+    }
+}
