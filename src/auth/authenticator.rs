@@ -412,20 +412,18 @@ impl Authenticator {
     /// requests do not each cost an ECDSA signature.
     fn identity(&self, session: &Session, set_cookies: Vec<HeaderValue>, now: u64) -> Result<Identity, AuthError> {
         let exp = session.access_expires_at.min(session.expires_at);
-        let claims = session.claims.get().as_bytes();
-        let key = fingerprint(&[
-            session.iss.as_bytes(),
-            session.client.as_bytes(),
-            claims,
-            &exp.to_be_bytes(),
-        ]);
         let data = self
             .shared
-            .data_tokens
-            .get_or_sign(key, exp, now, || {
-                self.shared.signer.sign(&session.iss, &session.client, claims, exp)
-            })
-            .map_err(|error| AuthError::Internal(format!("signing x-amzn-oidc-data: {error}")))?;
+            .signer
+            .sign_cached(
+                &self.shared.data_tokens,
+                &session.iss,
+                &session.client,
+                session.claims.get().as_bytes(),
+                exp,
+                now,
+            )
+            .map_err(AuthError::Signing)?;
         let header = |value: &str| {
             HeaderValue::from_str(value).map_err(|_| AuthError::Internal("a token is not a valid header value".into()))
         };
@@ -481,6 +479,7 @@ impl Authenticator {
             fallback
         });
         clear_session_cookies(response.headers_mut(), &self.settings.session_cookie_name, SECURE_COOKIES);
+        clear_nonce_cookie(response.headers_mut(), SECURE_COOKIES);
         response
     }
 }
@@ -498,12 +497,16 @@ fn end_session(endpoints: &Endpoints) -> Option<Url> {
     endpoints.end_session.clone()
 }
 
-/// Clears every shard a cookie name may use, and the nonce cookie.
-pub fn clear_session_cookies(headers: &mut http::HeaderMap, base: &str, tls: bool) {
+/// Clears every shard a cookie name may use.
+pub fn clear_session_cookies(headers: &mut http::HeaderMap, base: &str, secure: bool) {
     for name in shard_names(base) {
-        headers.append(header::SET_COOKIE, clear_cookie(&name, tls));
+        headers.append(header::SET_COOKIE, clear_cookie(&name, secure));
     }
-    headers.append(header::SET_COOKIE, clear_cookie(NONCE_COOKIE, tls));
+}
+
+/// Clears the logins in progress.
+pub fn clear_nonce_cookie(headers: &mut http::HeaderMap, secure: bool) {
+    headers.append(header::SET_COOKIE, clear_cookie(NONCE_COOKIE, secure));
 }
 
 /// When the access token expires: `expires_in` from now, at most an hour

@@ -44,6 +44,8 @@ pub enum AuthError {
     UserinfoTooLarge { limit: usize },
     #[error("the session's claims ({size} bytes sealed) do not fit in 4 cookies")]
     ClaimsTooLarge { size: usize },
+    #[error("signing x-amzn-oidc-data failed")]
+    Signing(#[source] crate::identity::signing::SigningError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -83,7 +85,7 @@ impl AuthError {
             | AuthError::UserinfoEndpoint(_)
             | AuthError::InvalidUserinfo(_)
             | AuthError::UserinfoTooLarge { .. } => Blame::IdentityProvider,
-            AuthError::ClaimsTooLarge { .. } | AuthError::Internal(_) => Blame::Proxy,
+            AuthError::ClaimsTooLarge { .. } | AuthError::Signing(_) | AuthError::Internal(_) => Blame::Proxy,
         }
     }
 
@@ -108,7 +110,7 @@ impl AuthError {
             AuthError::InvalidUserinfo(_) => "AuthInvalidUserinfoResponse",
             AuthError::UserinfoTooLarge { .. } => "AuthUserinfoResponseSizeExceeded",
             AuthError::ClaimsTooLarge { .. } => "AuthClaimsSizeExceeded",
-            AuthError::Internal(_) => "AuthUnhandledException",
+            AuthError::Signing(_) | AuthError::Internal(_) => "AuthUnhandledException",
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
+use crate::auth::oidc::provider::Provider;
 use crate::body::{self, Body};
 use crate::metrics::Metrics;
 
@@ -16,6 +17,14 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     /// Set once every public listener is accepting connections.
     pub ready: Arc<AtomicBool>,
+    /// Each must have loaded its endpoints and keys.
+    pub providers: Vec<Arc<Provider>>,
+}
+
+impl Admin {
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && self.providers.iter().all(|provider| provider.is_ready())
+    }
 }
 
 impl Admin {
@@ -27,7 +36,7 @@ impl Admin {
                 self.metrics.encode(),
             ),
             "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
-            "/readyz" if self.ready.load(Ordering::Acquire) => {
+            "/readyz" if self.is_ready() => {
                 (StatusCode::OK, "text/plain", "ready\n".to_owned())
             }
             "/readyz" => (

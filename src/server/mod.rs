@@ -20,7 +20,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, Limits};
 use crate::metrics::Metrics;
-use crate::proxy::{Downstream, Proxy, Upstream, forward::UpstreamSetupError};
+use crate::auth::oidc::provider::Provider;
+use crate::proxy::{Downstream, Proxy, Route, Upstream, forward::UpstreamSetupError};
 
 pub use tls::TlsError;
 
@@ -40,11 +41,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Upstream(#[from] UpstreamSetupError),
-    #[error(
-        "rule `{rule}` uses an authenticate action, which this build does not run yet; \
-         remove it or use a build with login support"
-    )]
-    AuthenticateNotSupported { rule: String },
+    #[error("authentication setup")]
+    Auth(#[from] crate::auth::BuildError),
 }
 
 /// One bound public listener.
@@ -62,6 +60,8 @@ pub struct Portcullis {
     listeners: Vec<Listener>,
     admin: Option<TcpListener>,
     metrics: Arc<Metrics>,
+    /// Not ready until each has its endpoints and keys.
+    providers: Vec<Arc<Provider>>,
     limits: Limits,
     shutdown_timeout: Duration,
 }
@@ -116,6 +116,7 @@ impl Portcullis {
             listeners,
             admin,
             metrics,
+            providers,
             limits: config.limits.clone(),
             shutdown_timeout: config.shutdown_timeout,
         })
@@ -152,6 +153,7 @@ impl Portcullis {
             let admin_state = Arc::new(admin::Admin {
                 metrics: self.metrics.clone(),
                 ready: ready.clone(),
+                providers: self.providers.clone(),
             });
             tokio::spawn(serve_admin(admin, admin_state, stop_rx.clone()));
         }
