@@ -100,7 +100,9 @@ impl ProxyError {
             ("application/json", json.to_string())
         } else {
             let code = status.as_u16();
-            let paragraph = explanation.map(|text| format!("<p>{text}</p>")).unwrap_or_default();
+            let paragraph = explanation
+                .map(|text| format!("<p>{text}</p>"))
+                .unwrap_or_default();
             let page = format!(
                 "<!doctype html>\n<html><head><title>{code} {title}</title></head>\
                  <body><h1>{code} {title}</h1>{paragraph}</body></html>\n"
@@ -137,8 +139,14 @@ mod tests {
             error: "access_denied".into(),
         };
         assert_eq!(ProxyError::Auth(denied).status(), 561);
-        assert_eq!(ProxyError::Auth(AuthError::InvalidIdToken("x".into())).status(), 561);
-        assert_eq!(ProxyError::Auth(AuthError::ClaimsTooLarge { size: 1 }).status(), 500);
+        assert_eq!(
+            ProxyError::Auth(AuthError::InvalidIdToken("x".into())).status(),
+            561
+        );
+        assert_eq!(
+            ProxyError::Auth(AuthError::ClaimsTooLarge { size: 1 }).status(),
+            500
+        );
     }
 
     #[test]
@@ -147,10 +155,12 @@ mod tests {
             error: "<script>alert(1)</script>".into(),
         };
         let response = ProxyError::Auth(error).into_response(false);
-        let body = futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(response.into_body()))
-            .unwrap()
-            .unwrap()
-            .to_bytes();
+        let body = futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(
+            response.into_body(),
+        ))
+        .unwrap()
+        .unwrap()
+        .to_bytes();
         let page = String::from_utf8_lossy(&body);
         assert!(page.contains("561"), "{page}");
         assert!(!page.contains("script"), "{page}");
@@ -158,12 +168,15 @@ mod tests {
 
     #[test]
     fn claims_too_large_says_so() {
-        let response = ProxyError::Auth(AuthError::ClaimsTooLarge { size: 20_000 }).into_response(true);
+        let response =
+            ProxyError::Auth(AuthError::ClaimsTooLarge { size: 20_000 }).into_response(true);
         assert_eq!(response.status(), 500);
-        let body = futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(response.into_body()))
-            .unwrap()
-            .unwrap()
-            .to_bytes();
+        let body = futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(
+            response.into_body(),
+        ))
+        .unwrap()
+        .unwrap()
+        .to_bytes();
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["reason"], "AuthClaimsSizeExceeded");
         assert!(json["message"].as_str().unwrap().contains("store: redis"));

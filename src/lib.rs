@@ -14,8 +14,8 @@
 //! down gracefully, and [`error`] is the one place errors become responses.
 #![forbid(unsafe_code)]
 
-pub mod body;
 pub mod auth;
+pub mod body;
 pub mod config;
 pub mod error;
 pub mod identity;

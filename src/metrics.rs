@@ -127,12 +127,16 @@ impl Metrics {
     }
 
     pub fn auth_failed(&self, reason: &'static str) {
-        self.auth_failure.get_or_create(&ReasonLabels { reason }).inc();
+        self.auth_failure
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// `result` is `success` or `failure`.
     pub fn refreshed(&self, result: &'static str) {
-        self.auth_refresh.get_or_create(&ResultLabels { result }).inc();
+        self.auth_refresh
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     pub fn observe_idp_latency(&self, elapsed: Duration) {

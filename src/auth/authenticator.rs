@@ -148,11 +148,17 @@ impl Authenticator {
     }
 
     /// Session, refresh, policy: everything before the request may go upstream.
-    pub async fn authorize<B>(&self, request: &Request<B>, context: &RequestContext<'_>) -> Result<Decision, AuthError> {
+    pub async fn authorize<B>(
+        &self,
+        request: &Request<B>,
+        context: &RequestContext<'_>,
+    ) -> Result<Decision, AuthError> {
         let now = unix_now();
         if let Some(session) = self.load_session(context.cookies, now) {
             if session.access_expires_at > now {
-                return self.identity(&session, Vec::new(), now).map(Decision::Authenticated);
+                return self
+                    .identity(&session, Vec::new(), now)
+                    .map(Decision::Authenticated);
             }
             if session.refresh_token.is_some() {
                 if let Some(refreshed) = self.refresh(&session).await {
@@ -170,9 +176,12 @@ impl Authenticator {
             UnauthenticatedPolicy::Allow => Ok(Decision::Anonymous),
             UnauthenticatedPolicy::Deny => Ok(Decision::Unauthenticated),
             UnauthenticatedPolicy::Authenticate => {
-                let redirect = self.settings.api_requests == ApiRequests::Redirect || policy::is_navigation(request);
+                let redirect = self.settings.api_requests == ApiRequests::Redirect
+                    || policy::is_navigation(request);
                 if redirect {
-                    self.start_login(request, context, now).await.map(Decision::Login)
+                    self.start_login(request, context, now)
+                        .await
+                        .map(Decision::Login)
                 } else {
                     Ok(Decision::Unauthenticated)
                 }
@@ -182,10 +191,15 @@ impl Authenticator {
 
     /// The session from the cookies, when it opens, is ours and has not ended.
     fn load_session(&self, cookies: &RequestCookies<'_>, now: u64) -> Option<Session> {
-        let plaintext = self.shared.sealer.open_sharded(&self.settings.session_cookie_name, cookies)?;
+        let plaintext = self
+            .shared
+            .sealer
+            .open_sharded(&self.settings.session_cookie_name, cookies)?;
         let session: Session = serde_json::from_slice(&plaintext).ok()?;
-        let same_idp = session.iss.trim_end_matches('/') == self.provider.issuer().trim_end_matches('/');
-        (same_idp && session.client == self.client.client_id && session.expires_at > now).then_some(session)
+        let same_idp =
+            session.iss.trim_end_matches('/') == self.provider.issuer().trim_end_matches('/');
+        (same_idp && session.client == self.client.client_id && session.expires_at > now)
+            .then_some(session)
     }
 
     /// 302 to the authorization endpoint, with the login's secrets sealed
@@ -236,9 +250,10 @@ impl Authenticator {
             now,
         );
         let mut response = redirect(location.as_str())?;
-        response
-            .headers_mut()
-            .append(header::SET_COOKIE, self.nonce_cookie(&logins, SECURE_COOKIES)?);
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            self.nonce_cookie(&logins, SECURE_COOKIES)?,
+        );
         Ok(response)
     }
 
@@ -246,9 +261,15 @@ impl Authenticator {
         if logins.0.is_empty() {
             return Ok(clear_cookie(NONCE_COOKIE, tls));
         }
-        let plaintext = serde_json::to_vec(logins).map_err(|error| AuthError::Internal(error.to_string()))?;
+        let plaintext =
+            serde_json::to_vec(logins).map_err(|error| AuthError::Internal(error.to_string()))?;
         let sealed = self.shared.sealer.seal(NONCE_COOKIE, &plaintext);
-        Ok(set_cookie(NONCE_COOKIE, &sealed, Some(self.settings.login_timeout), tls))
+        Ok(set_cookie(
+            NONCE_COOKIE,
+            &sealed,
+            Some(self.settings.login_timeout),
+            tls,
+        ))
     }
 
     /// `/oauth2/idpresponse` for a login this action started: redeem the
@@ -275,10 +296,9 @@ impl Authenticator {
         .await;
         self.shared.metrics.observe_idp_latency(started.elapsed());
         let tokens = tokens?;
-        let id_token = tokens
-            .id_token
-            .as_deref()
-            .ok_or_else(|| AuthError::InvalidIdToken("the token response has no id_token".into()))?;
+        let id_token = tokens.id_token.as_deref().ok_or_else(|| {
+            AuthError::InvalidIdToken("the token response has no id_token".into())
+        })?;
         let verified = tokens::verify_id_token(
             &self.provider,
             &endpoints,
@@ -289,7 +309,13 @@ impl Authenticator {
         )
         .await?;
         let started = Instant::now();
-        let claims = tokens::userinfo(&self.provider, &endpoints, &tokens.access_token, &verified.subject).await;
+        let claims = tokens::userinfo(
+            &self.provider,
+            &endpoints,
+            &tokens.access_token,
+            &verified.subject,
+        )
+        .await;
         self.shared.metrics.observe_idp_latency(started.elapsed());
         let claims = claims?;
 
@@ -314,20 +340,31 @@ impl Authenticator {
         for cookie in cookies {
             headers.append(header::SET_COOKIE, cookie);
         }
-        headers.append(header::SET_COOKIE, self.nonce_cookie(remaining, SECURE_COOKIES)?);
+        headers.append(
+            header::SET_COOKIE,
+            self.nonce_cookie(remaining, SECURE_COOKIES)?,
+        );
         Ok(response)
     }
 
     /// Seals the session into shards, and clears any shard a previous,
     /// larger session left behind.
-    fn session_cookies(&self, session: &Session, tls: bool, now: u64) -> Result<Vec<HeaderValue>, AuthError> {
-        let plaintext = serde_json::to_vec(session).map_err(|error| AuthError::Internal(error.to_string()))?;
+    fn session_cookies(
+        &self,
+        session: &Session,
+        tls: bool,
+        now: u64,
+    ) -> Result<Vec<HeaderValue>, AuthError> {
+        let plaintext =
+            serde_json::to_vec(session).map_err(|error| AuthError::Internal(error.to_string()))?;
         let base = &self.settings.session_cookie_name;
         let shards = self
             .shared
             .sealer
             .seal_sharded(base, &plaintext)
-            .map_err(|_| AuthError::ClaimsTooLarge { size: plaintext.len() })?;
+            .map_err(|_| AuthError::ClaimsTooLarge {
+                size: plaintext.len(),
+            })?;
         let max_age = Duration::from_secs(session.expires_at.saturating_sub(now));
         let mut cookies: Vec<HeaderValue> = shards
             .iter()
@@ -343,9 +380,15 @@ impl Authenticator {
     /// the same time: they all wait for, and share, the one result.
     async fn refresh(&self, session: &Session) -> Option<Arc<Refreshed>> {
         let refresh_token = session.refresh_token.as_deref()?;
-        let key = fingerprint(&[self.settings.session_cookie_name.as_bytes(), refresh_token.as_bytes()]);
+        let key = fingerprint(&[
+            self.settings.session_cookie_name.as_bytes(),
+            refresh_token.as_bytes(),
+        ]);
         let cell = {
-            let mut refreshes = self.refreshes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut refreshes = self
+                .refreshes
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             refreshes.entry(key).or_default().clone()
         };
         cell.get_or_init(|| async {
@@ -368,14 +411,24 @@ impl Authenticator {
         .clone()
     }
 
-    async fn refresh_now(&self, session: &Session, refresh_token: &str) -> Result<Refreshed, AuthError> {
+    async fn refresh_now(
+        &self,
+        session: &Session,
+        refresh_token: &str,
+    ) -> Result<Refreshed, AuthError> {
         let now = unix_now();
         let endpoints = self.provider.endpoints().await?;
         let started = Instant::now();
         let tokens = tokens::refresh(&self.provider, &endpoints, &self.client, refresh_token).await;
         self.shared.metrics.observe_idp_latency(started.elapsed());
         let tokens = tokens?;
-        let claims = tokens::userinfo(&self.provider, &endpoints, &tokens.access_token, &session.sub).await?;
+        let claims = tokens::userinfo(
+            &self.provider,
+            &endpoints,
+            &tokens.access_token,
+            &session.sub,
+        )
+        .await?;
         let refreshed = Session {
             iss: session.iss.clone(),
             client: session.client.clone(),
@@ -383,7 +436,9 @@ impl Authenticator {
             access_expires_at: access_expiry(&tokens, now, session.expires_at),
             access_token: tokens.access_token,
             // An IdP that does not rotate refresh tokens sends none back.
-            refresh_token: tokens.refresh_token.or_else(|| session.refresh_token.clone()),
+            refresh_token: tokens
+                .refresh_token
+                .or_else(|| session.refresh_token.clone()),
             id_token: session.id_token.clone(),
             expires_at: session.expires_at,
             claims,
@@ -402,7 +457,10 @@ impl Authenticator {
         tokio::spawn(async move {
             tokio::time::sleep(REFRESH_RESULT_KEPT).await;
             if let Some(refreshes) = refreshes.upgrade() {
-                refreshes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&key);
+                refreshes
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .remove(&key);
             }
         });
     }
@@ -410,7 +468,12 @@ impl Authenticator {
     /// The three `x-amzn-oidc-*` headers. The signed `x-amzn-oidc-data` is
     /// reused from the cache until shortly before it expires, so a session's
     /// requests do not each cost an ECDSA signature.
-    fn identity(&self, session: &Session, set_cookies: Vec<HeaderValue>, now: u64) -> Result<Identity, AuthError> {
+    fn identity(
+        &self,
+        session: &Session,
+        set_cookies: Vec<HeaderValue>,
+        now: u64,
+    ) -> Result<Identity, AuthError> {
         let exp = session.access_expires_at.min(session.expires_at);
         let data = self
             .shared
@@ -425,7 +488,8 @@ impl Authenticator {
             )
             .map_err(AuthError::Signing)?;
         let header = |value: &str| {
-            HeaderValue::from_str(value).map_err(|_| AuthError::Internal("a token is not a valid header value".into()))
+            HeaderValue::from_str(value)
+                .map_err(|_| AuthError::Internal("a token is not a valid header value".into()))
         };
         let mut access_token = header(&session.access_token)?;
         access_token.set_sensitive(true);
@@ -456,14 +520,23 @@ impl Authenticator {
                     .append_pair("logout_uri", &post_logout);
                 url.to_string()
             }
-            Logout::Oidc => match self.provider.endpoints().await.ok().and_then(|e| end_session(&e)) {
+            Logout::Oidc => match self
+                .provider
+                .endpoints()
+                .await
+                .ok()
+                .and_then(|e| end_session(&e))
+            {
                 Some(mut url) => {
                     {
                         let mut query = url.query_pairs_mut();
                         query
                             .append_pair("client_id", &self.client.client_id)
                             .append_pair("post_logout_redirect_uri", &post_logout);
-                        if let Some(id_token) = session.as_ref().and_then(|session| session.id_token.as_deref()) {
+                        if let Some(id_token) = session
+                            .as_ref()
+                            .and_then(|session| session.id_token.as_deref())
+                        {
                             query.append_pair("id_token_hint", id_token);
                         }
                     }
@@ -475,10 +548,16 @@ impl Authenticator {
         let mut response = redirect(&location).unwrap_or_else(|_| {
             let mut fallback = Response::new(body::empty());
             *fallback.status_mut() = StatusCode::FOUND;
-            fallback.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/"));
+            fallback
+                .headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static("/"));
             fallback
         });
-        clear_session_cookies(response.headers_mut(), &self.settings.session_cookie_name, SECURE_COOKIES);
+        clear_session_cookies(
+            response.headers_mut(),
+            &self.settings.session_cookie_name,
+            SECURE_COOKIES,
+        );
         clear_nonce_cookie(response.headers_mut(), SECURE_COOKIES);
         response
     }
@@ -518,8 +597,8 @@ fn access_expiry(tokens: &TokenResponse, now: u64, session_end: u64) -> u64 {
 
 /// A 302 that no cache keeps.
 pub fn redirect(location: &str) -> Result<Response<Body>, AuthError> {
-    let location =
-        HeaderValue::from_str(location).map_err(|_| AuthError::Internal("a redirect URL is not a valid header".into()))?;
+    let location = HeaderValue::from_str(location)
+        .map_err(|_| AuthError::Internal("a redirect URL is not a valid header".into()))?;
     let mut response = Response::new(body::empty());
     *response.status_mut() = StatusCode::FOUND;
     let headers = response.headers_mut();

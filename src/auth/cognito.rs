@@ -17,7 +17,11 @@ pub struct Derived {
 
 /// `amazonaws.com`, or China's `amazonaws.com.cn`.
 fn dns_suffix(partition: &str) -> &'static str {
-    if partition == "aws-cn" { "amazonaws.com.cn" } else { "amazonaws.com" }
+    if partition == "aws-cn" {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    }
 }
 
 pub fn derive(action: &CognitoAction) -> Derived {
@@ -29,7 +33,10 @@ pub fn derive(action: &CognitoAction) -> Derived {
         }
         None => {
             let region = &action.region;
-            let issuer = format!("https://cognito-idp.{region}.{}/{pool}", dns_suffix(&action.partition));
+            let issuer = format!(
+                "https://cognito-idp.{region}.{}/{pool}",
+                dns_suffix(&action.partition)
+            );
             let hosted_ui = match &action.user_pool_domain {
                 CognitoDomain::Prefix(prefix) => {
                     let cognito_suffix = if action.partition == "aws-cn" {
@@ -65,7 +72,12 @@ mod tests {
     use crate::config::{ApiRequests, AuthCommon, Secret, UnauthenticatedPolicy};
     use std::time::Duration;
 
-    fn action(partition: &str, region: &str, domain: CognitoDomain, endpoint_url: Option<&str>) -> CognitoAction {
+    fn action(
+        partition: &str,
+        region: &str,
+        domain: CognitoDomain,
+        endpoint_url: Option<&str>,
+    ) -> CognitoAction {
         CognitoAction {
             partition: partition.into(),
             region: region.into(),
@@ -91,8 +103,16 @@ mod tests {
 
     #[test]
     fn prefix_domain() {
-        let derived = derive(&action("aws", "eu-west-1", CognitoDomain::Prefix("my-app".into()), None));
-        assert_eq!(derived.issuer, "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123");
+        let derived = derive(&action(
+            "aws",
+            "eu-west-1",
+            CognitoDomain::Prefix("my-app".into()),
+            None,
+        ));
+        assert_eq!(
+            derived.issuer,
+            "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123"
+        );
         let endpoints = &derived.endpoints;
         assert_eq!(
             endpoints.authorization.as_ref().unwrap().as_str(),
@@ -110,12 +130,20 @@ mod tests {
             endpoints.jwks_uri.as_ref().unwrap().as_str(),
             "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123/.well-known/jwks.json"
         );
-        assert_eq!(derived.logout.as_str(), "https://my-app.auth.eu-west-1.amazoncognito.com/logout");
+        assert_eq!(
+            derived.logout.as_str(),
+            "https://my-app.auth.eu-west-1.amazoncognito.com/logout"
+        );
     }
 
     #[test]
     fn custom_domain() {
-        let derived = derive(&action("aws", "us-east-1", CognitoDomain::Custom("auth.example.com".into()), None));
+        let derived = derive(&action(
+            "aws",
+            "us-east-1",
+            CognitoDomain::Custom("auth.example.com".into()),
+            None,
+        ));
         assert_eq!(derived.logout.as_str(), "https://auth.example.com/logout");
         assert_eq!(
             derived.endpoints.authorization.unwrap().as_str(),
@@ -125,10 +153,26 @@ mod tests {
 
     #[test]
     fn partitions() {
-        let china = derive(&action("aws-cn", "cn-north-1", CognitoDomain::Prefix("app".into()), None));
-        assert_eq!(china.issuer, "https://cognito-idp.cn-north-1.amazonaws.com.cn/cn-north-1_AbC123");
-        let gov = derive(&action("aws-us-gov", "us-gov-west-1", CognitoDomain::Prefix("app".into()), None));
-        assert_eq!(gov.issuer, "https://cognito-idp.us-gov-west-1.amazonaws.com/us-gov-west-1_AbC123");
+        let china = derive(&action(
+            "aws-cn",
+            "cn-north-1",
+            CognitoDomain::Prefix("app".into()),
+            None,
+        ));
+        assert_eq!(
+            china.issuer,
+            "https://cognito-idp.cn-north-1.amazonaws.com.cn/cn-north-1_AbC123"
+        );
+        let gov = derive(&action(
+            "aws-us-gov",
+            "us-gov-west-1",
+            CognitoDomain::Prefix("app".into()),
+            None,
+        ));
+        assert_eq!(
+            gov.issuer,
+            "https://cognito-idp.us-gov-west-1.amazonaws.com/us-gov-west-1_AbC123"
+        );
     }
 
     #[test]

@@ -85,7 +85,9 @@ impl AuthError {
             | AuthError::UserinfoEndpoint(_)
             | AuthError::InvalidUserinfo(_)
             | AuthError::UserinfoTooLarge { .. } => Blame::IdentityProvider,
-            AuthError::ClaimsTooLarge { .. } | AuthError::Signing(_) | AuthError::Internal(_) => Blame::Proxy,
+            AuthError::ClaimsTooLarge { .. } | AuthError::Signing(_) | AuthError::Internal(_) => {
+                Blame::Proxy
+            }
         }
     }
 

@@ -41,7 +41,10 @@ pub enum BuildError {
 }
 
 /// What every authenticate action shares, or `None` when no rule authenticates.
-pub fn shared(config: &Config, metrics: Arc<Metrics>) -> Result<Option<Arc<AuthShared>>, BuildError> {
+pub fn shared(
+    config: &Config,
+    metrics: Arc<Metrics>,
+) -> Result<Option<Arc<AuthShared>>, BuildError> {
     let authenticates = config
         .listeners
         .iter()
@@ -71,7 +74,11 @@ pub fn shared(config: &Config, metrics: Arc<Metrics>) -> Result<Option<Arc<AuthS
 
 /// The request-time form of one rule's authenticate action. Starts loading
 /// the provider's endpoints and keys in the background.
-pub fn build(rule: &str, action: &AuthenticateAction, shared: Arc<AuthShared>) -> Result<Arc<Authenticator>, BuildError> {
+pub fn build(
+    rule: &str,
+    action: &AuthenticateAction,
+    shared: Arc<AuthShared>,
+) -> Result<Arc<Authenticator>, BuildError> {
     let (issuer, endpoints, client, logout, common) = match action {
         AuthenticateAction::Oidc(oidc) => (
             issuer_string(&oidc.issuer),

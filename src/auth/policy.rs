@@ -9,8 +9,10 @@ pub fn is_navigation<B>(request: &Request<B>) -> bool {
     let headers = request.headers();
     let text = |name| headers.get(name).and_then(|value| value.to_str().ok());
     let method_ok = request.method() == Method::GET || request.method() == Method::HEAD;
-    let xhr = text("x-requested-with").is_some_and(|value| value.eq_ignore_ascii_case("XMLHttpRequest"));
-    let fetch_mode_ok = text("sec-fetch-mode").is_none_or(|mode| mode.eq_ignore_ascii_case("navigate"));
+    let xhr =
+        text("x-requested-with").is_some_and(|value| value.eq_ignore_ascii_case("XMLHttpRequest"));
+    let fetch_mode_ok =
+        text("sec-fetch-mode").is_none_or(|mode| mode.eq_ignore_ascii_case("navigate"));
     let accept = text(header::ACCEPT.as_str()).unwrap_or("");
     let wants_json_only = accept.contains("json") && !accept.contains("text/html");
     method_ok && !xhr && fetch_mode_ok && !wants_json_only
@@ -19,7 +21,10 @@ pub fn is_navigation<B>(request: &Request<B>) -> bool {
 /// `OPTIONS` with `Access-Control-Request-Method`: browsers never send
 /// cookies on a preflight, so it can never carry a session.
 pub fn is_cors_preflight<B>(request: &Request<B>) -> bool {
-    request.method() == Method::OPTIONS && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 #[cfg(test)]
@@ -37,23 +42,44 @@ mod tests {
     #[test]
     fn navigations() {
         assert!(is_navigation(&request("GET", &[])));
-        assert!(is_navigation(&request("GET", &[("accept", "text/html,application/json;q=0.9")])));
-        assert!(is_navigation(&request("HEAD", &[("sec-fetch-mode", "navigate")])));
+        assert!(is_navigation(&request(
+            "GET",
+            &[("accept", "text/html,application/json;q=0.9")]
+        )));
+        assert!(is_navigation(&request(
+            "HEAD",
+            &[("sec-fetch-mode", "navigate")]
+        )));
         assert!(is_navigation(&request("GET", &[("accept", "*/*")])));
     }
 
     #[test]
     fn api_calls() {
         assert!(!is_navigation(&request("POST", &[])));
-        assert!(!is_navigation(&request("GET", &[("x-requested-with", "XMLHttpRequest")])));
-        assert!(!is_navigation(&request("GET", &[("sec-fetch-mode", "cors")])));
-        assert!(!is_navigation(&request("GET", &[("accept", "application/json")])));
+        assert!(!is_navigation(&request(
+            "GET",
+            &[("x-requested-with", "XMLHttpRequest")]
+        )));
+        assert!(!is_navigation(&request(
+            "GET",
+            &[("sec-fetch-mode", "cors")]
+        )));
+        assert!(!is_navigation(&request(
+            "GET",
+            &[("accept", "application/json")]
+        )));
     }
 
     #[test]
     fn preflights() {
-        assert!(is_cors_preflight(&request("OPTIONS", &[("access-control-request-method", "PUT")])));
+        assert!(is_cors_preflight(&request(
+            "OPTIONS",
+            &[("access-control-request-method", "PUT")]
+        )));
         assert!(!is_cors_preflight(&request("OPTIONS", &[])));
-        assert!(!is_cors_preflight(&request("GET", &[("access-control-request-method", "PUT")])));
+        assert!(!is_cors_preflight(&request(
+            "GET",
+            &[("access-control-request-method", "PUT")]
+        )));
     }
 }

@@ -152,6 +152,10 @@ mod tests {
         }
         assert_eq!(logins.0.len(), MAX_PENDING_LOGINS);
         assert!(logins.take("s0", 20).is_none());
-        assert!(logins.take(&format!("s{}", MAX_PENDING_LOGINS + 1), 20).is_some());
+        assert!(
+            logins
+                .take(&format!("s{}", MAX_PENDING_LOGINS + 1), 20)
+                .is_some()
+        );
     }
 }

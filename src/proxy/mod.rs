@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use http::{Request, Response, header};
 use hyper::body::Incoming;
 
-use crate::auth::authenticator::{SECURE_COOKIES, clear_nonce_cookie, clear_session_cookies, pending_logins};
+use crate::auth::authenticator::{
+    SECURE_COOKIES, clear_nonce_cookie, clear_session_cookies, pending_logins,
+};
 use crate::auth::session::{RequestCookies, strip_request_cookies};
 use crate::auth::state::NONCE_COOKIE;
 use crate::auth::{AuthError, AuthShared, Authenticator, Decision, RequestContext};
@@ -69,7 +71,12 @@ struct Outcome<'a> {
 }
 
 impl Proxy {
-    pub fn new(routes: Vec<Route>, upstream: Upstream, metrics: Arc<Metrics>, auth: Option<Arc<AuthShared>>) -> Self {
+    pub fn new(
+        routes: Vec<Route>,
+        upstream: Upstream,
+        metrics: Arc<Metrics>,
+        auth: Option<Arc<AuthShared>>,
+    ) -> Self {
         let mut session_cookies: Vec<String> = routes
             .iter()
             .filter_map(|route| route.authenticator.as_ref())
@@ -156,14 +163,18 @@ impl Proxy {
         downstream: Downstream,
         outcome: &mut Outcome<'a>,
     ) -> Result<Response<Body>, ProxyError> {
-        let authority = request_authority(&request).ok_or(ProxyError::MissingHost)?.to_owned();
+        let authority = request_authority(&request)
+            .ok_or(ProxyError::MissingHost)?
+            .to_owned();
         let host = rules::normalize_host(&authority);
 
         // 2. The proxy's own paths come before the rules: a rule for `/*`
         //    must never forward `/oauth2/...` upstream.
         if request.uri().path().starts_with(OWNED_PREFIX) {
             outcome.rule = &self.owned;
-            return self.owned_path(&request, &authority, &host, downstream, outcome).await;
+            return self
+                .owned_path(&request, &authority, &host, downstream, outcome)
+                .await;
         }
 
         // 3. First matching rule wins.
@@ -214,7 +225,8 @@ impl Proxy {
             }
             TerminalAction::Forward(action) => {
                 outcome.upstream = Some(action.target.as_str());
-                let (response, latency) = self.upstream.forward(action, request, &downstream).await?;
+                let (response, latency) =
+                    self.upstream.forward(action, request, &downstream).await?;
                 outcome.upstream_latency = Some(latency);
                 response
             }
@@ -244,14 +256,23 @@ impl Proxy {
             tls: downstream.tls,
             cookies: &cookies,
         };
-        let params: Vec<(String, String)> = url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-        let param = |name: &str| params.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
+        let params: Vec<(String, String)> =
+            url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+        };
         match path {
             "/oauth2/idpresponse" => {
                 if let Some(error) = param("error") {
-                    return Err(AuthError::IdpError { error: error.to_owned() }.into());
+                    return Err(AuthError::IdpError {
+                        error: error.to_owned(),
+                    }
+                    .into());
                 }
                 let state = param("state").ok_or(AuthError::MissingState)?;
                 let code = param("code").ok_or(AuthError::MissingCode)?;
@@ -265,11 +286,17 @@ impl Proxy {
                     .find(|route| route.rule.name == login.rule && route.authenticator.is_some())
                     .ok_or(AuthError::InvalidState)?;
                 outcome.rule = &route.label;
-                let authenticator = route.authenticator.as_ref().expect("filtered on is_some above");
-                Ok(authenticator.finish_login(login, &logins, code, &context).await?)
+                let authenticator = route
+                    .authenticator
+                    .as_ref()
+                    .expect("filtered on is_some above");
+                Ok(authenticator
+                    .finish_login(login, &logins, code, &context)
+                    .await?)
             }
             "/oauth2/sign_out" => {
-                let rd = crate::auth::state::same_host_target(param("rd").unwrap_or("/")).to_owned();
+                let rd =
+                    crate::auth::state::same_host_target(param("rd").unwrap_or("/")).to_owned();
                 let rd_path = rd.split('?').next().unwrap_or("/");
                 let route = self
                     .routes
@@ -287,8 +314,11 @@ impl Proxy {
                     }
                 }
             }
-            _ if request.method() == http::Method::GET || request.method() == http::Method::HEAD => {
-                identity::keys::key_endpoint(&auth.signer, path).ok_or(ProxyError::OwnedPathNotFound)
+            _ if request.method() == http::Method::GET
+                || request.method() == http::Method::HEAD =>
+            {
+                identity::keys::key_endpoint(&auth.signer, path)
+                    .ok_or(ProxyError::OwnedPathNotFound)
             }
             _ => Err(ProxyError::OwnedPathNotFound),
         }

@@ -23,7 +23,8 @@ pub struct Admin {
 
 impl Admin {
     fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && self.providers.iter().all(|provider| provider.is_ready())
+        self.ready.load(Ordering::Acquire)
+            && self.providers.iter().all(|provider| provider.is_ready())
     }
 }
 
@@ -36,9 +37,7 @@ impl Admin {
                 self.metrics.encode(),
             ),
             "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
-            "/readyz" if self.is_ready() => {
-                (StatusCode::OK, "text/plain", "ready\n".to_owned())
-            }
+            "/readyz" if self.is_ready() => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
             "/readyz" => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain",

@@ -18,9 +18,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::oidc::provider::Provider;
 use crate::config::{Config, Limits};
 use crate::metrics::Metrics;
-use crate::auth::oidc::provider::Provider;
 use crate::proxy::{Downstream, Proxy, Route, Upstream, forward::UpstreamSetupError};
 
 pub use tls::TlsError;
@@ -70,25 +70,30 @@ impl Portcullis {
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new());
         let upstream = Upstream::new()?;
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let crypto = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let auth = crate::auth::shared(config, metrics.clone())?;
+        let mut providers = Vec::new();
 
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for listener in &config.listeners {
-            if let Some(rule) = listener
-                .rules
-                .iter()
-                .find(|rule| rule.authenticate.is_some())
-            {
-                return Err(StartError::AuthenticateNotSupported {
-                    rule: rule.name.clone(),
-                });
+            let mut routes = Vec::with_capacity(listener.rules.len());
+            for rule in &listener.rules {
+                let authenticator = match (&rule.authenticate, &auth) {
+                    (Some(action), Some(shared)) => {
+                        let authenticator = crate::auth::build(&rule.name, action, shared.clone())?;
+                        providers.push(authenticator.provider().clone());
+                        Some(authenticator)
+                    }
+                    _ => None,
+                };
+                routes.push(Route::new(rule.clone(), authenticator));
             }
             let address = listener.address;
             let (tls, certificates) = match &listener.tls {
                 Some(tls) => {
                     let tls_error = |source| StartError::Tls { address, source };
                     let resolver =
-                        tls::CertResolver::load(tls, provider.clone()).map_err(tls_error)?;
+                        tls::CertResolver::load(tls, crypto.clone()).map_err(tls_error)?;
                     let server_config = resolver.server_config().map_err(tls_error)?;
                     resolver.watch();
                     (Some(TlsAcceptor::from(server_config)), Some(resolver))
@@ -97,9 +102,10 @@ impl Portcullis {
             };
             let tcp = bind(address).await?;
             let proxy = Arc::new(Proxy::new(
-                listener.rules.clone(),
+                routes,
                 upstream.clone(),
                 metrics.clone(),
+                auth.clone(),
             ));
             listeners.push(Listener {
                 tcp,

@@ -70,7 +70,9 @@ impl IdpClient {
         if let Some(token) = bearer {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
-        let request = request.body(Full::default()).map_err(IdpCallError::Request)?;
+        let request = request
+            .body(Full::default())
+            .map_err(IdpCallError::Request)?;
         self.send(request).await
     }
 
@@ -91,13 +93,19 @@ impl IdpClient {
         if let Some(basic) = basic {
             request = request.header(header::AUTHORIZATION, basic);
         }
-        let request = request.body(Full::new(Bytes::from(body))).map_err(IdpCallError::Request)?;
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(IdpCallError::Request)?;
         self.send(request).await
     }
 
     async fn send(&self, request: Request<Full<Bytes>>) -> Result<IdpResponse, IdpCallError> {
         let call = async {
-            let response = self.client.request(request).await.map_err(IdpCallError::Transport)?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(IdpCallError::Transport)?;
             let status = response.status().as_u16();
             let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
@@ -119,7 +127,8 @@ impl IdpClient {
 /// parts form-urlencoded first).
 pub fn basic_auth(client_id: &str, client_secret: &str) -> HeaderValue {
     use base64::Engine as _;
-    let encode = |part: &str| url::form_urlencoded::byte_serialize(part.as_bytes()).collect::<String>();
+    let encode =
+        |part: &str| url::form_urlencoded::byte_serialize(part.as_bytes()).collect::<String>();
     let credentials = format!("{}:{}", encode(client_id), encode(client_secret));
     let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
     let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))

@@ -116,7 +116,9 @@ impl Provider {
         tokio::spawn(async move {
             let mut delay = Duration::from_secs(1);
             loop {
-                let Some(provider) = provider.upgrade() else { return };
+                let Some(provider) = provider.upgrade() else {
+                    return;
+                };
                 match provider.load().await {
                     Ok(()) => return,
                     Err(error) => tracing::warn!(
@@ -159,7 +161,10 @@ impl Provider {
         if configured.complete() {
             return Ok(Endpoints {
                 issuer: self.issuer.clone(),
-                authorization: configured.authorization.clone().expect("checked by complete()"),
+                authorization: configured
+                    .authorization
+                    .clone()
+                    .expect("checked by complete()"),
                 token: configured.token.clone().expect("checked by complete()"),
                 userinfo: configured.userinfo.clone().expect("checked by complete()"),
                 jwks_uri: configured.jwks_uri.clone().expect("checked by complete()"),
@@ -191,15 +196,29 @@ impl Provider {
             .userinfo
             .clone()
             .or(discovery.userinfo_endpoint)
-            .ok_or_else(|| AuthError::Internal(format!("{url} names no userinfo_endpoint; configure user_info_endpoint")))?;
+            .ok_or_else(|| {
+                AuthError::Internal(format!(
+                    "{url} names no userinfo_endpoint; configure user_info_endpoint"
+                ))
+            })?;
         Ok(Endpoints {
             issuer: discovery.issuer,
-            authorization: configured.authorization.clone().unwrap_or(discovery.authorization_endpoint),
+            authorization: configured
+                .authorization
+                .clone()
+                .unwrap_or(discovery.authorization_endpoint),
             token: configured.token.clone().unwrap_or(discovery.token_endpoint),
             userinfo,
             jwks_uri: configured.jwks_uri.clone().unwrap_or(discovery.jwks_uri),
-            end_session: configured.end_session.clone().or(discovery.end_session_endpoint),
-            token_auth: if only_post { TokenAuth::Post } else { TokenAuth::Basic },
+            end_session: configured
+                .end_session
+                .clone()
+                .or(discovery.end_session_endpoint),
+            token_auth: if only_post {
+                TokenAuth::Post
+            } else {
+                TokenAuth::Basic
+            },
         })
     }
 

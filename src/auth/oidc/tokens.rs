@@ -5,7 +5,9 @@
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
+use openidconnect::core::{
+    CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
+};
 use openidconnect::{
     AccessToken, AccessTokenHash, ClaimsVerificationError, ClientId, IssuerUrl, Nonce,
     SignatureVerificationError,
@@ -90,7 +92,10 @@ pub async fn refresh(
     client: &ClientCredentials,
     refresh_token: &str,
 ) -> Result<TokenResponse, AuthError> {
-    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+    ];
     token_request(provider, endpoints, client, &form).await
 }
 
@@ -136,12 +141,27 @@ pub async fn verify_id_token(
     nonce: &str,
     access_token: &str,
 ) -> Result<VerifiedIdToken, AuthError> {
-    let token = CoreIdToken::from_str(raw).map_err(|error| AuthError::InvalidIdToken(format!("not a JWT: {error}")))?;
+    let token = CoreIdToken::from_str(raw)
+        .map_err(|error| AuthError::InvalidIdToken(format!("not a JWT: {error}")))?;
     let keys = provider.keys().await?;
-    match verify_with(&keys, &token, &endpoints.issuer, client_id, nonce, access_token) {
+    match verify_with(
+        &keys,
+        &token,
+        &endpoints.issuer,
+        client_id,
+        nonce,
+        access_token,
+    ) {
         Err(AuthError::InvalidIdToken(reason)) if reason.starts_with(NO_MATCHING_KEY) => {
             match provider.refetch_keys().await? {
-                Some(keys) => verify_with(&keys, &token, &endpoints.issuer, client_id, nonce, access_token),
+                Some(keys) => verify_with(
+                    &keys,
+                    &token,
+                    &endpoints.issuer,
+                    client_id,
+                    nonce,
+                    access_token,
+                ),
                 None => Err(AuthError::InvalidIdToken(reason)),
             }
         }
@@ -162,33 +182,44 @@ fn verify_with(
     let issuer_url = IssuerUrl::new(issuer.to_owned())
         .map_err(|error| AuthError::Internal(format!("issuer `{issuer}` is not a URL: {error}")))?;
     let now = SystemTime::now();
-    let verifier = CoreIdTokenVerifier::new_public_client(ClientId::new(client_id.to_owned()), issuer_url, keys.clone())
-        .set_allowed_algs(ALLOWED_ALGS)
-        // Extra audiences are allowed only with `azp` naming us, checked below.
-        .set_other_audience_verifier_fn(|_| true)
-        .set_issue_time_verifier_fn(move |iat| {
-            let latest = now + IAT_LEEWAY;
-            if SystemTime::from(iat) > latest {
-                Err(format!("iat {iat} is in the future"))
-            } else {
-                Ok(())
-            }
-        });
-    let expected_nonce = Nonce::new(nonce.to_owned());
-    let claims = token.claims(&verifier, &expected_nonce).map_err(|error| match error {
-        ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey) => {
-            AuthError::InvalidIdToken(NO_MATCHING_KEY.to_owned())
+    let verifier = CoreIdTokenVerifier::new_public_client(
+        ClientId::new(client_id.to_owned()),
+        issuer_url,
+        keys.clone(),
+    )
+    .set_allowed_algs(ALLOWED_ALGS)
+    // Extra audiences are allowed only with `azp` naming us, checked below.
+    .set_other_audience_verifier_fn(|_| true)
+    .set_issue_time_verifier_fn(move |iat| {
+        let latest = now + IAT_LEEWAY;
+        if SystemTime::from(iat) > latest {
+            Err(format!("iat {iat} is in the future"))
+        } else {
+            Ok(())
         }
-        other => AuthError::InvalidIdToken(other.to_string()),
-    })?;
+    });
+    let expected_nonce = Nonce::new(nonce.to_owned());
+    let claims = token
+        .claims(&verifier, &expected_nonce)
+        .map_err(|error| match error {
+            ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            ) => AuthError::InvalidIdToken(NO_MATCHING_KEY.to_owned()),
+            other => AuthError::InvalidIdToken(other.to_string()),
+        })?;
 
     let audiences = claims.audiences();
     match claims.authorized_party() {
         Some(azp) if azp.as_str() != client_id => {
-            return Err(AuthError::InvalidIdToken(format!("azp `{}` is not this client", azp.as_str())));
+            return Err(AuthError::InvalidIdToken(format!(
+                "azp `{}` is not this client",
+                azp.as_str()
+            )));
         }
         None if audiences.len() > 1 => {
-            return Err(AuthError::InvalidIdToken("several audiences and no azp".into()));
+            return Err(AuthError::InvalidIdToken(
+                "several audiences and no azp".into(),
+            ));
         }
         _ => {}
     }
@@ -200,10 +231,13 @@ fn verify_with(
         let key = token
             .signing_key(&verifier)
             .map_err(|error| AuthError::InvalidIdToken(error.to_string()))?;
-        let actual = AccessTokenHash::from_token(&AccessToken::new(access_token.to_owned()), alg, key)
-            .map_err(|error| AuthError::InvalidIdToken(error.to_string()))?;
+        let actual =
+            AccessTokenHash::from_token(&AccessToken::new(access_token.to_owned()), alg, key)
+                .map_err(|error| AuthError::InvalidIdToken(error.to_string()))?;
         if actual != *expected_hash {
-            return Err(AuthError::InvalidIdToken("at_hash does not match the access token".into()));
+            return Err(AuthError::InvalidIdToken(
+                "at_hash does not match the access token".into(),
+            ));
         }
     }
     Ok(VerifiedIdToken {
@@ -233,15 +267,19 @@ pub async fn userinfo(
     struct Subject {
         sub: String,
     }
-    let subject: Subject = serde_json::from_slice(&response.body)
-        .map_err(|error| AuthError::InvalidUserinfo(format!("no string `sub` in a JSON object: {error}")))?;
+    let subject: Subject = serde_json::from_slice(&response.body).map_err(|error| {
+        AuthError::InvalidUserinfo(format!("no string `sub` in a JSON object: {error}"))
+    })?;
     if subject.sub != expected_subject {
-        return Err(AuthError::InvalidUserinfo("userinfo `sub` differs from the ID token's".into()));
+        return Err(AuthError::InvalidUserinfo(
+            "userinfo `sub` differs from the ID token's".into(),
+        ));
     }
     let text = std::str::from_utf8(&response.body)
         .map_err(|error| AuthError::InvalidUserinfo(error.to_string()))?
         .trim();
-    RawValue::from_string(text.to_owned()).map_err(|error| AuthError::InvalidUserinfo(error.to_string()))
+    RawValue::from_string(text.to_owned())
+        .map_err(|error| AuthError::InvalidUserinfo(error.to_string()))
 }
 
 pub fn unix_now() -> u64 {
