@@ -79,7 +79,13 @@ impl CookieSealer {
     /// is made up, so nothing sealed survives a restart and nothing from
     /// outside ever opens.
     pub fn new(keys: &[SessionKey]) -> Self {
-        let mut sealing: Vec<SealingKey> = keys.iter().map(|k| SealingKey::derive(&k.0)).collect();
+        let mut sealing: Vec<SealingKey> = Vec::with_capacity(keys.len().max(1));
+        for (i, key) in keys.iter().enumerate() {
+            // A secret listed twice would only make every open try two keys.
+            if !keys[..i].contains(key) {
+                sealing.push(SealingKey::derive(&key.0));
+            }
+        }
         if sealing.is_empty() {
             let mut random = [0u8; 32];
             aws_lc_rs::rand::fill(&mut random)
@@ -340,7 +346,7 @@ pub fn sharded_capacity(base: &str) -> usize {
 
 /// Unpadded base64 length of `n` bytes.
 const fn encoded_len(n: usize) -> usize {
-    (n * 4).div_ceil(3)
+    n.saturating_mul(4).div_ceil(3)
 }
 
 /// Room the base64 decoder asks for to decode `n` characters: reserving exactly
@@ -492,6 +498,14 @@ mod tests {
         }
         .seal("n", b"second");
         assert_eq!(s.open("n", &sealed).as_deref(), Some(&b"second"[..]));
+    }
+
+    #[test]
+    fn a_secret_listed_twice_is_one_key() {
+        let s = CookieSealer::new(&[key(1), key(2), key(1)]);
+        assert_eq!(s.keys.len(), 2);
+        let sealed = CookieSealer::new(&[key(1)]).seal("n", b"x");
+        assert_eq!(s.open("n", &sealed).as_deref(), Some(&b"x"[..]));
     }
 
     #[test]

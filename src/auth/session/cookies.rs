@@ -196,6 +196,15 @@ pub fn shard_names(base: &str) -> impl Iterator<Item = String> {
     (0..MAX_SHARDS).map(move |i| format!("{base}-{i}"))
 }
 
+/// Whether `name` is `{base}-` followed by digits: a shard of the session `base`,
+/// for [`strip_request_cookies`]. Wider than the shards ever written (`-0`..`-3`)
+/// so that nothing a lenient reader might take for a shard reaches the upstream.
+pub fn is_shard_name(base: &str, name: &str) -> bool {
+    name.strip_prefix(base)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The `Set-Cookie` headers that store `shards` (from `CookieSealer::seal_sharded`) and clear
 /// the shard names it did not use.
 ///
@@ -421,6 +430,16 @@ mod tests {
     fn shard_names_are_the_four_shards() {
         let names: Vec<_> = shard_names("S").collect();
         assert_eq!(names, ["S-0", "S-1", "S-2", "S-3"]);
+    }
+
+    #[test]
+    fn shard_name_matching() {
+        assert!(is_shard_name("S", "S-0"));
+        assert!(is_shard_name("S", "S-3"));
+        assert!(is_shard_name("S", "S-17"));
+        for other in ["S", "S-", "S0", "S-a", "S-0x", "T-0", "SS-0", "s-0"] {
+            assert!(!is_shard_name("S", other), "{other}");
+        }
     }
 
     #[test]
