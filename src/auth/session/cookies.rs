@@ -153,13 +153,17 @@ pub fn is_valid_cookie_name(name: &str) -> bool {
 ///
 /// `secure` is false only for plain-HTTP listeners. `name` must pass
 /// [`is_valid_cookie_name`] and `value` must be cookie-safe (sealed values
-/// are base64url); a name or value with control characters cannot be put in a
-/// header at all, and then a harmless `Set-Cookie` that sets nothing is
-/// returned rather than panicking mid-request.
+/// are base64url). Otherwise an empty `Set-Cookie`, which sets nothing, is
+/// returned and an error logged, rather than panicking mid-request or setting
+/// a cookie other than the one meant.
 pub fn set_cookie(name: &str, value: &str, max_age: Option<Duration>, secure: bool) -> HeaderValue {
     use std::fmt::Write as _;
 
-    debug_assert!(is_valid_cookie_name(name), "invalid cookie name {name:?}");
+    if !is_valid_cookie_name(name) {
+        // A `;` or `=` in the name would set some other cookie than the one meant.
+        tracing::error!(cookie = name, "not a valid cookie name; nothing set");
+        return HeaderValue::from_static("");
+    }
     let mut header = String::with_capacity(name.len() + 1 + value.len() + LONGEST_ATTRIBUTES.len());
     header.push_str(name);
     header.push('=');
@@ -409,9 +413,11 @@ mod tests {
     }
 
     #[test]
-    fn set_cookie_with_a_control_character_does_not_panic() {
+    fn set_cookie_with_a_bad_name_or_value_sets_nothing() {
         let v = set_cookie("n", "a\nb", None, true);
         assert!(v.is_empty());
+        assert!(set_cookie("a=b; c", "v", None, true).is_empty());
+        assert!(set_cookie("", "v", None, true).is_empty());
     }
 
     #[test]
