@@ -8,11 +8,12 @@
 //! version (1 byte, 0x01) | key id (4) | nonce (12) | ciphertext (n) | GCM tag (16)
 //! ```
 //!
-//! The associated data is `version | mode | shard count | key id | name`,
-//! where mode is 1 for a single cookie (count 0, name = the cookie's name) and
-//! 2 for a sharded one (name = the base name). A sharded value is that text
-//! cut into pieces of a multiple of four characters, so each shard decodes on
-//! its own; reordering, dropping or mixing shards breaks the tag.
+//! The associated data is `version | shard count | key id | name`: count 0
+//! and the cookie's own name for a single cookie, count 1..=4 and the base
+//! name for a sharded one, so neither can pass for the other. A sharded value
+//! is that text cut into pieces of a multiple of four characters, so each
+//! shard decodes on its own; reordering, dropping, adding or mixing shards,
+//! or cutting the text into another number of them, breaks the tag.
 
 use std::fmt;
 
@@ -32,8 +33,8 @@ const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 /// Base64url length of the shortest sealed value (empty plaintext).
 const MIN_ENCODED_LEN: usize = encoded_len(OVERHEAD);
 
-const MODE_SINGLE: u8 = 1;
-const MODE_SHARDED: u8 = 2;
+/// Shard count in the associated data of a value that is a single cookie.
+const SINGLE: u8 = 0;
 
 /// A `Set-Cookie` header value must stay strictly under this many bytes.
 const MAX_SET_COOKIE_LEN: usize = 4096;
@@ -78,7 +79,13 @@ impl CookieSealer {
     /// is made up, so nothing sealed survives a restart and nothing from
     /// outside ever opens.
     pub fn new(keys: &[SessionKey]) -> Self {
-        let mut sealing: Vec<SealingKey> = keys.iter().map(|k| SealingKey::derive(&k.0)).collect();
+        let mut sealing: Vec<SealingKey> = Vec::with_capacity(keys.len().max(1));
+        for (i, key) in keys.iter().enumerate() {
+            // A secret listed twice would only make every open try two keys.
+            if !keys[..i].contains(key) {
+                sealing.push(SealingKey::derive(&key.0));
+            }
+        }
         if sealing.is_empty() {
             let mut random = [0u8; 32];
             aws_lc_rs::rand::fill(&mut random)
@@ -94,7 +101,7 @@ impl CookieSealer {
     /// values over 4096 characters, which is 3039 bytes of plaintext; larger
     /// values go through [`seal_sharded`](Self::seal_sharded).
     pub fn seal(&self, name: &str, plaintext: &[u8]) -> String {
-        let raw = self.seal_raw(MODE_SINGLE, 0, name, plaintext);
+        let raw = self.seal_raw(SINGLE, name, plaintext);
         URL_SAFE_NO_PAD.encode(raw)
     }
 
@@ -106,7 +113,7 @@ impl CookieSealer {
         }
         let mut buf = Vec::with_capacity(decoded_len(value.len()));
         URL_SAFE_NO_PAD.decode_vec(value, &mut buf).ok()?;
-        self.open_raw(MODE_SINGLE, 0, name, buf)
+        self.open_raw(SINGLE, name, buf)
     }
 
     /// Seals once and splits the text over `{base}-0`, `{base}-1`, … (at most
@@ -131,7 +138,7 @@ impl CookieSealer {
             });
         }
         let count = u8::try_from(count).expect("count is at most MAX_SHARDS");
-        let raw = self.seal_raw(MODE_SHARDED, count, base, plaintext);
+        let raw = self.seal_raw(count, base, plaintext);
         let text = URL_SAFE_NO_PAD.encode(raw);
         debug_assert_eq!(text.len(), text_len);
         Ok(text
@@ -184,17 +191,17 @@ impl CookieSealer {
             URL_SAFE_NO_PAD.decode_vec(shard, &mut buf).ok()?;
         }
         let count = u8::try_from(count).expect("count is at most MAX_SHARDS");
-        self.open_raw(MODE_SHARDED, count, base, buf)
+        self.open_raw(count, base, buf)
     }
 
-    fn seal_raw(&self, mode: u8, count: u8, name: &str, plaintext: &[u8]) -> Vec<u8> {
+    fn seal_raw(&self, count: u8, name: &str, plaintext: &[u8]) -> Vec<u8> {
         let key = &self.keys[0];
         let mut raw = Vec::with_capacity(plaintext.len() + OVERHEAD);
         raw.push(VERSION);
         raw.extend_from_slice(&key.id);
         raw.extend_from_slice(&[0; NONCE_LEN]);
         raw.extend_from_slice(plaintext);
-        let (nonce, tag) = with_aad(mode, count, &key.id, name, |aad| {
+        let (nonce, tag) = with_aad(count, &key.id, name, |aad| {
             key.aead
                 .seal_in_place_separate_tag(Aad::from(aad), &mut raw[HEADER_LEN..])
         })
@@ -205,7 +212,7 @@ impl CookieSealer {
     }
 
     /// Opens decoded bytes in place and returns the same buffer holding the plaintext.
-    fn open_raw(&self, mode: u8, count: u8, name: &str, mut raw: Vec<u8>) -> Option<Vec<u8>> {
+    fn open_raw(&self, count: u8, name: &str, mut raw: Vec<u8>) -> Option<Vec<u8>> {
         if raw.len() < OVERHEAD || raw[0] != VERSION {
             return None;
         }
@@ -214,7 +221,7 @@ impl CookieSealer {
         let mut keys = self.keys.iter().filter(|k| k.id == id);
         let first = keys.next()?;
         let plain_len = if keys.clone().next().is_none() {
-            try_open(first, mode, count, name, nonce, &mut raw)?
+            try_open(first, count, name, nonce, &mut raw)?
         } else {
             // Two secrets sharing a 4-byte id is a 1-in-4-billion accident, but opening
             // in place may clobber the buffer on failure, so each try gets a fresh copy.
@@ -222,7 +229,7 @@ impl CookieSealer {
             let mut found = None;
             for key in std::iter::once(first).chain(keys) {
                 raw.clone_from(&sealed);
-                found = try_open(key, mode, count, name, nonce, &mut raw);
+                found = try_open(key, count, name, nonce, &mut raw);
                 if found.is_some() {
                     break;
                 }
@@ -238,13 +245,12 @@ impl CookieSealer {
 
 fn try_open(
     key: &SealingKey,
-    mode: u8,
     count: u8,
     name: &str,
     nonce: [u8; NONCE_LEN],
     raw: &mut [u8],
 ) -> Option<usize> {
-    with_aad(mode, count, &key.id, name, |aad| {
+    with_aad(count, &key.id, name, |aad| {
         key.aead
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
@@ -295,17 +301,11 @@ impl hkdf::KeyType for OutputLen {
 
 /// Calls `f` with the associated data, built on the stack for the usual short names
 /// so that opening does not allocate for it.
-fn with_aad<R>(
-    mode: u8,
-    count: u8,
-    id: &[u8; KEY_ID_LEN],
-    name: &str,
-    f: impl FnOnce(&[u8]) -> R,
-) -> R {
-    const PREFIX: usize = 3 + KEY_ID_LEN;
+fn with_aad<R>(count: u8, id: &[u8; KEY_ID_LEN], name: &str, f: impl FnOnce(&[u8]) -> R) -> R {
+    const PREFIX: usize = 2 + KEY_ID_LEN;
     let fill = |buf: &mut [u8]| {
-        buf[..3].copy_from_slice(&[VERSION, mode, count]);
-        buf[3..PREFIX].copy_from_slice(id);
+        buf[..2].copy_from_slice(&[VERSION, count]);
+        buf[2..PREFIX].copy_from_slice(id);
         buf[PREFIX..].copy_from_slice(name.as_bytes());
     };
     let len = PREFIX + name.len();
@@ -346,12 +346,13 @@ pub fn sharded_capacity(base: &str) -> usize {
 
 /// Unpadded base64 length of `n` bytes.
 const fn encoded_len(n: usize) -> usize {
-    (n * 4).div_ceil(3)
+    n.saturating_mul(4).div_ceil(3)
 }
 
-/// Bytes that `n` characters of unpadded base64 decode to, at most.
+/// Room the base64 decoder asks for to decode `n` characters: reserving exactly
+/// this keeps decoding to the one allocation (it grows the buffer otherwise).
 fn decoded_len(n: usize) -> usize {
-    n / 4 * 3 + 2
+    n.div_ceil(4) * 3
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -422,10 +423,10 @@ mod tests {
         for len in [0, 1, 2, 3, 100, 3039] {
             let plain: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let sealed = s.seal("AWSALBAuthNonce", &plain);
-            assert!(
-                s.open("AWSALBAuthNonce", &sealed) == Some(plain),
-                "{len} bytes"
-            );
+            let opened = s.open("AWSALBAuthNonce", &sealed).expect("opens");
+            assert!(opened == plain, "{len} bytes");
+            // One allocation: the decode buffer is the plaintext, never regrown.
+            assert_eq!(opened.capacity(), decoded_len(sealed.len()));
         }
         // Past 4096 characters a value is no cookie a browser keeps, so `open` refuses it.
         let sealed = s.seal("n", &[0; 3040]);
@@ -500,6 +501,14 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_listed_twice_is_one_key() {
+        let s = CookieSealer::new(&[key(1), key(2), key(1)]);
+        assert_eq!(s.keys.len(), 2);
+        let sealed = CookieSealer::new(&[key(1)]).seal("n", b"x");
+        assert_eq!(s.open("n", &sealed).as_deref(), Some(&b"x"[..]));
+    }
+
+    #[test]
     fn empty_key_list_makes_up_a_key() {
         let s = CookieSealer::new(&[]);
         let sealed = s.seal("n", b"x");
@@ -513,6 +522,9 @@ mod tests {
         let sealed = s.seal("AWSALBAuthNonce", b"state");
         assert_eq!(s.open("AWSELBAuthSessionCookie", &sealed), None);
         assert_eq!(s.open("AWSALBAuthNonc", &sealed), None);
+        // Same length, so only the name's bytes can tell them apart.
+        assert_eq!(s.open("AWSALBAuthNoncf", &sealed), None);
+        assert_eq!(s.open("awsalbauthnonce", &sealed), None);
         assert_eq!(s.open("", &sealed), None);
     }
 
@@ -680,7 +692,10 @@ mod tests {
                 assert_eq!(name, &format!("{SESSION}-{i}"));
             }
             assert_headers_fit(&shards);
-            assert_eq!(open_pairs(&s, &shards), Some(plain.clone()));
+            let opened = open_pairs(&s, &shards).expect("opens");
+            assert!(opened == plain, "{len} bytes");
+            let text_len: usize = shards.iter().map(|(_, v)| v.len()).sum();
+            assert_eq!(opened.capacity(), decoded_len(text_len), "regrown");
             // Cookie order in the request does not matter, only the names.
             let mut reversed = shards.clone();
             reversed.reverse();
@@ -759,6 +774,18 @@ mod tests {
         extra.push((format!("{SESSION}-4"), shards[3].1.clone()));
         assert_eq!(open_pairs(&s, &extra), None);
 
+        // The same text cut into more shards: the shard count is bound too.
+        // (Cutting it into as many shards at other places is the same session
+        // and opens; nothing is gained by it.)
+        let one = s.seal_sharded(SESSION, &[5; 2000]).expect("fits");
+        assert_eq!(one.len(), 1);
+        let half = one[0].1.len() / 8 * 4;
+        let split = vec![
+            (format!("{SESSION}-0"), one[0].1[..half].to_owned()),
+            (format!("{SESSION}-1"), one[0].1[half..].to_owned()),
+        ];
+        assert_eq!(open_pairs(&s, &split), None, "one shard cut in two");
+
         // Every shard's last character flipped.
         for i in 0..4 {
             let mut bad = shards.clone();
@@ -775,6 +802,16 @@ mod tests {
             .collect();
         let map = cookie_map(&renamed);
         assert_eq!(s.open_sharded("Other", &RequestCookies::parse(&map)), None);
+        // Under a base name of the same length (another app's cookie on the same host).
+        let other = "AWSELBAuthSessionCookiX";
+        assert_eq!(other.len(), SESSION.len());
+        let renamed: Vec<_> = shards
+            .iter()
+            .enumerate()
+            .map(|(i, (_, v))| (format!("{other}-{i}"), v.clone()))
+            .collect();
+        let map = cookie_map(&renamed);
+        assert_eq!(s.open_sharded(other, &RequestCookies::parse(&map)), None);
     }
 
     #[test]

@@ -153,13 +153,17 @@ pub fn is_valid_cookie_name(name: &str) -> bool {
 ///
 /// `secure` is false only for plain-HTTP listeners. `name` must pass
 /// [`is_valid_cookie_name`] and `value` must be cookie-safe (sealed values
-/// are base64url); a name or value with control characters cannot be put in a
-/// header at all, and then a harmless `Set-Cookie` that sets nothing is
-/// returned rather than panicking mid-request.
+/// are base64url). Otherwise an empty `Set-Cookie`, which sets nothing, is
+/// returned and an error logged, rather than panicking mid-request or setting
+/// a cookie other than the one meant.
 pub fn set_cookie(name: &str, value: &str, max_age: Option<Duration>, secure: bool) -> HeaderValue {
     use std::fmt::Write as _;
 
-    debug_assert!(is_valid_cookie_name(name), "invalid cookie name {name:?}");
+    if !is_valid_cookie_name(name) {
+        // A `;` or `=` in the name would set some other cookie than the one meant.
+        tracing::error!(cookie = name, "not a valid cookie name; nothing set");
+        return HeaderValue::from_static("");
+    }
     let mut header = String::with_capacity(name.len() + 1 + value.len() + LONGEST_ATTRIBUTES.len());
     header.push_str(name);
     header.push('=');
@@ -194,6 +198,15 @@ pub fn clear_cookie(name: &str, secure: bool) -> HeaderValue {
 /// Names of every shard a base name may use (`{base}-0` .. `{base}-3`), for clearing.
 pub fn shard_names(base: &str) -> impl Iterator<Item = String> {
     (0..MAX_SHARDS).map(move |i| format!("{base}-{i}"))
+}
+
+/// Whether `name` is `{base}-` followed by digits: a shard of the session `base`,
+/// for [`strip_request_cookies`]. Wider than the shards ever written (`-0`..`-3`)
+/// so that nothing a lenient reader might take for a shard reaches the upstream.
+pub fn is_shard_name(base: &str, name: &str) -> bool {
+    name.strip_prefix(base)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The `Set-Cookie` headers that store `shards` (from `CookieSealer::seal_sharded`) and clear
@@ -400,9 +413,11 @@ mod tests {
     }
 
     #[test]
-    fn set_cookie_with_a_control_character_does_not_panic() {
+    fn set_cookie_with_a_bad_name_or_value_sets_nothing() {
         let v = set_cookie("n", "a\nb", None, true);
         assert!(v.is_empty());
+        assert!(set_cookie("a=b; c", "v", None, true).is_empty());
+        assert!(set_cookie("", "v", None, true).is_empty());
     }
 
     #[test]
@@ -421,6 +436,16 @@ mod tests {
     fn shard_names_are_the_four_shards() {
         let names: Vec<_> = shard_names("S").collect();
         assert_eq!(names, ["S-0", "S-1", "S-2", "S-3"]);
+    }
+
+    #[test]
+    fn shard_name_matching() {
+        assert!(is_shard_name("S", "S-0"));
+        assert!(is_shard_name("S", "S-3"));
+        assert!(is_shard_name("S", "S-17"));
+        for other in ["S", "S-", "S0", "S-a", "S-0x", "T-0", "SS-0", "s-0"] {
+            assert!(!is_shard_name("S", other), "{other}");
+        }
     }
 
     #[test]

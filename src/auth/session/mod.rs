@@ -12,6 +12,6 @@ mod cookies;
 pub use codec::{CookieSealer, TooLarge, sharded_capacity};
 pub use cookies::{
     CookieIter, MAX_REQUEST_COOKIE_BYTES, MAX_REQUEST_COOKIES, MAX_SHARDS, RequestCookies,
-    clear_cookie, is_valid_cookie_name, set_cookie, set_sharded_cookies, shard_names,
-    strip_request_cookies,
+    clear_cookie, is_shard_name, is_valid_cookie_name, set_cookie, set_sharded_cookies,
+    shard_names, strip_request_cookies,
 };
