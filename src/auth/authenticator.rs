@@ -22,6 +22,10 @@ use crate::config::{ApiRequests, AuthCommon, UnauthenticatedPolicy};
 use crate::identity::signing::{DataSigner, DataTokenCache, fingerprint};
 use crate::metrics::Metrics;
 
+/// The most a sealed single cookie can hold is about 3 KiB; logins beyond
+/// this are dropped oldest first.
+const MAX_NONCE_PLAINTEXT: usize = 2900;
+
 /// Access tokens without `expires_in` are treated as valid this long (SPEC §4).
 const DEFAULT_ACCESS_TOKEN_LIFETIME: u64 = 3600;
 /// How long a refresh result is kept for requests still carrying the old cookie.
@@ -252,24 +256,35 @@ impl Authenticator {
         let mut response = redirect(location.as_str())?;
         response.headers_mut().append(
             header::SET_COOKIE,
-            self.nonce_cookie(&logins, SECURE_COOKIES)?,
+            self.nonce_cookie(&mut logins, SECURE_COOKIES)?,
         );
         Ok(response)
     }
 
-    fn nonce_cookie(&self, logins: &PendingLogins, tls: bool) -> Result<HeaderValue, AuthError> {
-        if logins.0.is_empty() {
-            return Ok(clear_cookie(NONCE_COOKIE, tls));
+    /// Seals the logins in progress, dropping the oldest until they fit in
+    /// one cookie (a single login with the longest URL always fits).
+    fn nonce_cookie(
+        &self,
+        logins: &mut PendingLogins,
+        secure: bool,
+    ) -> Result<HeaderValue, AuthError> {
+        loop {
+            if logins.0.is_empty() {
+                return Ok(clear_cookie(NONCE_COOKIE, secure));
+            }
+            let plaintext = serde_json::to_vec(logins)
+                .map_err(|error| AuthError::Internal(error.to_string()))?;
+            if plaintext.len() <= MAX_NONCE_PLAINTEXT || logins.0.len() == 1 {
+                let sealed = self.shared.sealer.seal(NONCE_COOKIE, &plaintext);
+                return Ok(set_cookie(
+                    NONCE_COOKIE,
+                    &sealed,
+                    Some(self.settings.login_timeout),
+                    secure,
+                ));
+            }
+            logins.0.remove(0);
         }
-        let plaintext =
-            serde_json::to_vec(logins).map_err(|error| AuthError::Internal(error.to_string()))?;
-        let sealed = self.shared.sealer.seal(NONCE_COOKIE, &plaintext);
-        Ok(set_cookie(
-            NONCE_COOKIE,
-            &sealed,
-            Some(self.settings.login_timeout),
-            tls,
-        ))
     }
 
     /// `/oauth2/idpresponse` for a login this action started: redeem the
@@ -278,7 +293,7 @@ impl Authenticator {
     pub async fn finish_login(
         &self,
         login: PendingLogin,
-        remaining: &PendingLogins,
+        mut remaining: PendingLogins,
         code: &str,
         context: &RequestContext<'_>,
     ) -> Result<Response<Body>, AuthError> {
@@ -342,7 +357,7 @@ impl Authenticator {
         }
         headers.append(
             header::SET_COOKIE,
-            self.nonce_cookie(remaining, SECURE_COOKIES)?,
+            self.nonce_cookie(&mut remaining, SECURE_COOKIES)?,
         );
         Ok(response)
     }

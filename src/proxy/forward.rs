@@ -169,6 +169,22 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// HTTP/2 clients may send each cookie in its own `Cookie` header; an
+/// HTTP/1.1 upstream must get them in one (RFC 9113 §8.2.3).
+fn join_cookie_headers(headers: &mut HeaderMap) {
+    if headers.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
 /// The Host the client asked for: the `Host` header, or the HTTP/2 `:authority`.
 fn original_host(uri: &Uri, headers: &HeaderMap) -> Option<HeaderValue> {
     headers.get(header::HOST).cloned().or_else(|| {
@@ -274,6 +290,16 @@ mod tests {
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-port"], "8080");
         assert_eq!(headers["x-forwarded-host"], "app.example.com");
+    }
+
+    #[test]
+    fn http2_cookie_headers_are_joined() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::COOKIE, "a=1".parse().unwrap());
+        headers.append(header::COOKIE, "b=2".parse().unwrap());
+        join_cookie_headers(&mut headers);
+        assert_eq!(headers.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(headers[header::COOKIE], "a=1; b=2");
     }
 
     #[test]

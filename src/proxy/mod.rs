@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use crate::auth::authenticator::{
     SECURE_COOKIES, clear_nonce_cookie, clear_session_cookies, pending_logins,
 };
-use crate::auth::session::{RequestCookies, strip_request_cookies};
+use crate::auth::session::{RequestCookies, is_shard_name, strip_request_cookies};
 use crate::auth::state::NONCE_COOKIE;
 use crate::auth::{AuthError, AuthShared, Authenticator, Decision, RequestContext};
 use crate::body::Body;
@@ -98,11 +98,10 @@ impl Proxy {
     /// True for the nonce cookie and every session shard of this listener.
     fn is_proxy_cookie(&self, name: &str) -> bool {
         name == NONCE_COOKIE
-            || self.session_cookies.iter().any(|base| {
-                name.strip_prefix(base.as_str())
-                    .and_then(|rest| rest.strip_prefix('-'))
-                    .is_some_and(|index| index.len() == 1 && index.as_bytes()[0].is_ascii_digit())
-            })
+            || self
+                .session_cookies
+                .iter()
+                .any(|base| is_shard_name(base, name))
     }
 
     pub async fn handle(
@@ -291,7 +290,7 @@ impl Proxy {
                     .as_ref()
                     .expect("filtered on is_some above");
                 Ok(authenticator
-                    .finish_login(login, &logins, code, &context)
+                    .finish_login(login, logins, code, &context)
                     .await?)
             }
             "/oauth2/sign_out" => {
