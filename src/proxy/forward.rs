@@ -84,6 +84,7 @@ impl Upstream {
         if let Some(host) = host {
             parts.headers.insert(header::HOST, host);
         }
+        join_cookie_headers(&mut parts.headers);
         parts.uri =
             upstream_uri(&action.target, &parts.uri).map_err(ProxyError::UpstreamRequest)?;
         parts.version = Version::HTTP_11;
