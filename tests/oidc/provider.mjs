@@ -24,6 +24,9 @@ const port = Number(process.argv[3] ?? config.port ?? 0);
 const accessTokenTtl = config.accessTokenTtl ?? 3600;
 const idTokenTtl = config.idTokenTtl ?? 3600;
 const refreshTokenTtl = config.refreshTokenTtl ?? 14 * 24 * 3600;
+// oidc-provider accepts tokens up to clockTolerance seconds past their exp
+// (default 15); same clock here, so 0 makes expiry tests exact.
+const clockTolerance = config.clockTolerance ?? 0;
 const issueRefreshTokenAlways = config.issueRefreshToken ?? false;
 const requirePkce = config.requirePkce ?? true;
 const skipConsent = config.skipConsent ?? false;
@@ -32,6 +35,10 @@ const cognito = config.cognito
   ? { username: 'alice', groups: ['admins', 'users'], ...(config.cognito === true ? {} : config.cognito) }
   : null;
 
+// Client authentication methods advertised in discovery and enforced at the
+// token endpoint (oidc-provider itself accepts basic and post alike).
+const authMethods = config.tokenEndpointAuthMethods ?? null;
+
 const clients = (config.clients ?? [{
   client_id: 'portcullis',
   client_secret: 'portcullis-secret',
@@ -39,7 +46,7 @@ const clients = (config.clients ?? [{
 }]).map((c) => ({
   grant_types: ['authorization_code', 'refresh_token'],
   response_types: ['code'],
-  token_endpoint_auth_method: 'client_secret_basic',
+  token_endpoint_auth_method: authMethods ? authMethods[0] : 'client_secret_basic',
   id_token_signed_response_alg: 'RS256',
   post_logout_redirect_uris: [],
   ...c,
@@ -155,6 +162,8 @@ server.listen(port, '127.0.0.1', () => {
       profile: profileClaims,
     },
     conformIdTokenClaims: false,
+    clockTolerance,
+    ...(authMethods ? { clientAuthMethods: authMethods } : {}),
     pkce: { required: () => requirePkce },
     features: {
       devInteractions: { enabled: true },
@@ -241,12 +250,44 @@ server.listen(port, '127.0.0.1', () => {
       res.end(JSON.stringify(stats));
       return;
     }
+    if (authMethods && req.method === 'POST' && req.url.split('?')[0] === '/token') {
+      enforceAuthMethods(req, res, callback);
+      return;
+    }
     callback(req, res);
   });
 
   process.stdout.write(`${JSON.stringify({ issuer })}\n`);
   log(`listening, issuer ${issuer}, clients ${clients.map((c) => c.client_id).join(', ')}`);
 });
+
+function refuse(res, description) {
+  log('token endpoint:', description);
+  stats.grant_errors += 1;
+  res.writeHead(401, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(JSON.stringify({ error: 'invalid_client', error_description: description }));
+}
+
+// Reads the token request's body, refuses a client authentication method
+// not in tokenEndpointAuthMethods, and hands the body to oidc-provider (which
+// takes an already-read body from req.body).
+function enforceAuthMethods(req, res, callback) {
+  const chunks = [];
+  req.on('data', (chunk) => chunks.push(chunk));
+  req.on('end', () => {
+    const body = Buffer.concat(chunks).toString('utf8');
+    const basic = /^basic /i.test(req.headers.authorization ?? '');
+    const post = new URLSearchParams(body).has('client_secret');
+    if (basic && !authMethods.includes('client_secret_basic')) {
+      refuse(res, 'client_secret_basic is not allowed here');
+    } else if (post && !authMethods.includes('client_secret_post')) {
+      refuse(res, 'client_secret_post is not allowed here');
+    } else {
+      req.body = body;
+      callback(req, res);
+    }
+  });
+}
 
 server.on('error', (err) => {
   log('cannot listen:', err.message);
