@@ -41,13 +41,16 @@ impl RelyingParty {
         let recorded = seen.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { return };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
                 let recorded = recorded.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                        let recorded = recorded.clone();
-                        async move { Ok::<_, Infallible>(echo(request, &recorded)) }
-                    });
+                    let service =
+                        service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                            let recorded = recorded.clone();
+                            async move { Ok::<_, Infallible>(echo(request, &recorded)) }
+                        });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tcp), service)
                         .await;
@@ -66,12 +69,26 @@ impl RelyingParty {
     }
 }
 
-fn echo(request: http::Request<hyper::body::Incoming>, recorded: &Mutex<Vec<String>>) -> http::Response<Full<Bytes>> {
-    let target = request.uri().path_and_query().map(|pq| pq.to_string()).unwrap_or_default();
+fn echo(
+    request: http::Request<hyper::body::Incoming>,
+    recorded: &Mutex<Vec<String>>,
+) -> http::Response<Full<Bytes>> {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.to_string())
+        .unwrap_or_default();
     recorded.lock().unwrap().push(target.clone());
     let mut response = http::Response::builder()
         .header("content-type", "text/plain")
-        .header("x-seen-cookie", request.headers().get("cookie").cloned().unwrap_or(http::HeaderValue::from_static("")));
+        .header(
+            "x-seen-cookie",
+            request
+                .headers()
+                .get("cookie")
+                .cloned()
+                .unwrap_or(http::HeaderValue::from_static("")),
+        );
     let url = url::Url::parse(&format!("http://rp{target}")).unwrap();
     for (key, value) in url.query_pairs() {
         if key == "set" {
@@ -81,7 +98,9 @@ fn echo(request: http::Request<hyper::body::Incoming>, recorded: &Mutex<Vec<Stri
             response = response.status(302).header("location", value.as_ref());
         }
     }
-    response.body(Full::new(Bytes::from(format!("seen {target}")))).unwrap()
+    response
+        .body(Full::new(Bytes::from(format!("seen {target}"))))
+        .unwrap()
 }
 
 fn random_token() -> String {
@@ -95,13 +114,23 @@ fn random_token() -> String {
 
 fn s256(verifier: &str) -> String {
     let suite = rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256;
-    let digest = suite.tls13().unwrap().common.hash_provider.hash(verifier.as_bytes());
+    let digest = suite
+        .tls13()
+        .unwrap()
+        .common
+        .hash_provider
+        .hash(verifier.as_bytes());
     URL_SAFE_NO_PAD.encode(digest.as_ref())
 }
 
 fn jwt_payload(token: &str) -> Value {
     let payload = token.split('.').nth(1).expect("a JWT");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).unwrap()).unwrap()
+    serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 fn jwt_header(token: &str) -> Value {
@@ -116,7 +145,10 @@ fn client_config(rp: &RelyingParty, extra: Value) -> Value {
         "redirect_uris": [rp.callback()],
         "post_logout_redirect_uris": [format!("{}/bye", rp.base)],
     });
-    client.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    client
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     client
 }
 
@@ -141,12 +173,22 @@ fn authorization_request(discovery: &Value, redirect_uri: &str, scope: &str) -> 
         .append_pair("nonce", &nonce)
         .append_pair("code_challenge", &s256(&verifier))
         .append_pair("code_challenge_method", "S256");
-    Authorization { url: url.to_string(), state, nonce, verifier }
+    Authorization {
+        url: url.to_string(),
+        state,
+        nonce,
+        verifier,
+    }
 }
 
 async fn token_request(browser: &mut Browser, discovery: &Value, form: &[(&str, &str)]) -> Page {
-    let basic = format!("Basic {}", STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}")));
-    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    let basic = format!(
+        "Basic {}",
+        STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
+    );
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
     browser
         .request(
             "POST",
@@ -186,16 +228,28 @@ async fn code_flow_with_pkce_userinfo_refresh_and_stats() {
     }))
     .await;
     eprintln!("provider started in {:?}", started.elapsed());
-    assert!(idp.issuer.starts_with("http://127.0.0.1:"), "{}", idp.issuer);
+    assert!(
+        idp.issuer.starts_with("http://127.0.0.1:"),
+        "{}",
+        idp.issuer
+    );
 
     let mut browser = Browser::new(None);
     let discovery = browser.get(&idp.discovery_url()).await.json();
     assert_eq!(discovery["issuer"], idp.issuer.as_str());
     assert_eq!(discovery, idp.discovery().await);
-    assert!(discovery["end_session_endpoint"].as_str().unwrap().starts_with(&idp.issuer));
+    assert!(
+        discovery["end_session_endpoint"]
+            .as_str()
+            .unwrap()
+            .starts_with(&idp.issuer)
+    );
     assert!(discovery["jwks_uri"].is_string());
     assert!(
-        discovery["code_challenge_methods_supported"].as_array().unwrap().contains(&json!("S256")),
+        discovery["code_challenge_methods_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("S256")),
         "{discovery:#}"
     );
 
@@ -204,13 +258,25 @@ async fn code_flow_with_pkce_userinfo_refresh_and_stats() {
     assert_eq!(page.status, 200, "{:#?}\n{}", page.hops, page.body);
     assert!(page.url.starts_with(&rp.callback()), "{:#?}", page.hops);
     // The journey went through the provider's interaction pages.
-    assert!(page.hops.iter().any(|(url, _)| url.contains("/interaction/")), "{:#?}", page.hops);
+    assert!(
+        page.hops
+            .iter()
+            .any(|(url, _)| url.contains("/interaction/")),
+        "{:#?}",
+        page.hops
+    );
 
     let seen = rp.seen();
     assert_eq!(seen.len(), 1, "{seen:?}");
     let callback = format!("{}{}", rp.base, seen[0]);
-    assert_eq!(query_param(&callback, "state").as_deref(), Some(auth.state.as_str()));
-    assert_eq!(query_param(&callback, "iss").as_deref(), Some(idp.issuer.as_str()));
+    assert_eq!(
+        query_param(&callback, "state").as_deref(),
+        Some(auth.state.as_str())
+    );
+    assert_eq!(
+        query_param(&callback, "iss").as_deref(),
+        Some(idp.issuer.as_str())
+    );
     let code = query_param(&callback, "code").expect("a code on the callback");
 
     // Redeem the code with client_secret_basic and the PKCE verifier.
@@ -229,7 +295,9 @@ async fn code_flow_with_pkce_userinfo_refresh_and_stats() {
     assert_eq!(tokens.status, 200, "{}", tokens.body);
     let tokens = tokens.json();
     let access_token = tokens["access_token"].as_str().expect("an access token");
-    let refresh_token = tokens["refresh_token"].as_str().expect("a refresh token (issueRefreshToken)");
+    let refresh_token = tokens["refresh_token"]
+        .as_str()
+        .expect("a refresh token (issueRefreshToken)");
     assert_eq!(tokens["token_type"], "Bearer");
     assert!(tokens["expires_in"].as_u64().unwrap() <= 2, "{tokens:#}");
     let id_token = tokens["id_token"].as_str().expect("an ID token");
@@ -243,7 +311,10 @@ async fn code_flow_with_pkce_userinfo_refresh_and_stats() {
     assert_eq!(claims["email"], "alice@example.test");
     assert_eq!(claims["name"], "Alice Example");
     assert_eq!(claims["department"], "engineering");
-    assert!(claims.get("big_0").is_none(), "bigClaims are for userinfo only");
+    assert!(
+        claims.get("big_0").is_none(),
+        "bigClaims are for userinfo only"
+    );
 
     // Userinfo, with the big claims.
     let info = userinfo(&mut browser, &discovery, access_token).await;
@@ -271,13 +342,18 @@ async fn code_flow_with_pkce_userinfo_refresh_and_stats() {
     let refreshed = token_request(
         &mut browser,
         &discovery,
-        &[("grant_type", "refresh_token"), ("refresh_token", refresh_token)],
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
     )
     .await;
     assert_eq!(refreshed.status, 200, "{}", refreshed.body);
     let refreshed = refreshed.json();
     let new_access = refreshed["access_token"].as_str().unwrap();
     assert_ne!(new_access, access_token);
+    // Not rotated (oidc-provider rotates after 70 % of its lifetime).
+    assert_eq!(refreshed["refresh_token"], refresh_token, "{refreshed:#}");
     assert!(refreshed["id_token"].is_string(), "{refreshed:#}");
     let info = userinfo(&mut browser, &discovery, new_access).await;
     assert_eq!(info.status, 200, "{}", info.body);
@@ -324,7 +400,12 @@ async fn a_second_login_reuses_the_provider_session() {
     assert!(!browser.cookies("127.0.0.1").is_empty());
     let second = authorization_request(&discovery, &rp.callback(), "openid email");
     let page = browser.follow(&second.url).await;
-    assert!(page.url.starts_with(&rp.callback()), "{:#?}\n{}", page.hops, page.body);
+    assert!(
+        page.url.starts_with(&rp.callback()),
+        "{:#?}\n{}",
+        page.hops,
+        page.body
+    );
     assert_eq!(page.query("state").as_deref(), Some(second.state.as_str()));
     assert!(page.query("code").is_some());
 
@@ -367,7 +448,9 @@ async fn aborting_the_login_gives_access_denied() {
 #[tokio::test]
 async fn stop_before_captures_the_callback_without_fetching_it() {
     let rp = RelyingParty::start().await;
-    let idp = NodeIdp::start(json!({ "clients": [client_config(&rp, json!({}))], "skipConsent": true })).await;
+    let idp =
+        NodeIdp::start(json!({ "clients": [client_config(&rp, json!({}))], "skipConsent": true }))
+            .await;
     let mut browser = Browser::new(None);
     let discovery = idp.discovery().await;
 
@@ -380,7 +463,11 @@ async fn stop_before_captures_the_callback_without_fetching_it() {
     assert!(query_param(&location, "code").is_some());
     assert!(rp.seen().is_empty(), "the callback was not fetched");
     // skipConsent: login page only, no consent page.
-    let interactions = page.hops.iter().filter(|(url, status)| url.contains("/interaction/") && *status == 200).count();
+    let interactions = page
+        .hops
+        .iter()
+        .filter(|(url, status)| url.contains("/interaction/") && *status == 200)
+        .count();
     assert_eq!(interactions, 1, "{:#?}", page.hops);
 
     // Any other user gets generic claims.
@@ -423,7 +510,12 @@ async fn pkce_is_required_by_default() {
     };
     let page = browser.follow(&without_pkce).await;
     assert!(page.url.starts_with(&rp.callback()), "{:#?}", page.hops);
-    assert_eq!(page.query("error").as_deref(), Some("invalid_request"), "{}", page.url);
+    assert_eq!(
+        page.query("error").as_deref(),
+        Some("invalid_request"),
+        "{}",
+        page.url
+    );
 }
 
 #[tokio::test]
@@ -438,7 +530,10 @@ async fn cognito_mode_and_client_secret_post() {
     .await;
     let mut browser = Browser::new(None);
     let discovery = idp.discovery().await;
-    assert_eq!(discovery["token_endpoint_auth_methods_supported"], json!(["client_secret_post"]));
+    assert_eq!(
+        discovery["token_endpoint_auth_methods_supported"],
+        json!(["client_secret_post"])
+    );
     let auth = authorization_request(&discovery, &rp.callback(), "openid email");
     let page = browser.login(&auth.url, "alice", "x").await;
     let code = page.query("code").expect("a code");
@@ -485,7 +580,13 @@ async fn cognito_mode_and_client_secret_post() {
     assert_eq!(claims["cognito:groups"], json!(["admins"]));
     assert_eq!(claims["token_use"], "id");
     assert!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap() <= 120);
-    let info = userinfo(&mut browser, &discovery, tokens["access_token"].as_str().unwrap()).await.json();
+    let info = userinfo(
+        &mut browser,
+        &discovery,
+        tokens["access_token"].as_str().unwrap(),
+    )
+    .await
+    .json();
     assert_eq!(info["cognito:username"], "alice");
     assert!(info.get("token_use").is_none(), "{info:#}");
 }
@@ -499,7 +600,8 @@ async fn rp_initiated_logout() {
     let auth = authorization_request(&discovery, &rp.callback(), "openid");
     browser.login(&auth.url, "alice", "x").await;
 
-    let mut end_session = url::Url::parse(discovery["end_session_endpoint"].as_str().unwrap()).unwrap();
+    let mut end_session =
+        url::Url::parse(discovery["end_session_endpoint"].as_str().unwrap()).unwrap();
     end_session
         .query_pairs_mut()
         .append_pair("client_id", CLIENT_ID)
@@ -508,14 +610,22 @@ async fn rp_initiated_logout() {
     let confirm = browser.follow(end_session.as_str()).await;
     assert_eq!(confirm.status, 200, "{}", confirm.body);
     let done = browser.submit_form(&confirm, &[("logout", "yes")]).await;
-    assert!(done.url.starts_with(&format!("{}/bye", rp.base)), "{:#?}", done.hops);
+    assert!(
+        done.url.starts_with(&format!("{}/bye", rp.base)),
+        "{:#?}",
+        done.hops
+    );
     assert_eq!(done.query("state").as_deref(), Some("after-logout"));
     assert_eq!(idp.stats().await["end_sessions"], 1);
 
     // Signed out at the provider: the next authorization shows the login page.
     let again = authorization_request(&discovery, &rp.callback(), "openid");
     let page = browser.follow(&again.url).await;
-    assert!(page.form().is_some_and(|form| form.has_input("login")), "{:#?}", page.hops);
+    assert!(
+        page.form().is_some_and(|form| form.has_input("login")),
+        "{:#?}",
+        page.hops
+    );
 }
 
 #[tokio::test]
@@ -525,39 +635,70 @@ async fn browser_cookie_jar() {
     let host = "127.0.0.1";
     let set = |cookie: &str| format!("{}/x/page?set={}", rp.base, urlencode(cookie));
 
-    browser.get(&set("a=1; Path=/; HttpOnly; Secure; SameSite=Lax")).await;
+    browser
+        .get(&set("a=1; Path=/; HttpOnly; Secure; SameSite=Lax"))
+        .await;
     browser.get(&set("b=2; Path=/x")).await;
     browser.get(&set("c=3")).await; // default path /x
     assert_eq!(browser.cookie(host, "a").as_deref(), Some("1"));
     assert_eq!(browser.cookie(host, "c").as_deref(), Some("3"));
 
     let page = browser.get(&format!("{}/x/y", rp.base)).await;
-    assert_eq!(page.header("x-seen-cookie").as_deref(), Some("b=2; c=3; a=1"));
+    assert_eq!(
+        page.header("x-seen-cookie").as_deref(),
+        Some("b=2; c=3; a=1")
+    );
     let page = browser.get(&format!("{}/other", rp.base)).await;
     assert_eq!(page.header("x-seen-cookie").as_deref(), Some("a=1"));
 
     browser.get(&set("a=; Max-Age=0; Path=/")).await;
-    browser.get(&set("b=gone; Path=/x; Expires=Thu, 01 Jan 1970 00:00:00 GMT")).await;
+    browser
+        .get(&set(
+            "b=gone; Path=/x; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+        ))
+        .await;
     assert_eq!(browser.cookie(host, "a"), None);
     assert_eq!(browser.cookie(host, "b"), None);
 
     browser.set_cookie(host, "manual", "m");
     browser.remove_cookie(host, "c");
     let page = browser
-        .request("GET", &format!("{}/x/z", rp.base), &[("cookie", "given=g")], None)
+        .request(
+            "GET",
+            &format!("{}/x/z", rp.base),
+            &[("cookie", "given=g")],
+            None,
+        )
         .await;
-    assert_eq!(page.header("x-seen-cookie").as_deref(), Some("given=g; manual=m"));
+    assert_eq!(
+        page.header("x-seen-cookie").as_deref(),
+        Some("given=g; manual=m")
+    );
 
     // follow() records every hop and every Set-Cookie along the way.
     let target = format!("{}/final", rp.base);
     let page = browser
-        .follow(&format!("{}/r?set={}&redirect={}", rp.base, urlencode("r=1; Path=/"), urlencode(&target)))
+        .follow(&format!(
+            "{}/r?set={}&redirect={}",
+            rp.base,
+            urlencode("r=1; Path=/"),
+            urlencode(&target)
+        ))
         .await;
     assert_eq!(page.status, 200);
     assert_eq!(page.url, target);
-    assert_eq!(page.hops.iter().map(|(_, status)| *status).collect::<Vec<_>>(), vec![302, 200]);
+    assert_eq!(
+        page.hops
+            .iter()
+            .map(|(_, status)| *status)
+            .collect::<Vec<_>>(),
+        vec![302, 200]
+    );
     assert_eq!(page.set_cookies, vec!["r=1; Path=/".to_string()]);
-    assert_eq!(page.header("x-seen-cookie").as_deref(), Some("manual=m; r=1"));
+    assert_eq!(
+        page.header("x-seen-cookie").as_deref(),
+        Some("manual=m; r=1")
+    );
 }
 
 /// HTTPS with a test CA, any host name resolving to the loopback, over
@@ -567,7 +708,8 @@ async fn browser_speaks_https_with_a_test_ca() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
     let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string(), "app.test".to_string()])
         .unwrap()
@@ -588,11 +730,15 @@ async fn browser_speaks_https_with_a_test_ca() {
     let recorded = seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             let recorded = recorded.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     let recorded = recorded.clone();
                     async move {
@@ -606,7 +752,11 @@ async fn browser_speaks_https_with_a_test_ca() {
                             "{:?} {host} {} {}",
                             request.version(),
                             request.uri().path(),
-                            request.headers().get("sec-fetch-mode").map(|v| v.to_str().unwrap()).unwrap_or("-")
+                            request
+                                .headers()
+                                .get("sec-fetch-mode")
+                                .map(|v| v.to_str().unwrap())
+                                .unwrap_or("-")
                         );
                         recorded.lock().unwrap().push(line);
                         Ok::<_, Infallible>(
@@ -633,8 +783,15 @@ async fn browser_speaks_https_with_a_test_ca() {
     assert_eq!(page.status, 200);
 
     // Without the CA, the certificate is refused.
-    let untrusting = tokio::spawn(async move { Browser::new(None).get(&format!("https://localhost:{port}/c")).await });
-    assert!(untrusting.await.is_err(), "an unknown CA must fail the handshake");
+    let untrusting = tokio::spawn(async move {
+        Browser::new(None)
+            .get(&format!("https://localhost:{port}/c"))
+            .await
+    });
+    assert!(
+        untrusting.await.is_err(),
+        "an unknown CA must fail the handshake"
+    );
 
     let seen = seen.lock().unwrap().clone();
     assert_eq!(

@@ -146,7 +146,9 @@ impl Browser {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut roots = rustls::RootCertStore::empty();
         if let Some(root) = extra_root {
-            roots.add(root).expect("the extra root is a valid certificate");
+            roots
+                .add(root)
+                .expect("the extra root is a valid certificate");
         }
         let mut tls = rustls::ClientConfig::builder()
             .with_root_certificates(roots)
@@ -196,14 +198,17 @@ impl Browser {
 
     /// Sets a host-only cookie with `Path=/`.
     pub fn set_cookie(&mut self, host: &str, name: &str, value: &str) {
-        self.jar.entry(host.to_ascii_lowercase()).or_default().insert(
-            (name.to_string(), "/".to_string()),
-            Cookie {
-                value: value.to_string(),
-                path: "/".to_string(),
-                domain_match: false,
-            },
-        );
+        self.jar
+            .entry(host.to_ascii_lowercase())
+            .or_default()
+            .insert(
+                (name.to_string(), "/".to_string()),
+                Cookie {
+                    value: value.to_string(),
+                    path: "/".to_string(),
+                    domain_match: false,
+                },
+            );
     }
 
     /// Removes cookie `name` of `host` on every path.
@@ -239,7 +244,7 @@ impl Browser {
             .filter(|(_, cookie)| path_matches(&cookie.path, path))
             .collect();
         // Longer paths first, as browsers do.
-        matching.sort_by(|a, b| b.1.path.len().cmp(&a.1.path.len()));
+        matching.sort_by_key(|(_, cookie)| std::cmp::Reverse(cookie.path.len()));
         if matching.is_empty() {
             return None;
         }
@@ -275,21 +280,16 @@ impl Browser {
                     domain = val.trim_start_matches('.').to_ascii_lowercase();
                     domain_match = true;
                 }
-                "max-age" => {
-                    if val.parse::<i64>().map(|age| age <= 0).unwrap_or(false) {
-                        delete = true;
-                    }
-                }
-                "expires" => {
-                    // No date parser here: a year before 2000 (the usual
-                    // `Thu, 01 Jan 1970 00:00:00 GMT`) means deletion.
+                "max-age" if val.parse::<i64>().is_ok_and(|age| age <= 0) => delete = true,
+                // No date parser here: a year before 2000 (the usual
+                // `Thu, 01 Jan 1970 00:00:00 GMT`) means deletion.
+                "expires"
                     if val
                         .split(|c: char| !c.is_ascii_digit())
                         .filter(|part| part.len() == 4)
-                        .any(|year| year.parse::<u32>().map(|y| y < 2000).unwrap_or(false))
-                    {
-                        delete = true;
-                    }
+                        .any(|year| year.parse::<u32>().is_ok_and(|y| y < 2000)) =>
+                {
+                    delete = true
                 }
                 _ => {}
             }
@@ -324,14 +324,20 @@ impl Browser {
         let parsed = Url::parse(url).unwrap_or_else(|error| panic!("bad URL {url}: {error}"));
         let method = Method::from_bytes(method.as_bytes()).expect("a valid method");
 
-        let mut builder = Request::builder().method(method.clone()).uri(request_target(&parsed, self.h2));
+        let mut builder = Request::builder()
+            .method(method.clone())
+            .uri(request_target(&parsed, self.h2));
         let mut given_cookie: Option<String> = None;
         let mut names: Vec<String> = Vec::new();
         let explicit = headers.iter().map(|(n, v)| (n.to_string(), v.to_string()));
         let defaults = self
             .default_headers
             .iter()
-            .filter(|(n, _)| !headers.iter().any(|(given, _)| given.eq_ignore_ascii_case(n)))
+            .filter(|(n, _)| {
+                !headers
+                    .iter()
+                    .any(|(given, _)| given.eq_ignore_ascii_case(n))
+            })
             .cloned();
         for (name, value) in explicit.chain(defaults) {
             let lower = name.to_ascii_lowercase();
@@ -403,8 +409,9 @@ impl Browser {
         match url.scheme() {
             "http" => exchange(TokioIo::new(tcp), request, false).await,
             "https" => {
-                let name = ServerName::try_from(host.trim_matches(|c| c == '[' || c == ']').to_string())
-                    .map_err(|error| format!("server name {host}: {error}"))?;
+                let name =
+                    ServerName::try_from(host.trim_matches(|c| c == '[' || c == ']').to_string())
+                        .map_err(|error| format!("server name {host}: {error}"))?;
                 let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
                     .connect(name, tcp)
                     .await
@@ -424,7 +431,8 @@ impl Browser {
 
     /// Navigates to `url` and follows redirects (at most 20).
     pub async fn follow(&mut self, url: &str) -> Page {
-        self.navigate("GET", url, None, Vec::new(), Vec::new()).await
+        self.navigate("GET", url, None, Vec::new(), Vec::new())
+            .await
     }
 
     async fn navigate(
@@ -474,15 +482,17 @@ impl Browser {
     /// and any with a value) overridden/extended by `fields`, urlencoded, to
     /// its action resolved against the page URL; then follows redirects.
     pub async fn submit_form(&mut self, page: &Page, fields: &[(&str, &str)]) -> Page {
-        let form = page
-            .form()
-            .unwrap_or_else(|| panic!("no <form> in {} ({}): {}", page.url, page.status, page.body));
+        let form = page.form().unwrap_or_else(|| {
+            panic!("no <form> in {} ({}): {}", page.url, page.status, page.body)
+        });
         let mut values: Vec<(String, String)> = form
             .inputs
             .iter()
             .filter(|(name, _, kind)| {
-                !matches!(kind.as_str(), "submit" | "button" | "checkbox" | "radio" | "image")
-                    && !fields.iter().any(|(field, _)| field == name)
+                !matches!(
+                    kind.as_str(),
+                    "submit" | "button" | "checkbox" | "radio" | "image"
+                ) && !fields.iter().any(|(field, _)| field == name)
             })
             .map(|(name, value, _)| (name.clone(), value.clone()))
             .collect();
@@ -495,10 +505,17 @@ impl Browser {
             let mut target = Url::parse(&action).expect("a valid form action");
             target.set_query(Some(&encoded));
             action = target.to_string();
-            self.navigate("GET", &action, None, Vec::new(), Vec::new()).await
-        } else {
-            self.navigate("POST", &action, Some(encoded.into_bytes()), Vec::new(), Vec::new())
+            self.navigate("GET", &action, None, Vec::new(), Vec::new())
                 .await
+        } else {
+            self.navigate(
+                "POST",
+                &action,
+                Some(encoded.into_bytes()),
+                Vec::new(),
+                Vec::new(),
+            )
+            .await
         }
     }
 
@@ -513,7 +530,8 @@ impl Browser {
         let mut set_cookies = page.set_cookies.clone();
         for _ in 0..6 {
             let Some(form) = page.form() else { break };
-            let fields: Vec<(&str, &str)> = if form.has_input("login") && form.has_input("password") {
+            let fields: Vec<(&str, &str)> = if form.has_input("login") && form.has_input("password")
+            {
                 vec![("login", user), ("password", password)]
             } else if form
                 .inputs
@@ -528,7 +546,10 @@ impl Browser {
             hops.extend(page.hops.iter().cloned());
             set_cookies.extend(page.set_cookies.iter().cloned());
         }
-        if page.form().is_some_and(|form| form.has_input("login") || form.has_input("prompt")) {
+        if page
+            .form()
+            .is_some_and(|form| form.has_input("login") || form.has_input("prompt"))
+        {
             panic!("login did not finish: {hops:#?}\n{}", page.body);
         }
         page.hops = hops;
@@ -542,9 +563,12 @@ impl Browser {
     /// final page.
     pub async fn abort_login(&mut self, start_url: &str) -> Page {
         let page = self.follow(start_url).await;
-        let abort = page
-            .link_containing("/abort")
-            .unwrap_or_else(|| panic!("no abort link at {} ({}): {}", page.url, page.status, page.body));
+        let abort = page.link_containing("/abort").unwrap_or_else(|| {
+            panic!(
+                "no abort link at {} ({}): {}",
+                page.url, page.status, page.body
+            )
+        });
         let mut hops = page.hops.clone();
         let mut end = self.follow(&abort).await;
         hops.extend(end.hops.iter().cloned());
@@ -571,9 +595,10 @@ where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let response = if h2 {
-        let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .map_err(|error| format!("HTTP/2 handshake: {error}"))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(|error| format!("HTTP/2 handshake: {error}"))?;
         tokio::spawn(connection);
         sender.send_request(request).await
     } else {
@@ -654,13 +679,19 @@ fn parse_first_form(html: &str) -> Option<Form> {
     let start = lower.find("<form")?;
     let tag_end = lower[start..].find('>')? + start;
     let attrs = parse_attributes(&html[start + 5..tag_end]);
-    let end = lower[tag_end..].find("</form").map(|i| i + tag_end).unwrap_or(html.len());
+    let end = lower[tag_end..]
+        .find("</form")
+        .map(|i| i + tag_end)
+        .unwrap_or(html.len());
     let inner = &html[tag_end..end];
     let inner_lower = &lower[tag_end..end];
     let mut inputs = Vec::new();
     let mut from = 0;
     while let Some(at) = inner_lower[from..].find("<input").map(|i| i + from) {
-        let close = inner_lower[at..].find('>').map(|i| i + at).unwrap_or(inner.len());
+        let close = inner_lower[at..]
+            .find('>')
+            .map(|i| i + at)
+            .unwrap_or(inner.len());
         let input = parse_attributes(&inner[at + 6..close]);
         if let Some(name) = input.get("name") {
             inputs.push((
@@ -698,7 +729,10 @@ fn parse_attributes(text: &str) -> BTreeMap<String, String> {
         while i < chars.len() && !chars[i].is_whitespace() && chars[i] != '=' && chars[i] != '/' {
             i += 1;
         }
-        let name: String = chars[name_start..i].iter().collect::<String>().to_ascii_lowercase();
+        let name: String = chars[name_start..i]
+            .iter()
+            .collect::<String>()
+            .to_ascii_lowercase();
         while i < chars.len() && chars[i].is_whitespace() {
             i += 1;
         }
@@ -751,7 +785,9 @@ fn html_unescape(text: &str) -> String {
             "quot" => Some('"'),
             "apos" => Some('\''),
             _ if entity.starts_with("#x") || entity.starts_with("#X") => {
-                u32::from_str_radix(&entity[2..], 16).ok().and_then(char::from_u32)
+                u32::from_str_radix(&entity[2..], 16)
+                    .ok()
+                    .and_then(char::from_u32)
             }
             _ if entity.starts_with('#') => entity[1..].parse().ok().and_then(char::from_u32),
             _ => None,

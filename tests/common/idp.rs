@@ -29,7 +29,9 @@ pub struct NodeIdp {
 
 /// `tests/oidc` of this crate.
 pub fn oidc_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("oidc")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("oidc")
 }
 
 impl NodeIdp {
@@ -181,16 +183,28 @@ impl NodeIdp {
             .await
             .unwrap_or_else(|_| panic!("GET {url}: no answer in 10 s"))
             .unwrap_or_else(|error| panic!("GET {url}: {error}"));
-        assert!(status.is_success(), "GET {url}: {status}: {}", String::from_utf8_lossy(&body));
-        serde_json::from_slice(&body)
-            .unwrap_or_else(|error| panic!("GET {url}: not JSON ({error}): {}", String::from_utf8_lossy(&body)))
+        assert!(
+            status.is_success(),
+            "GET {url}: {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        serde_json::from_slice(&body).unwrap_or_else(|error| {
+            panic!(
+                "GET {url}: not JSON ({error}): {}",
+                String::from_utf8_lossy(&body)
+            )
+        })
     }
 }
 
 impl Drop for NodeIdp {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- OpenID provider log ({}) ---\n{}", self.issuer, self.log());
+            eprintln!(
+                "--- OpenID provider log ({}) ---\n{}",
+                self.issuer,
+                self.log()
+            );
         }
         let _ = self.child.start_kill();
     }
