@@ -807,3 +807,51 @@ async fn browser_speaks_https_with_a_test_ca() {
 fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
+
+/// A redirect URI registered with port 0 matches that URL on any port: the
+/// IdP can be started before the proxy has picked its port.
+#[tokio::test]
+async fn port_zero_redirect_uris_match_any_port() {
+    let rp = RelyingParty::start().await;
+    let port = rp.base.rsplit(':').next().unwrap().to_string();
+    let idp = NodeIdp::start(json!({
+        "clients": [{
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "redirect_uris": ["http://127.0.0.1:0/cb"],
+            "post_logout_redirect_uris": ["http://127.0.0.1:0/bye"],
+        }],
+        "skipConsent": true,
+    }))
+    .await;
+    let mut browser = Browser::new(None);
+    let discovery = idp.discovery().await;
+    let auth = authorization_request(&discovery, &rp.callback(), "openid");
+    let page = browser.login(&auth.url, "alice", "x").await;
+    assert!(page.url.starts_with(&rp.callback()), "{:#?}", page.hops);
+    assert!(page.query("code").is_some());
+
+    // The path must still match exactly.
+    let wrong = authorization_request(&discovery, &format!("{}/elsewhere", rp.base), "openid");
+    let page = browser.follow(&wrong.url).await;
+    assert_eq!(page.status, 400, "{:#?}", page.hops);
+    assert!(page.body.contains("redirect_uri"), "{}", page.body);
+
+    let mut end_session =
+        url::Url::parse(discovery["end_session_endpoint"].as_str().unwrap()).unwrap();
+    end_session
+        .query_pairs_mut()
+        .append_pair("client_id", CLIENT_ID)
+        .append_pair(
+            "post_logout_redirect_uri",
+            &format!("http://127.0.0.1:{port}/bye"),
+        );
+    let confirm = browser.follow(end_session.as_str()).await;
+    let done = browser.submit_form(&confirm, &[("logout", "yes")]).await;
+    assert_eq!(
+        done.url,
+        format!("http://127.0.0.1:{port}/bye"),
+        "{:#?}",
+        done.hops
+    );
+}

@@ -222,6 +222,31 @@ server.listen(port, '127.0.0.1', () => {
     },
   });
 
+  // Port wildcard: a registered redirect_uri or post_logout_redirect_uri with
+  // port 0 (`https://localhost:0/oauth2/idpresponse`) matches that URL on any
+  // port, so the IdP can be configured before the proxy has picked its port.
+  const anyPort = (value, registered) => {
+    try {
+      const url = new URL(value);
+      url.port = '0';
+      return registered.some((uri) => {
+        try { return new URL(uri).href === url.href; } catch { return false; }
+      });
+    } catch {
+      return false;
+    }
+  };
+  const { prototype } = provider.Client;
+  const redirectUriAllowed = prototype.redirectUriAllowed;
+  const postLogoutRedirectUriAllowed = prototype.postLogoutRedirectUriAllowed;
+  prototype.redirectUriAllowed = function allowed(value) {
+    return redirectUriAllowed.call(this, value) || anyPort(value, this.redirectUris);
+  };
+  prototype.postLogoutRedirectUriAllowed = function allowed(value) {
+    return postLogoutRedirectUriAllowed.call(this, value)
+      || anyPort(value, this.postLogoutRedirectUris);
+  };
+
   provider.on('grant.success', (ctx) => {
     const type = ctx.oidc.params.grant_type;
     stats.grants[type] = (stats.grants[type] ?? 0) + 1;
