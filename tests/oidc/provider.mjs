@@ -1,0 +1,324 @@
+// A real OpenID provider (node-oidc-provider) for portcullis end-to-end tests.
+//
+//   node tests/oidc/provider.mjs CONFIG.json [PORT]
+//
+// Listens on 127.0.0.1 (port 0 = any free port unless PORT or config.port is
+// given), prints exactly one line `{"issuer":"http://127.0.0.1:PORT"}` on
+// stdout once it is listening, and logs everything else to stderr.
+// See README.md beside this file for the configuration schema.
+
+import { createServer } from 'node:http';
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+
+import Provider from 'oidc-provider';
+
+const log = (...args) => console.error('[oidc]', ...args);
+
+// ---------------------------------------------------------------- config ---
+
+const configPath = process.argv[2];
+const config = configPath ? JSON.parse(readFileSync(configPath, 'utf8')) : {};
+const port = Number(process.argv[3] ?? config.port ?? 0);
+
+const accessTokenTtl = config.accessTokenTtl ?? 3600;
+const idTokenTtl = config.idTokenTtl ?? 3600;
+const refreshTokenTtl = config.refreshTokenTtl ?? 14 * 24 * 3600;
+// oidc-provider accepts tokens up to clockTolerance seconds past their exp
+// (default 15); same clock here, so 0 makes expiry tests exact.
+const clockTolerance = config.clockTolerance ?? 0;
+const issueRefreshTokenAlways = config.issueRefreshToken ?? false;
+const requirePkce = config.requirePkce ?? true;
+const skipConsent = config.skipConsent ?? false;
+const bigClaims = config.bigClaims ?? 0;
+const cognito = config.cognito
+  ? { username: 'alice', groups: ['admins', 'users'], ...(config.cognito === true ? {} : config.cognito) }
+  : null;
+
+// Client authentication methods advertised in discovery and enforced at the
+// token endpoint (oidc-provider itself accepts basic and post alike).
+const authMethods = config.tokenEndpointAuthMethods ?? null;
+
+const clients = (config.clients ?? [{
+  client_id: 'portcullis',
+  client_secret: 'portcullis-secret',
+  redirect_uris: ['https://localhost/oauth2/idpresponse'],
+}]).map((c) => ({
+  grant_types: ['authorization_code', 'refresh_token'],
+  response_types: ['code'],
+  token_endpoint_auth_method: authMethods ? authMethods[0] : 'client_secret_basic',
+  id_token_signed_response_alg: 'RS256',
+  post_logout_redirect_uris: [],
+  ...c,
+}));
+
+// The test user. Any login name is accepted by the login form (the password
+// is ignored); `alice` gets the configured claims, any other name gets
+// generic ones derived from the name.
+const aliceClaims = {
+  email: 'alice@example.test',
+  email_verified: true,
+  name: 'Alice Example',
+  given_name: 'Alice',
+  family_name: 'Example',
+  preferred_username: 'alice',
+  ...(config.claims ?? {}),
+};
+
+// Deterministic, incompressible-looking text (base64url alphabet) so cookie
+// sharding tests cannot be defeated by compression and are reproducible.
+function filler(size, seed) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  let x = seed >>> 0 || 1;
+  let out = '';
+  for (let i = 0; i < size; i += 1) {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    out += alphabet[x & 63];
+  }
+  return out;
+}
+
+// bigClaims: total size in bytes of the values of claims big_0, big_1, …
+// (each at most 1000 bytes), released in userinfo only.
+const BIG_CHUNK = 1000;
+const big = {};
+for (let i = 0, left = bigClaims; left > 0; i += 1, left -= BIG_CHUNK) {
+  big[`big_${i}`] = filler(Math.min(BIG_CHUNK, left), 0x9e3779b9 + i);
+}
+
+function claimsFor(accountId, use) {
+  const base = accountId === 'alice'
+    ? { ...aliceClaims }
+    : {
+      email: `${accountId}@example.test`,
+      email_verified: true,
+      name: accountId,
+      preferred_username: accountId,
+    };
+  const out = { sub: accountId, ...base };
+  if (use === 'userinfo') Object.assign(out, big);
+  if (cognito) {
+    out['cognito:username'] = accountId === 'alice' ? cognito.username : accountId;
+    out['cognito:groups'] = cognito.groups;
+    if (use === 'id_token') out.token_use = 'id';
+  }
+  return out;
+}
+
+// Every claim we may return must be listed under some scope, or
+// oidc-provider filters it out. Standard ones under their scopes, the rest
+// (custom claims, big_*, cognito:*) under openid so they always flow.
+const emailClaims = ['email', 'email_verified'];
+const profileClaims = ['name', 'given_name', 'family_name', 'middle_name', 'nickname',
+  'preferred_username', 'profile', 'picture', 'website', 'gender', 'birthdate',
+  'zoneinfo', 'locale', 'updated_at'];
+const known = new Set(['sub', ...emailClaims, ...profileClaims]);
+const extraClaims = [...new Set([
+  ...Object.keys(aliceClaims),
+  ...Object.keys(big),
+  ...(cognito ? ['cognito:username', 'cognito:groups', 'token_use'] : []),
+])].filter((c) => !known.has(c));
+
+// ------------------------------------------------------------------ keys ---
+
+function signingKeys() {
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
+  return {
+    keys: [
+      { ...rsa, kid: `rsa-${randomUUID()}`, use: 'sig', alg: 'RS256' },
+      { ...ec, kid: `ec-${randomUUID()}`, use: 'sig', alg: 'ES256' },
+    ],
+  };
+}
+
+// ----------------------------------------------------------------- stats ---
+
+const stats = {
+  grants: { authorization_code: 0, refresh_token: 0 },
+  grant_errors: 0,
+  userinfo: 0,
+  userinfo_errors: 0,
+  authorizations: 0,
+  authorization_errors: 0,
+  end_sessions: 0,
+};
+
+// ---------------------------------------------------------------- server ---
+
+const server = createServer();
+server.listen(port, '127.0.0.1', () => {
+  const issuer = `http://127.0.0.1:${server.address().port}`;
+
+  const provider = new Provider(issuer, {
+    clients,
+    jwks: signingKeys(),
+    cookies: { keys: [randomBytes(32).toString('base64url')] },
+    claims: {
+      openid: ['sub', ...extraClaims],
+      email: emailClaims,
+      profile: profileClaims,
+    },
+    conformIdTokenClaims: false,
+    clockTolerance,
+    ...(authMethods ? { clientAuthMethods: authMethods } : {}),
+    pkce: { required: () => requirePkce },
+    features: {
+      devInteractions: { enabled: true },
+      rpInitiatedLogout: { enabled: true },
+      userinfo: { enabled: true },
+      revocation: { enabled: true },
+    },
+    async issueRefreshToken(ctx, client, code) {
+      if (!client.grantTypeAllowed('refresh_token')) return false;
+      return issueRefreshTokenAlways || code.scopes.has('offline_access');
+    },
+    // With skipConsent, the consent prompt is answered automatically by
+    // creating a grant for everything asked.
+    ...(skipConsent ? {
+      async loadExistingGrant(ctx) {
+        const grantId = ctx.oidc.result?.consent?.grantId
+          || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+        if (grantId) {
+          const existing = await ctx.oidc.provider.Grant.find(grantId);
+          if (existing) return existing;
+        }
+        const grant = new ctx.oidc.provider.Grant({
+          clientId: ctx.oidc.client.clientId,
+          accountId: ctx.oidc.session.accountId,
+        });
+        grant.addOIDCScope(ctx.oidc.requestParamScopes ? [...ctx.oidc.requestParamScopes].join(' ') : 'openid');
+        grant.addOIDCClaims(['sub', ...extraClaims, ...emailClaims, ...profileClaims]);
+        await grant.save();
+        return grant;
+      },
+    } : {}),
+    async findAccount(ctx, sub) {
+      return {
+        accountId: sub,
+        async claims(use) { return claimsFor(sub, use); },
+      };
+    },
+    ttl: {
+      AccessToken: accessTokenTtl,
+      AuthorizationCode: 60,
+      IdToken: idTokenTtl,
+      RefreshToken: refreshTokenTtl,
+      Interaction: 3600,
+      Session: 14 * 24 * 3600,
+      Grant: 14 * 24 * 3600,
+      ClientCredentials: 600,
+      DeviceCode: 600,
+      BackchannelAuthenticationRequest: 600,
+      PreAuthorizedCode: 600,
+    },
+    renderError(ctx, out, error) {
+      log('error page:', out, error?.message);
+      ctx.type = 'html';
+      ctx.body = `<!DOCTYPE html><html><head><title>oops! something went wrong</title></head><body><h1>oops! something went wrong</h1><pre>${
+        Object.entries(out).map(([k, v]) => `${k}: ${String(v).replace(/[<>&]/g, '')}`).join('\n')}</pre></body></html>`;
+    },
+  });
+
+  // Port wildcard: a registered redirect_uri or post_logout_redirect_uri with
+  // port 0 (`https://localhost:0/oauth2/idpresponse`) matches that URL on any
+  // port, so the IdP can be configured before the proxy has picked its port.
+  const anyPort = (value, registered) => {
+    try {
+      const url = new URL(value);
+      url.port = '0';
+      return registered.some((uri) => {
+        try { return new URL(uri).href === url.href; } catch { return false; }
+      });
+    } catch {
+      return false;
+    }
+  };
+  const { prototype } = provider.Client;
+  const redirectUriAllowed = prototype.redirectUriAllowed;
+  const postLogoutRedirectUriAllowed = prototype.postLogoutRedirectUriAllowed;
+  prototype.redirectUriAllowed = function allowed(value) {
+    return redirectUriAllowed.call(this, value) || anyPort(value, this.redirectUris);
+  };
+  prototype.postLogoutRedirectUriAllowed = function allowed(value) {
+    return postLogoutRedirectUriAllowed.call(this, value)
+      || anyPort(value, this.postLogoutRedirectUris);
+  };
+
+  provider.on('grant.success', (ctx) => {
+    const type = ctx.oidc.params.grant_type;
+    stats.grants[type] = (stats.grants[type] ?? 0) + 1;
+  });
+  provider.on('grant.error', (ctx, err) => { stats.grant_errors += 1; log('grant.error', err.message); });
+  provider.on('authorization.success', () => { stats.authorizations += 1; });
+  provider.on('authorization.error', (ctx, err) => { stats.authorization_errors += 1; log('authorization.error', err.message, err.error_description ?? ''); });
+  provider.on('end_session.success', () => { stats.end_sessions += 1; });
+  provider.on('userinfo.error', (ctx, err) => { log('userinfo.error', err.message); });
+  provider.on('server_error', (ctx, err) => { log('server_error', err); });
+
+  // Userinfo has no success event: count answers of the userinfo route.
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.oidc?.route === 'userinfo') {
+      if (ctx.status === 200) stats.userinfo += 1;
+      else stats.userinfo_errors += 1;
+    }
+  });
+
+  const callback = provider.callback();
+  server.on('request', (req, res) => {
+    log(req.method, req.url);
+    if (req.url === '/__test/stats' && req.method === 'GET') {
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify(stats));
+      return;
+    }
+    if (authMethods && req.method === 'POST' && req.url.split('?')[0] === '/token') {
+      enforceAuthMethods(req, res, callback);
+      return;
+    }
+    callback(req, res);
+  });
+
+  process.stdout.write(`${JSON.stringify({ issuer })}\n`);
+  log(`listening, issuer ${issuer}, clients ${clients.map((c) => c.client_id).join(', ')}`);
+});
+
+function refuse(res, description) {
+  log('token endpoint:', description);
+  stats.grant_errors += 1;
+  res.writeHead(401, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(JSON.stringify({ error: 'invalid_client', error_description: description }));
+}
+
+// Reads the token request's body, refuses a client authentication method
+// not in tokenEndpointAuthMethods, and hands the body to oidc-provider (which
+// takes an already-read body from req.body).
+function enforceAuthMethods(req, res, callback) {
+  const chunks = [];
+  req.on('data', (chunk) => chunks.push(chunk));
+  req.on('end', () => {
+    const body = Buffer.concat(chunks).toString('utf8');
+    const basic = /^basic /i.test(req.headers.authorization ?? '');
+    const post = new URLSearchParams(body).has('client_secret');
+    if (basic && !authMethods.includes('client_secret_basic')) {
+      refuse(res, 'client_secret_basic is not allowed here');
+    } else if (post && !authMethods.includes('client_secret_post')) {
+      refuse(res, 'client_secret_post is not allowed here');
+    } else {
+      req.body = body;
+      callback(req, res);
+    }
+  });
+}
+
+server.on('error', (err) => {
+  log('cannot listen:', err.message);
+  process.exit(1);
+});
+
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => server.close(() => process.exit(0)));
+}
