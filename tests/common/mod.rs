@@ -3,6 +3,8 @@
 //! over plain TCP or TLS with a chosen SNI name.
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod idp;
 pub mod upstream;
 
 use std::net::SocketAddr;
