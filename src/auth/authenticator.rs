@@ -216,8 +216,8 @@ impl Authenticator {
     ) -> Result<Response<Body>, AuthError> {
         let endpoints = self.provider.endpoints().await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let state = CsrfToken::new_random();
-        let nonce = Nonce::new_random();
+        let state = CsrfToken::new_random_len(32);
+        let nonce = Nonce::new_random_len(32);
         let original = request
             .uri()
             .path_and_query()

@@ -1,0 +1,321 @@
+//! End-to-end login through a real OpenID provider (node-oidc-provider,
+//! tests/oidc) with portcullis on `https://localhost:PORT` in front of a real
+//! upstream: the ALB flow, sessions, refresh, policies, sign-out, and the
+//! identity headers verified the way applications verify them.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::browser::{Browser, Page};
+use common::idp::NodeIdp;
+use common::*;
+use serde_json::{Value, json};
+
+const CLIENT_ID: &str = "portcullis";
+const CLIENT_SECRET: &str = "portcullis-secret";
+const SESSION_SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const SIGNER: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/portcullis/50dc6c495c0c9188";
+
+/// Environment for `${NAME}` in the test configurations.
+struct TestEnv(HashMap<&'static str, String>);
+
+impl portcullis::config::Environment for TestEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+
+    fn read_file(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+}
+
+/// The IdP, the proxy and the upstream of one test.
+struct Stack {
+    idp: NodeIdp,
+    proxy: Running,
+    upstream: upstream::Upstream,
+    pki: Pki,
+}
+
+impl Stack {
+    fn base(&self) -> String {
+        format!("https://localhost:{}", self.proxy.addr().port())
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
+    }
+
+    fn host(&self) -> String {
+        format!("localhost:{}", self.proxy.addr().port())
+    }
+
+    fn browser(&self) -> Browser {
+        Browser::new(Some(self.pki.ca_der()))
+    }
+}
+
+fn idp_config(extra: Value) -> Value {
+    let mut config = json!({
+        "clients": [{
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "redirect_uris": ["https://localhost:0/oauth2/idpresponse"],
+            "post_logout_redirect_uris": ["https://localhost:0/signed-out"],
+        }],
+    });
+    if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+        for (key, value) in extra {
+            config.insert(key.clone(), value.clone());
+        }
+    }
+    config
+}
+
+/// Starts the IdP (with `idp_extra` merged into its config) and the proxy
+/// with one authenticating rule whose action gets `action_extra` YAML lines.
+async fn stack(idp_extra: Value, action_extra: &str, rules_extra: &str) -> Stack {
+    let idp = NodeIdp::start(idp_config(idp_extra)).await;
+    let upstream = upstream::start().await;
+    let pki = Pki::new();
+    let (files, _) = pki.issue("localhost", &["localhost"]);
+    let yaml = format!(
+        r#"
+admin: {{ address: "127.0.0.1:0" }}
+sessions: {{ secrets: ["${{SESSION_SECRET}}"] }}
+signing: {{ signer: "{SIGNER}" }}
+listeners:
+  - address: "127.0.0.1:0"
+    tls:
+      certificate_file: {cert}
+      private_key_file: {key}
+    rules:
+{rules_extra}
+      - name: app
+        actions:
+          - authenticate_oidc:
+              issuer: {issuer}
+              client_id: {CLIENT_ID}
+              client_secret: "${{CLIENT_SECRET}}"
+              scope: openid email profile
+              authentication_request_extra_params: {{ prompt: login }}
+              sign_out_redirect: /signed-out
+{action_extra}
+          - forward: {{ target: "http://{upstream}" }}
+"#,
+        cert = files.certificate_file.display(),
+        key = files.private_key_file.display(),
+        issuer = idp.issuer,
+        upstream = upstream.addr,
+        action_extra = indent(action_extra, 14),
+        rules_extra = indent(rules_extra, 6),
+    );
+    let env = TestEnv(HashMap::from([
+        ("SESSION_SECRET", SESSION_SECRET.to_owned()),
+        ("CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+    ]));
+    let config = portcullis::config::load_str(&yaml, portcullis::config::Format::Yaml, &env)
+        .unwrap_or_else(|error| panic!("{error:?}\n{yaml}"));
+    let proxy = start(config).await;
+    Stack {
+        idp,
+        proxy,
+        upstream,
+        pki,
+    }
+}
+
+fn indent(text: &str, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| format!("{pad}{}", line.trim_start()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Logs alice in starting at `path`; returns the final (upstream) page.
+async fn login(stack: &Stack, browser: &mut Browser, path: &str) -> Page {
+    let page = browser
+        .login(&stack.url(path), "alice", "any password")
+        .await;
+    assert_eq!(
+        page.status, 200,
+        "login did not end on the upstream: {:#?}\n{}",
+        page.hops, page.body
+    );
+    page
+}
+
+fn b64(segment: &str) -> Vec<u8> {
+    base64::engine::general_purpose::URL_SAFE
+        .decode(segment)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(segment))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_redirect_to_the_idp_carries_every_parameter() {
+    let stack = stack(json!({}), "", "").await;
+    let mut browser = stack.browser();
+    let page = browser.get(&stack.url("/app/page?x=1")).await;
+    assert_eq!(page.status, 302);
+    let location = url::Url::parse(&page.location().unwrap()).unwrap();
+    assert!(
+        location
+            .as_str()
+            .starts_with(&format!("{}/auth", stack.idp.issuer)),
+        "{location}"
+    );
+    let query: HashMap<String, String> = location.query_pairs().into_owned().collect();
+    assert_eq!(query["client_id"], CLIENT_ID);
+    assert_eq!(
+        query["redirect_uri"],
+        format!("{}/oauth2/idpresponse", stack.base())
+    );
+    assert_eq!(query["response_type"], "code");
+    assert_eq!(query["scope"], "openid email profile");
+    assert_eq!(query["prompt"], "login");
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["code_challenge"].len(), 43);
+    assert_eq!(query["state"].len(), 43, "256 bits of state");
+    assert_eq!(query["nonce"].len(), 43, "256 bits of nonce");
+    let nonce_cookie = page
+        .set_cookies
+        .iter()
+        .find(|cookie| cookie.starts_with("AWSALBAuthNonce="))
+        .unwrap();
+    for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(nonce_cookie.contains(attribute), "{nonce_cookie}");
+    }
+}
+
+#[tokio::test]
+async fn full_login_reaches_the_original_url_with_verified_identity_headers() {
+    let stack = stack(json!({}), "", "").await;
+    let mut browser = stack.browser();
+    let page = login(&stack, &mut browser, "/app/page?x=1&y=two").await;
+    let echo = page.json();
+    assert_eq!(echo["uri"], "/app/page?x=1&y=two");
+    let headers = &echo["headers"];
+    assert_eq!(headers["x-amzn-oidc-identity"][0], "alice");
+    let access_token = headers["x-amzn-oidc-accesstoken"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let data = headers["x-amzn-oidc-data"][0].as_str().unwrap().to_owned();
+
+    // The proxy's cookies never reach the upstream.
+    let cookie_header = headers
+        .get("cookie")
+        .map(|value| value.to_string())
+        .unwrap_or_default();
+    assert!(
+        !cookie_header.contains("AWSELBAuthSessionCookie"),
+        "{cookie_header}"
+    );
+    assert!(
+        !cookie_header.contains("AWSALBAuthNonce"),
+        "{cookie_header}"
+    );
+
+    // The session cookie is Secure, HttpOnly, SameSite=Lax, Path=/ and under 4096 bytes.
+    let shard = page
+        .set_cookies
+        .iter()
+        .find(|cookie| cookie.starts_with("AWSELBAuthSessionCookie-0="))
+        .unwrap();
+    assert!(shard.len() < 4096);
+    for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(shard.contains(attribute), "{shard}");
+    }
+
+    // The access token is one the provider accepts.
+    let userinfo = browser
+        .request(
+            "GET",
+            &stack.idp.url("/me"),
+            &[("authorization", &format!("Bearer {access_token}"))],
+            None,
+        )
+        .await;
+    assert_eq!(userinfo.status, 200, "{}", userinfo.body);
+    assert_eq!(userinfo.json()["sub"], "alice");
+
+    // x-amzn-oidc-data: ALB's header and padded segments, the userinfo claims.
+    let segments: Vec<&str> = data.split('.').collect();
+    assert_eq!(segments.len(), 3);
+    assert!(
+        segments.iter().all(|segment| segment.len() % 4 == 0),
+        "ALB pads every segment: {data}"
+    );
+    let header: Value = serde_json::from_slice(&b64(segments[0])).unwrap();
+    let payload: Value = serde_json::from_slice(&b64(segments[1])).unwrap();
+    assert_eq!(header["alg"], "ES256");
+    assert_eq!(header["typ"], "JWT");
+    assert_eq!(header["iss"], stack.idp.issuer);
+    assert_eq!(header["client"], CLIENT_ID);
+    assert_eq!(header["signer"], SIGNER);
+    assert_eq!(payload["sub"], "alice");
+    assert_eq!(payload["email"], "alice@example.test");
+    assert_eq!(payload["iss"], stack.idp.issuer);
+    assert!(payload["exp"].as_u64().unwrap() > 0);
+
+    // A plain ES256 check against /oauth2/jwks.json, over the padded text.
+    let jwks = browser.get(&stack.url("/oauth2/jwks.json")).await.json();
+    let key = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["kid"] == header["kid"])
+        .expect("the token's kid is in the JWKS");
+    let mut point = vec![4u8];
+    point.extend(b64(key["x"].as_str().unwrap()));
+    point.extend(b64(key["y"].as_str().unwrap()));
+    let verifier = aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+        point,
+    );
+    let signed = format!("{}.{}", segments[0], segments[1]);
+    verifier
+        .verify(signed.as_bytes(), &b64(segments[2]))
+        .expect("x-amzn-oidc-data verifies against /oauth2/jwks.json");
+
+    // And AWS's own library accepts it.
+    verify_with_aws_jwt_verify(&stack, &data).await;
+
+    // A second request reuses the session: no new login at the provider.
+    let again = browser.follow(&stack.url("/app/again")).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json()["headers"]["x-amzn-oidc-identity"][0], "alice");
+    assert_eq!(stack.idp.stats().await["grants"]["authorization_code"], 1);
+}
+
+/// Runs aws-jwt-verify's `AlbJwtVerifier` (tests/oidc/verify-alb.mjs) on the token.
+async fn verify_with_aws_jwt_verify(stack: &Stack, token: &str) {
+    let script = common::idp::oidc_dir().join("verify-alb.mjs");
+    let output =
+        tokio::process::Command::new(std::env::var("NODE").unwrap_or_else(|_| "node".into()))
+            .arg(&script)
+            .env("JWT", token)
+            .env("ALB_ARN", SIGNER)
+            .env("ISSUER", &stack.idp.issuer)
+            .env("CLIENT_ID", CLIENT_ID)
+            .env("JWKS_URI", stack.url("/oauth2/public-keys"))
+            .env("NODE_EXTRA_CA_CERTS", stack.pki.ca_pem_path())
+            .output()
+            .await
+            .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "AlbJwtVerifier refused the token:\n{stdout}\n{stderr}"
+    );
+    let verified: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(verified["sub"], "alice");
+}
