@@ -77,7 +77,9 @@ fn idp_config(extra: Value) -> Value {
 }
 
 /// Starts the IdP (with `idp_extra` merged into its config) and the proxy
-/// with one authenticating rule whose action gets `action_extra` YAML lines.
+/// with one authenticating rule, `app`, whose action gets `action_extra`
+/// YAML lines; `rules_extra` go before it, with `ISSUER` and `UPSTREAM`
+/// replaced by the real addresses.
 async fn stack(idp_extra: Value, action_extra: &str, rules_extra: &str) -> Stack {
     let idp = NodeIdp::start(idp_config(idp_extra)).await;
     let upstream = upstream::start().await;
@@ -112,7 +114,12 @@ listeners:
         issuer = idp.issuer,
         upstream = upstream.addr,
         action_extra = indent(action_extra, 14),
-        rules_extra = indent(rules_extra, 6),
+        rules_extra = indent_block(
+            &rules_extra
+                .replace("ISSUER", &idp.issuer)
+                .replace("UPSTREAM", &upstream.addr.to_string()),
+            6
+        ),
     );
     let env = TestEnv(HashMap::from([
         ("SESSION_SECRET", SESSION_SECRET.to_owned()),
@@ -127,6 +134,16 @@ listeners:
         upstream,
         pki,
     }
+}
+
+/// Indents a YAML block, keeping its own relative indentation.
+fn indent_block(text: &str, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| format!("{pad}{line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn indent(text: &str, spaces: usize) -> String {
@@ -319,3 +336,56 @@ async fn verify_with_aws_jwt_verify(stack: &Stack, token: &str) {
     let verified: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(verified["sub"], "alice");
 }
+
+#[tokio::test]
+async fn policies_deny_allow_and_api_requests() {
+    let rules = r#"
+- name: denied
+  conditions: { path: ["/deny/*"] }
+  actions:
+    - authenticate_oidc: { issuer: "ISSUER", client_id: portcullis, client_secret: "${CLIENT_SECRET}", on_unauthenticated_request: deny }
+    - fixed_response: { status: 200, body: "secret" }
+- name: open
+  conditions: { path: ["/open/*"] }
+  actions:
+    - authenticate_oidc: { issuer: "ISSUER", client_id: portcullis, client_secret: "${CLIENT_SECRET}", on_unauthenticated_request: allow }
+    - forward: { target: "http://UPSTREAM" }
+"#;
+    let stack = stack(json!({}), "", rules).await;
+    let mut browser = stack.browser();
+
+    let denied = browser.get(&stack.url("/deny/x")).await;
+    assert_eq!(denied.status, 401);
+
+    let anonymous = browser.get(&stack.url("/open/x")).await;
+    assert_eq!(anonymous.status, 200);
+    let headers = &anonymous.json()["headers"];
+    assert!(headers.get("x-amzn-oidc-identity").is_none(), "allow without a session sends no identity");
+
+    // Non-navigation requests under `authenticate` get 401 JSON, not a redirect.
+    for headers in [
+        vec![("x-requested-with", "XMLHttpRequest")],
+        vec![("accept", "application/json")],
+        vec![("sec-fetch-mode", "cors")],
+    ] {
+        let api = browser.request("GET", &stack.url("/app/data"), &headers, None).await;
+        assert_eq!(api.status, 401, "{headers:?}");
+        assert_eq!(api.header("content-type").unwrap(), "application/json");
+        assert_eq!(api.json()["status"], 401);
+    }
+    let post = browser.request("POST", &stack.url("/app/form"), &[], Some(b"x=1".to_vec())).await;
+    assert_eq!(post.status, 401);
+
+    // After login, `allow` and `deny` rules with the same cookie and client see the session.
+    login(&stack, &mut browser, "/app/").await;
+    let open = browser.get(&stack.url("/open/x")).await;
+    assert_eq!(open.json()["headers"]["x-amzn-oidc-identity"][0], "alice");
+    let denied = browser.get(&stack.url("/deny/x")).await;
+    assert_eq!(denied.status, 200);
+    assert_eq!(denied.body, "secret");
+    let api = browser
+        .request("GET", &stack.url("/app/data"), &[("accept", "application/json")], None)
+        .await;
+    assert_eq!(api.status, 200);
+}
+

@@ -335,12 +335,8 @@ fn request_authority<B>(request: &Request<B>) -> Option<&str> {
     }
 }
 
-/// An API client (JSON wanted, HTML not) gets JSON error bodies.
+/// Error bodies are JSON for anything that is not a browser navigation
+/// (XHR, fetch, JSON clients, non-GET methods), HTML otherwise.
 fn wants_json<B>(request: &Request<B>) -> bool {
-    let accept = request
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
-    accept.contains("json") && !accept.contains("text/html")
+    !crate::auth::policy::is_navigation(request)
 }
