@@ -360,7 +360,10 @@ async fn policies_deny_allow_and_api_requests() {
     let anonymous = browser.get(&stack.url("/open/x")).await;
     assert_eq!(anonymous.status, 200);
     let headers = &anonymous.json()["headers"];
-    assert!(headers.get("x-amzn-oidc-identity").is_none(), "allow without a session sends no identity");
+    assert!(
+        headers.get("x-amzn-oidc-identity").is_none(),
+        "allow without a session sends no identity"
+    );
 
     // Non-navigation requests under `authenticate` get 401 JSON, not a redirect.
     for headers in [
@@ -368,12 +371,16 @@ async fn policies_deny_allow_and_api_requests() {
         vec![("accept", "application/json")],
         vec![("sec-fetch-mode", "cors")],
     ] {
-        let api = browser.request("GET", &stack.url("/app/data"), &headers, None).await;
+        let api = browser
+            .request("GET", &stack.url("/app/data"), &headers, None)
+            .await;
         assert_eq!(api.status, 401, "{headers:?}");
         assert_eq!(api.header("content-type").unwrap(), "application/json");
         assert_eq!(api.json()["status"], 401);
     }
-    let post = browser.request("POST", &stack.url("/app/form"), &[], Some(b"x=1".to_vec())).await;
+    let post = browser
+        .request("POST", &stack.url("/app/form"), &[], Some(b"x=1".to_vec()))
+        .await;
     assert_eq!(post.status, 401);
 
     // After login, `allow` and `deny` rules with the same cookie and client see the session.
@@ -384,8 +391,370 @@ async fn policies_deny_allow_and_api_requests() {
     assert_eq!(denied.status, 200);
     assert_eq!(denied.body, "secret");
     let api = browser
-        .request("GET", &stack.url("/app/data"), &[("accept", "application/json")], None)
+        .request(
+            "GET",
+            &stack.url("/app/data"),
+            &[("accept", "application/json")],
+            None,
+        )
         .await;
     assert_eq!(api.status, 200);
 }
 
+#[tokio::test]
+async fn forged_truncated_and_oversized_cookies_are_no_session() {
+    let stack = stack(json!({}), "", "").await;
+    let mut browser = stack.browser();
+    login(&stack, &mut browser, "/app/").await;
+    let host = "localhost";
+    let good = browser.cookie(host, "AWSELBAuthSessionCookie-0").unwrap();
+
+    let mut flipped = good.clone().into_bytes();
+    let middle = flipped.len() / 2;
+    flipped[middle] = if flipped[middle] == b'A' { b'B' } else { b'A' };
+    let forged = [
+        String::from_utf8(flipped).unwrap(),
+        good[..good.len() / 2].to_owned(),
+        "x".repeat(5000),
+        String::new(),
+        "%%%".to_owned(),
+    ];
+    for value in forged {
+        browser.set_cookie(host, "AWSELBAuthSessionCookie-0", &value);
+        let page = browser.get(&stack.url("/app/")).await;
+        assert_eq!(page.status, 302, "a bad cookie is simply no session");
+        let api = browser
+            .request(
+                "GET",
+                &stack.url("/app/"),
+                &[("accept", "application/json")],
+                None,
+            )
+            .await;
+        assert_eq!(api.status, 401);
+    }
+    // Shards that do not belong together: a `-1` the session never had.
+    browser.set_cookie(host, "AWSELBAuthSessionCookie-0", &good);
+    browser.set_cookie(host, "AWSELBAuthSessionCookie-1", &good);
+    assert_eq!(browser.get(&stack.url("/app/")).await.status, 302);
+    browser.remove_cookie(host, "AWSELBAuthSessionCookie-1");
+    assert_eq!(
+        browser.get(&stack.url("/app/")).await.status,
+        200,
+        "the real cookie still works"
+    );
+}
+
+#[tokio::test]
+async fn bad_callbacks_are_refused() {
+    let stack = stack(json!({}), "", "").await;
+
+    // No nonce cookie at all.
+    let mut stranger = stack.browser();
+    let page = stranger
+        .get(&stack.url("/oauth2/idpresponse?code=abc&state=def"))
+        .await;
+    assert_eq!(page.status, 401);
+    let page = stranger
+        .get(&stack.url("/oauth2/idpresponse?code=abc"))
+        .await;
+    assert_eq!(page.status, 401, "missing state");
+
+    // A login in progress, but the wrong state.
+    let mut browser = stack.browser();
+    assert_eq!(browser.get(&stack.url("/app/")).await.status, 302);
+    let page = browser
+        .get(&stack.url("/oauth2/idpresponse?code=abc&state=wrong"))
+        .await;
+    assert_eq!(page.status, 401);
+
+    // The IdP says no: 561.
+    let mut refuser = stack.browser();
+    let page = refuser.abort_login(&stack.url("/app/")).await;
+    assert_eq!(page.status, 561, "{:#?}", page.hops);
+
+    // A replayed callback: our state is single-use (401); with the old nonce
+    // cookie put back, the IdP refuses the used code (561).
+    let mut victim = stack.browser();
+    victim.stop_before(Some(&stack.url("/oauth2/idpresponse")));
+    let captured = victim.login(&stack.url("/app/"), "alice", "pw").await;
+    let callback = captured.location().expect("the callback was captured");
+    let nonce = victim.cookie("localhost", "AWSALBAuthNonce").unwrap();
+    victim.stop_before(None);
+    assert_eq!(victim.follow(&callback).await.status, 200);
+    assert_eq!(victim.get(&callback).await.status, 401, "state used twice");
+    victim.set_cookie("localhost", "AWSALBAuthNonce", &nonce);
+    assert_eq!(
+        victim.get(&callback).await.status,
+        561,
+        "code redeemed twice"
+    );
+
+    let metrics = admin_get(stack.proxy.admin.unwrap(), "/metrics")
+        .await
+        .text();
+    for reason in [
+        "AuthInvalidStateParam",
+        "AuthMissingStateParam",
+        "AuthIdpError",
+        "AuthInvalidGrantError",
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "portcullis_auth_failure_total{{reason=\"{reason}\"}}"
+            )),
+            "{reason} not counted:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("portcullis_auth_success_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn two_tabs_logging_in_at_once_both_succeed() {
+    let stack = stack(json!({}), "", "").await;
+    let mut browser = stack.browser();
+    let first = browser
+        .get(&stack.url("/app/one?tab=1"))
+        .await
+        .location()
+        .unwrap();
+    let second = browser
+        .get(&stack.url("/app/two?tab=2"))
+        .await
+        .location()
+        .unwrap();
+    let one = browser.login(&first, "alice", "pw").await;
+    let two = browser.login(&second, "alice", "pw").await;
+    assert_eq!(one.status, 200, "{:#?}", one.hops);
+    assert_eq!(two.status, 200, "{:#?}", two.hops);
+    assert_eq!(one.json()["uri"], "/app/one?tab=1");
+    assert_eq!(two.json()["uri"], "/app/two?tab=2");
+}
+
+#[tokio::test]
+async fn the_session_ends_at_session_timeout() {
+    let stack = stack(json!({}), "session_timeout: 2", "").await;
+    let mut browser = stack.browser();
+    login(&stack, &mut browser, "/app/").await;
+    assert_eq!(browser.get(&stack.url("/app/")).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_eq!(
+        browser.get(&stack.url("/app/")).await.status,
+        302,
+        "the session outlived session_timeout"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_access_token_is_refreshed_once_for_twenty_concurrent_requests() {
+    let stack = stack(
+        json!({ "accessTokenTtl": 2, "issueRefreshToken": true }),
+        "",
+        "",
+    )
+    .await;
+    let mut browser = stack.browser();
+    let first = login(&stack, &mut browser, "/app/").await;
+    let old_token = first.json()["headers"]["x-amzn-oidc-accesstoken"][0].clone();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let cookies = browser.cookies("localhost");
+    let requests = (0..20).map(|index| {
+        let mut tab = stack.browser();
+        for (name, value) in &cookies {
+            tab.set_cookie("localhost", name, value);
+        }
+        let url = stack.url(&format!("/app/concurrent/{index}"));
+        async move { tab.get(&url).await }
+    });
+    let pages = futures_util::future::join_all(requests).await;
+    for page in &pages {
+        assert_eq!(page.status, 200, "{}", page.body);
+        let headers = &page.json()["headers"];
+        assert_eq!(headers["x-amzn-oidc-identity"][0], "alice");
+        assert_ne!(
+            headers["x-amzn-oidc-accesstoken"][0], old_token,
+            "the token was refreshed"
+        );
+    }
+    assert!(
+        pages[0]
+            .set_cookies
+            .iter()
+            .any(|cookie| cookie.starts_with("AWSELBAuthSessionCookie-0=")),
+        "the refreshed session is re-issued"
+    );
+    let stats = stack.idp.stats().await;
+    assert_eq!(
+        stats["grants"]["refresh_token"], 1,
+        "exactly one refresh at the provider: {stats}"
+    );
+    let metrics = admin_get(stack.proxy.admin.unwrap(), "/metrics")
+        .await
+        .text();
+    assert!(
+        metrics.contains(r#"portcullis_auth_refresh_total{result="success"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn big_claims_are_sharded_and_claims_too_large_get_a_500_that_says_so() {
+    let stack = stack(json!({ "bigClaims": 6000 }), "", "").await;
+    let mut browser = stack.browser();
+    let page = login(&stack, &mut browser, "/app/").await;
+    assert!(
+        browser
+            .cookie("localhost", "AWSELBAuthSessionCookie-1")
+            .is_some(),
+        "{:?}",
+        page.set_cookies
+    );
+    for cookie in page
+        .set_cookies
+        .iter()
+        .filter(|cookie| cookie.starts_with("AWSELBAuthSessionCookie-"))
+    {
+        assert!(cookie.len() < 4096, "{} bytes", cookie.len());
+    }
+    assert_eq!(page.json()["headers"]["x-amzn-oidc-identity"][0], "alice");
+
+    let huge = stack_with_claims(20_000).await;
+    let mut browser = huge.browser();
+    let page = browser.login(&huge.url("/app/"), "alice", "pw").await;
+    assert_eq!(page.status, 500);
+    assert!(page.body.contains("store: redis"), "{}", page.body);
+}
+
+async fn stack_with_claims(size: usize) -> Stack {
+    stack(json!({ "bigClaims": size }), "", "").await
+}
+
+#[tokio::test]
+async fn sign_out_clears_every_shard_and_goes_to_the_idps_end_session() {
+    let stack = stack(json!({}), "", "").await;
+    let mut browser = stack.browser();
+    login(&stack, &mut browser, "/app/").await;
+    let page = browser.get(&stack.url("/oauth2/sign_out")).await;
+    assert_eq!(page.status, 302);
+    let location = url::Url::parse(&page.location().unwrap()).unwrap();
+    assert!(
+        location
+            .as_str()
+            .starts_with(&format!("{}/session/end", stack.idp.issuer)),
+        "{location}"
+    );
+    let query: HashMap<String, String> = location.query_pairs().into_owned().collect();
+    assert_eq!(query["client_id"], CLIENT_ID);
+    assert_eq!(query["post_logout_redirect_uri"], stack.url("/signed-out"));
+    assert!(query.contains_key("id_token_hint"));
+    for name in [
+        "AWSELBAuthSessionCookie-0",
+        "AWSELBAuthSessionCookie-1",
+        "AWSELBAuthSessionCookie-2",
+        "AWSELBAuthSessionCookie-3",
+        "AWSALBAuthNonce",
+    ] {
+        assert!(
+            page.set_cookies
+                .iter()
+                .any(|cookie| cookie.starts_with(&format!("{name}="))
+                    && cookie.contains("Max-Age=0")),
+            "{name} not cleared: {:?}",
+            page.set_cookies
+        );
+    }
+    assert_eq!(
+        browser.get(&stack.url("/app/")).await.status,
+        302,
+        "logged out"
+    );
+
+    // The IdP accepts the request and sends the browser back.
+    let confirm = browser.follow(location.as_str()).await;
+    let back = browser.submit_form(&confirm, &[("logout", "yes")]).await;
+    assert!(
+        back.hops
+            .iter()
+            .any(|(url, _)| url.starts_with(&stack.url("/signed-out"))),
+        "{:#?}",
+        back.hops
+    );
+}
+
+#[tokio::test]
+async fn client_secret_post_when_the_idp_supports_only_that() {
+    let stack = stack(
+        json!({ "tokenEndpointAuthMethods": ["client_secret_post"] }),
+        "",
+        "",
+    )
+    .await;
+    let mut browser = stack.browser();
+    let page = login(&stack, &mut browser, "/app/").await;
+    assert_eq!(page.json()["headers"]["x-amzn-oidc-identity"][0], "alice");
+}
+
+#[tokio::test]
+async fn a_websocket_after_login() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let stack = stack(json!({}), "", "").await;
+    let mut browser = stack.browser();
+    login(&stack, &mut browser, "/app/").await;
+    let cookie = browser
+        .cookies("localhost")
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+
+    let stream = tls_connect(
+        stack.proxy.addr(),
+        Some("localhost"),
+        &stack.pki.ca_der(),
+        &[b"http/1.1"],
+    )
+    .await;
+    let mut request = format!("wss://{}/ws", stack.host())
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    let (mut socket, response) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    socket.send("after login".into()).await.unwrap();
+    let echoed = socket.next().await.unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "after login");
+    assert!(
+        stack
+            .upstream
+            .signals
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|seen| seen == "GET /ws")
+    );
+
+    // Without the session, no upgrade reaches the upstream.
+    let stream = tls_connect(
+        stack.proxy.addr(),
+        Some("localhost"),
+        &stack.pki.ca_der(),
+        &[b"http/1.1"],
+    )
+    .await;
+    let request = format!("wss://{}/ws", stack.host())
+        .into_client_request()
+        .unwrap();
+    let refused = tokio_tungstenite::client_async(request, stream).await;
+    assert!(refused.is_err());
+}
