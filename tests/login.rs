@@ -758,3 +758,139 @@ async fn a_websocket_after_login() {
     let refused = tokio_tungstenite::client_async(request, stream).await;
     assert!(refused.is_err());
 }
+
+#[tokio::test]
+async fn a_failed_refresh_sends_the_browser_to_login_and_api_clients_get_401() {
+    let stack = stack(
+        json!({ "accessTokenTtl": 1, "refreshTokenTtl": 1, "issueRefreshToken": true }),
+        "",
+        "",
+    )
+    .await;
+    let mut browser = stack.browser();
+    login(&stack, &mut browser, "/app/").await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let api = browser
+        .request(
+            "GET",
+            &stack.url("/app/"),
+            &[("accept", "application/json")],
+            None,
+        )
+        .await;
+    assert_eq!(api.status, 401);
+    assert_eq!(browser.get(&stack.url("/app/")).await.status, 302);
+    let metrics = admin_get(stack.proxy.admin.unwrap(), "/metrics")
+        .await
+        .text();
+    assert!(
+        metrics.contains(r#"portcullis_auth_refresh_total{result="failure"}"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn cors_preflights_pass_unauthenticated_when_allowed() {
+    let stack = stack(json!({}), "allow_cors_preflight: true", "").await;
+    let mut browser = stack.browser();
+    let preflight = browser
+        .request(
+            "OPTIONS",
+            &stack.url("/app/api"),
+            &[
+                ("access-control-request-method", "PUT"),
+                ("origin", "https://other.test"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(preflight.status, 200);
+    assert!(
+        preflight.json()["headers"]
+            .get("x-amzn-oidc-identity")
+            .is_none()
+    );
+    let plain_options = browser
+        .request("OPTIONS", &stack.url("/app/api"), &[], None)
+        .await;
+    assert_eq!(plain_options.status, 401, "only preflights pass");
+}
+
+#[tokio::test]
+async fn an_idp_that_is_down_or_hung_gives_561_and_readiness_waits_for_it() {
+    // A hung IdP: accepts connections, never answers.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_addr = hung.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hung.accept().await {
+            held.push(socket);
+        }
+    });
+    // A down IdP: a port nothing listens on, yet.
+    let down_port = upstream::dead_port().await.port();
+    let upstream = upstream::start().await;
+    let pki = Pki::new();
+    let (files, _) = pki.issue("localhost", &["localhost"]);
+    let yaml = format!(
+        r#"
+admin: {{ address: "127.0.0.1:0" }}
+sessions: {{ secrets: ["{SESSION_SECRET}"] }}
+listeners:
+  - address: "127.0.0.1:0"
+    tls: {{ certificate_file: {cert}, private_key_file: {key} }}
+    rules:
+      - name: hung
+        conditions: {{ path: ["/hung/*"] }}
+        actions:
+          - authenticate_oidc: {{ issuer: "http://{hung_addr}", client_id: c, client_secret: s, idp_timeout: 1, session_cookie_name: HungSession }}
+          - forward: {{ target: "http://{upstream}" }}
+      - name: down
+        actions:
+          - authenticate_oidc: {{ issuer: "http://127.0.0.1:{down_port}", client_id: {CLIENT_ID}, client_secret: {CLIENT_SECRET} }}
+          - forward: {{ target: "http://{upstream}" }}
+"#,
+        cert = files.certificate_file.display(),
+        key = files.private_key_file.display(),
+        upstream = upstream.addr,
+    );
+    let env = TestEnv(HashMap::new());
+    let config =
+        portcullis::config::load_str(&yaml, portcullis::config::Format::Yaml, &env).unwrap();
+    let proxy = start(config).await;
+    let admin = proxy.admin.unwrap();
+    let mut browser = Browser::new(Some(pki.ca_der()));
+    let base = format!("https://localhost:{}", proxy.addr().port());
+
+    assert_eq!(admin_get(admin, "/readyz").await.status, 503);
+    let started = std::time::Instant::now();
+    let page = browser.get(&format!("{base}/hung/x")).await;
+    assert_eq!(page.status, 561);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "bounded by idp_timeout: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(browser.get(&format!("{base}/x")).await.status, 561);
+    assert_eq!(
+        browser.get(&format!("{base}/x")).await.status,
+        561,
+        "still serving"
+    );
+
+    // The IdP comes up on the port the proxy keeps retrying.
+    let mut config = idp_config(json!({}));
+    config["port"] = json!(down_port);
+    let _idp = NodeIdp::start(config).await;
+    let came_up = eventually(Duration::from_secs(10), || async {
+        browser_status(&pki, &format!("{base}/x")).await == 302
+    })
+    .await;
+    assert!(came_up, "the proxy never picked up the IdP");
+    // The hung one still holds readiness back.
+    assert_eq!(admin_get(admin, "/readyz").await.status, 503);
+}
+
+async fn browser_status(pki: &Pki, url: &str) -> u16 {
+    Browser::new(Some(pki.ca_der())).get(url).await.status
+}
