@@ -325,13 +325,46 @@ impl Proxy {
 }
 
 /// The authority the client addressed: `Host` (HTTP/1.1) or `:authority` (HTTP/2).
+/// Only a well-formed `host[:port]` is accepted: it becomes part of the
+/// `redirect_uri` and of redirects, so nothing else may ride along in it.
 fn request_authority<B>(request: &Request<B>) -> Option<&str> {
-    match request.headers().get(header::HOST) {
-        Some(host) => host.to_str().ok(),
-        None => request
-            .uri()
-            .authority()
-            .map(|authority| authority.as_str()),
+    let authority = match request.headers().get(header::HOST) {
+        Some(host) => host.to_str().ok()?,
+        None => request.uri().authority()?.as_str(),
+    };
+    let parsed = http::uri::Authority::try_from(authority).ok()?;
+    (parsed.as_str() == authority && !authority.contains('@')).then_some(authority)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_authorities_are_hosts() {
+        let with_host = |host: &str| {
+            Request::builder()
+                .header(header::HOST, host)
+                .body(())
+                .unwrap()
+        };
+        assert_eq!(
+            request_authority(&with_host("app.example.com:8443")),
+            Some("app.example.com:8443")
+        );
+        assert_eq!(
+            request_authority(&with_host("[::1]:443")),
+            Some("[::1]:443")
+        );
+        for bad in [
+            "evil.example/path",
+            "user@evil.example",
+            "a b",
+            "evil.example?x",
+            "",
+        ] {
+            assert_eq!(request_authority(&with_host(bad)), None, "{bad}");
+        }
     }
 }
 
