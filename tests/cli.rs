@@ -1,0 +1,728 @@
+//! The `portcullis` binary as a process: `check` on the shipped examples and
+//! on broken files, the command line itself, and `run` end to end (JSON logs,
+//! the access log, SIGTERM during a slow request, bind and config failures,
+//! an https upstream trusted through `SSL_CERT_FILE`).
+//!
+//! Every process gets a scrubbed environment (no `RUST_LOG`,
+//! `PORTCULLIS_CONFIG`, `SSL_CERT_*` from the caller), listens on
+//! `127.0.0.1:0`, and has its bound addresses read from its own log.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use common::{Pki, eventually, get, http1, upstream};
+use http::Request;
+use http_body_util::Full;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+/// How long a process may take to start listening or to exit on its own.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The binary with none of the caller's settings that would change its behaviour.
+fn portcullis() -> Command {
+    let mut command = Command::new(BIN);
+    for name in [
+        "RUST_LOG",
+        "PORTCULLIS_CONFIG",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    ] {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// Runs to completion: exit code, stdout, stderr.
+fn output(command: &mut Command) -> (i32, String, String) {
+    let output = command.output().expect("the portcullis binary runs");
+    (
+        output
+            .status
+            .code()
+            .expect("exited, not killed by a signal"),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// 32 random bytes in base64, as `sessions.secrets` wants.
+fn session_secret() -> String {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut bytes))
+        .expect("/dev/urandom is readable");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// The examples name `/etc/portcullis/signing.pem`, which `check` reads (the
+/// signing key is validated at load time, unlike TLS files, which are only
+/// read by `run`). Each example is checked as a copy whose signing key points
+/// at a freshly generated P-256 PKCS#8 key in a temp dir.
+const EXAMPLE_SIGNING_KEY: &str = "/etc/portcullis/signing.pem";
+
+#[test]
+fn check_accepts_every_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("signing.pem");
+    std::fs::write(
+        &key_path,
+        rcgen::KeyPair::generate().unwrap().serialize_pem(),
+    )
+    .unwrap();
+
+    let mut examples: Vec<PathBuf> = std::fs::read_dir(examples_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_file())
+        .collect();
+    examples.sort();
+    assert!(
+        examples.len() >= 4,
+        "config/ holds the examples: {examples:?}"
+    );
+
+    for example in &examples {
+        let text = std::fs::read_to_string(example).unwrap();
+        let copy = dir.path().join(example.file_name().unwrap());
+        std::fs::write(
+            &copy,
+            text.replace(EXAMPLE_SIGNING_KEY, key_path.to_str().unwrap()),
+        )
+        .unwrap();
+        let (code, stdout, stderr) = output(
+            portcullis()
+                .args(["check", "--config"])
+                .arg(&copy)
+                .env("SESSION_SECRET", session_secret())
+                .env("CLIENT_SECRET", "example-client-secret")
+                .env("COGNITO_SECRET", "example-cognito-secret"),
+        );
+        assert_eq!(code, 0, "{}:\n{stderr}", example.display());
+        assert!(stdout.contains(": ok ("), "{}: {stdout}", example.display());
+    }
+}
+
+#[test]
+fn check_reads_the_signing_key_file() {
+    // Why the test above rewrites the examples: without the key file, check fails.
+    if Path::new(EXAMPLE_SIGNING_KEY).exists() {
+        eprintln!("skipped: {EXAMPLE_SIGNING_KEY} exists on this machine");
+        return;
+    }
+    let (code, _, stderr) = output(
+        portcullis()
+            .args(["check", "--config"])
+            .arg(examples_dir().join("full.yaml"))
+            .env("SESSION_SECRET", session_secret())
+            .env("CLIENT_SECRET", "x")
+            .env("COGNITO_SECRET", "y"),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("signing.private_key_file: cannot read /etc/portcullis/signing.pem"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_minimal_example_in_place_needs_nothing() {
+    let (code, stdout, stderr) = output(
+        portcullis()
+            .args(["check", "--config"])
+            .arg(examples_dir().join("minimal.yaml")),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("ok (1 listener(s), 2 rule(s))"), "{stdout}");
+}
+
+/// Runs `check` on a broken fixture: exit 2 and the whole of stderr.
+fn check_fails(name: &str) -> String {
+    let (code, stdout, stderr) =
+        output(portcullis().args(["check", "--config"]).arg(fixture(name)));
+    assert_eq!(code, 2, "{name}: stdout {stdout}\nstderr {stderr}");
+    assert!(!stdout.contains("ok"), "{name}: {stdout}");
+    stderr
+}
+
+#[test]
+fn check_names_the_key_path_and_the_fix_for_each_broken_file() {
+    // (file, the problem's line must start with this key path, and say this about the fix)
+    let cases = [
+        (
+            "unknown_key_typo.yaml",
+            "listeners[0].rules[0].actions[0].forward.tagret: unknown key `tagret`",
+            "did you mean `target`?",
+        ),
+        (
+            "bad_url.yaml",
+            "listeners[0].rules[0].actions[0].forward.target: `http//127.0.0.1:8080` is not a URL",
+            "fix: give an absolute URL",
+        ),
+        (
+            "bad_duration.yaml",
+            "listeners[0].rules[0].actions[0].forward.timeout: `soon` is not a duration",
+            "fix: give whole seconds (600) or a duration like 90s, 15m",
+        ),
+        (
+            "two_terminal_actions.yaml",
+            "listeners[0].rules[0].actions[1]: a second terminal action",
+            "fix: keep exactly one of forward, fixed_response, redirect",
+        ),
+        (
+            "authenticate_without_terminal.yaml",
+            "listeners[0].rules[0].actions: authenticate_oidc is not followed by a terminal action",
+            "fix: end the list with forward, fixed_response or redirect",
+        ),
+        (
+            "missing_field.yaml",
+            "listeners[0].address: `address` is required",
+            "fix: give IP:PORT",
+        ),
+    ];
+    for (name, problem, fix) in cases {
+        let stderr = check_fails(name);
+        assert!(stderr.contains("1 problem(s)"), "{name}: {stderr}");
+        let line = stderr
+            .lines()
+            .find(|line| line.trim_start().starts_with("- "))
+            .unwrap_or_else(|| panic!("{name}: no problem line in {stderr}"));
+        assert!(
+            line.contains(problem),
+            "{name}: expected `{problem}` in {line}"
+        );
+        assert!(line.contains(fix), "{name}: expected `{fix}` in {line}");
+    }
+}
+
+#[test]
+fn check_reports_a_yaml_syntax_error_with_its_line() {
+    let stderr = check_fails("yaml_syntax.yaml");
+    assert!(stderr.contains("yaml_syntax.yaml"), "{stderr}");
+    assert!(
+        stderr.to_ascii_lowercase().contains("not valid yaml"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("line 8"), "{stderr}");
+}
+
+#[test]
+fn check_rejects_an_unknown_extension_and_names_the_accepted_ones() {
+    let stderr = check_fails("unknown_extension.ini");
+    assert!(stderr.contains("unknown_extension.ini"), "{stderr}");
+    assert!(
+        stderr.contains("unknown extension; use .yaml, .yml, .toml or .json"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_reports_every_mistake_in_one_run() {
+    let stderr = check_fails("many_mistakes.yaml");
+    assert!(stderr.contains("5 problem(s)"), "{stderr}");
+    for expected in [
+        "admin.adress: unknown key `adress` (fix: did you mean `address`?)",
+        "shutdown_timeout: `a while` is not a duration",
+        "listeners[0].rules[0].actions[0].forward.target: `ftp://127.0.0.1:8080` is not an http or https URL",
+        "listeners[0].rules[0].actions[1]: a second terminal action",
+        "listeners[0].rules[1].actions[0].fixed_response.status: status 42 is not allowed here",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "expected `{expected}` in\n{stderr}"
+        );
+    }
+    let problems = stderr
+        .lines()
+        .filter(|line| line.trim_start().starts_with("- "))
+        .count();
+    assert_eq!(problems, 5, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .filter(|line| line.trim_start().starts_with("- "))
+            .all(|line| line.contains("(fix: ")),
+        "every problem says how to fix it:\n{stderr}"
+    );
+}
+
+#[test]
+fn portcullis_config_names_the_file_instead_of_the_flag() {
+    let (code, stdout, stderr) = output(
+        portcullis()
+            .arg("check")
+            .env("PORTCULLIS_CONFIG", examples_dir().join("minimal.yaml")),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("minimal.yaml: ok"), "{stdout}");
+
+    let (code, _, stderr) = output(
+        portcullis()
+            .arg("check")
+            .env("PORTCULLIS_CONFIG", fixture("missing_field.yaml")),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("listeners[0].address"), "{stderr}");
+}
+
+#[test]
+fn bad_arguments_exit_2_and_help_exits_0() {
+    for args in [
+        &["check"][..],
+        &["frobnicate"],
+        &["check", "--config"],
+        &["run", "--config", "x.yaml", "--log-format", "xml"],
+        &[],
+    ] {
+        let (code, _, stderr) = output(portcullis().args(args));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(!stderr.is_empty(), "{args:?} explains itself");
+    }
+    let (code, _, stderr) = output(portcullis().args(["check", "--config", "/nonexistent/p.yaml"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("cannot read /nonexistent/p.yaml"),
+        "{stderr}"
+    );
+
+    for args in [&["--help"][..], &["run", "--help"], &["check", "--help"]] {
+        let (code, stdout, _) = output(portcullis().args(args));
+        assert_eq!(code, 0, "{args:?}");
+        assert!(
+            stdout.contains("--config") || stdout.contains("run"),
+            "{stdout}"
+        );
+    }
+    let (code, stdout, _) = output(portcullis().arg("--help"));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("check") && stdout.contains("--log-format"),
+        "{stdout}"
+    );
+}
+
+/// A `portcullis run` child process whose stderr is read line by line.
+struct Process {
+    child: Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    /// Every stderr line so far, for assertions over the whole log.
+    all: Arc<Mutex<Vec<String>>>,
+    /// The JSON events [`Process::event`] has read so far.
+    events: Vec<Value>,
+    /// Holds the config file for as long as the process lives.
+    _dir: tempfile::TempDir,
+}
+
+impl Process {
+    /// Writes `config` (YAML) to a temp dir and starts `run --log-format json`.
+    fn run(config: &str, env: &[(&str, &str)]) -> Process {
+        Self::run_with(config, &["--log-format", "json"], env)
+    }
+
+    fn run_with(config: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Process {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portcullis.yaml");
+        std::fs::write(&path, config).unwrap();
+        let mut command = portcullis();
+        command
+            .args(["run", "--config"])
+            .arg(&path)
+            .args(extra_args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("portcullis starts");
+        let stderr = child.stderr.take().unwrap();
+        let (sender, lines) = mpsc::unbounded_channel();
+        let all = Arc::new(Mutex::new(Vec::new()));
+        let all_for_reader = all.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                all_for_reader.lock().unwrap().push(line.clone());
+                // The test may have stopped listening; the log is in `all` anyway.
+                let _ = sender.send(line);
+            }
+        });
+        Process {
+            child,
+            lines,
+            all,
+            events: Vec::new(),
+            _dir: dir,
+        }
+    }
+
+    /// The first JSON log event, logged so far or still to come, that
+    /// `wanted` accepts; every line must be JSON. (Events from different
+    /// tasks arrive in any order, so earlier ones are kept, not skipped.)
+    async fn event(&mut self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        if let Some(event) = self.events.iter().find(|event| wanted(event)) {
+            return event.clone();
+        }
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.lines.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no {what} within {PATIENCE:?}:\n{}", self.log()))
+                .unwrap_or_else(|| panic!("stderr closed before {what}:\n{}", self.log()));
+            let event: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|error| panic!("not a JSON log line ({error}): {line}"));
+            self.events.push(event.clone());
+            if wanted(&event) {
+                return event;
+            }
+        }
+    }
+
+    /// The address a `listening` / `admin listening` event reports.
+    async fn address(&mut self, message: &str) -> SocketAddr {
+        let event = self
+            .event(message, |event| event["message"] == message)
+            .await;
+        let text = event["address"].as_str().expect("address is text");
+        // Logged with `?` on an Option: `Some(127.0.0.1:1234)`.
+        let text = text
+            .strip_prefix("Some(")
+            .and_then(|rest| rest.strip_suffix(')'))
+            .unwrap_or(text);
+        text.parse()
+            .unwrap_or_else(|_| panic!("`{text}` is not an address"))
+    }
+
+    fn log(&self) -> String {
+        self.all.lock().unwrap().join("\n")
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    async fn exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running after {limit:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A config with an admin listener and one plain listener on `127.0.0.1:0`.
+fn run_config(target: &str, shutdown_timeout: &str) -> String {
+    format!(
+        r#"
+admin: {{ address: 127.0.0.1:0 }}
+shutdown_timeout: {shutdown_timeout}
+listeners:
+  - address: 127.0.0.1:0
+    rules:
+      - name: ping
+        conditions: {{ path: ["/ping"] }}
+        actions:
+          - fixed_response: {{ status: 200, content_type: text/plain, body: pong }}
+      - name: app
+        actions:
+          - forward: {{ target: "{target}" }}
+"#
+    )
+}
+
+fn request(addr: SocketAddr, path_and_query: &str) -> http::request::Builder {
+    Request::builder()
+        .uri(path_and_query)
+        .header("host", format!("app.test:{}", addr.port()))
+}
+
+async fn refused(addr: SocketAddr) -> bool {
+    TcpStream::connect(addr).await.is_err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_forwards_and_writes_a_json_access_log_without_secrets() {
+    const COOKIE_SECRET: &str = "cookie-value-8c1f2e77d1";
+    const AUTHORIZATION_SECRET: &str = "Bearer authz-value-51b9e0c4aa";
+    const QUERY_SECRET: &str = "query-value-d3a4f6";
+
+    let upstream = upstream::start().await;
+    let mut process = Process::run(&run_config(&format!("http://{}", upstream.addr), "5s"), &[]);
+    let admin = process.address("admin listening").await;
+    let addr = process.address("listening").await;
+
+    let sent = request(addr, &format!("/echo/a?token={QUERY_SECRET}"))
+        .header("cookie", format!("session={COOKIE_SECRET}"))
+        .header("authorization", AUTHORIZATION_SECRET)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answer = http1(addr, sent).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let echo = answer.json();
+    assert_eq!(echo["uri"], format!("/echo/a?token={QUERY_SECRET}"));
+    assert_eq!(
+        echo["headers"]["host"][0],
+        format!("app.test:{}", addr.port())
+    );
+
+    let access = process
+        .event("the access log line", |event| {
+            event["target"] == "portcullis::access" && event["path"] == "/echo/a"
+        })
+        .await;
+    assert_eq!(access["rule"], "app");
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["status"], 200);
+    assert!(
+        access["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{access}"
+    );
+    let logged_upstream = access["upstream"].as_str().unwrap();
+    assert!(
+        logged_upstream.contains(&upstream.addr.to_string()),
+        "{access}"
+    );
+
+    let answer = http1(addr, get("app.test", "/ping")).await;
+    assert_eq!((answer.status, answer.text().as_str()), (200, "pong"));
+    let access = process
+        .event("the access log line for /ping", |event| {
+            event["target"] == "portcullis::access" && event["path"] == "/ping"
+        })
+        .await;
+    assert_eq!(access["rule"], "ping");
+    assert_eq!(access["upstream"], "-");
+
+    let metrics = common::admin_get(admin, "/metrics").await;
+    assert!(
+        metrics
+            .text()
+            .contains(r#"portcullis_requests_total{rule="app",code="200"} 1"#),
+        "{}",
+        metrics.text()
+    );
+    assert_eq!(common::admin_get(admin, "/readyz").await.status, 200);
+
+    process.terminate();
+    assert!(process.exit(PATIENCE).await.success(), "{}", process.log());
+    let log = process.log();
+    for secret in [
+        COOKIE_SECRET,
+        AUTHORIZATION_SECRET,
+        "authz-value",
+        QUERY_SECRET,
+    ] {
+        assert!(!log.contains(secret), "`{secret}` was logged:\n{log}");
+    }
+    for line in log.lines() {
+        serde_json::from_str::<Value>(line)
+            .unwrap_or_else(|error| panic!("not a JSON log line ({error}): {line}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_slow_request_finish_exits_0_and_refuses_new_connections() {
+    let shutdown_timeout = Duration::from_secs(10);
+    let upstream = upstream::start().await;
+    let mut process = Process::run(
+        &run_config(&format!("http://{}", upstream.addr), "10s"),
+        &[],
+    );
+    let admin = process.address("admin listening").await;
+    let addr = process.address("listening").await;
+
+    let slow = tokio::spawn(http1(addr, get("app.test", "/slow?ms=1500")));
+    let arrived = eventually(Duration::from_secs(5), || async {
+        upstream
+            .signals
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|seen| seen == "GET /slow")
+    })
+    .await;
+    assert!(arrived, "the slow request reached the upstream");
+
+    let signalled = Instant::now();
+    process.terminate();
+    process
+        .event("the shutdown message", |event| {
+            event["message"]
+                .as_str()
+                .is_some_and(|message| message.starts_with("shutting down"))
+        })
+        .await;
+    assert!(
+        eventually(Duration::from_secs(1), || refused(addr)).await,
+        "the listener stops accepting once SIGTERM arrives"
+    );
+    assert!(
+        eventually(Duration::from_secs(1), || refused(admin)).await,
+        "so does the admin listener"
+    );
+    assert!(!slow.is_finished(), "the slow request is still in flight");
+
+    let answer = slow.await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.text(), "slow answer");
+
+    let status = process.exit(shutdown_timeout).await;
+    assert!(status.success(), "{status:?}\n{}", process.log());
+    assert!(signalled.elapsed() < shutdown_timeout);
+    // Refusal is checked during the drain above, not after exit: once the
+    // process is gone, a parallel test may be handed the same port.
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_a_bad_key_exits_2_without_binding() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let config = format!(
+        "listeners:\n  - address: 127.0.0.1:{port}\n    rulez: []\n    rules:\n      - actions: [ {{ fixed_response: {{ status: 200 }} }} ]\n"
+    );
+    let mut process = Process::run_with(&config, &[], &[]);
+    let status = process.exit(PATIENCE).await;
+    // Let the reader thread drain stderr before looking at it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let log = process.log();
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(
+        log.contains("listeners[0].rulez: unknown key `rulez` (fix: did you mean `rules`?)"),
+        "{log}"
+    );
+    assert!(!log.contains("listening"), "{log}");
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port was never taken");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_on_a_taken_port_exits_1_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap();
+    let config = format!(
+        "listeners:\n  - address: {address}\n    rules:\n      - actions: [ {{ fixed_response: {{ status: 200 }} }} ]\n"
+    );
+    let mut process = Process::run_with(&config, &[], &[]);
+    let status = process.exit(PATIENCE).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let log = process.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!("cannot listen on {address}")),
+        "{log}"
+    );
+    drop(taken);
+}
+
+/// An HTTPS server on `127.0.0.1:0` with a certificate for `localhost` from
+/// `pki`, answering every request with `tls upstream saw {path}`.
+async fn tls_upstream(pki: &Pki) -> SocketAddr {
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    common::install_crypto_provider();
+    let (files, _) = pki.issue("upstream", &["localhost"]);
+    let chain = CertificateDer::pem_file_iter(&files.certificate_file)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&files.private_key_file).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that does not trust the CA fails here; that is the point.
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
+                    let text = format!("tls upstream saw {}", request.uri().path());
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(
+                        text,
+                    ))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// hyper-rustls' `with_native_roots` loads roots through rustls-native-certs,
+/// which reads `SSL_CERT_FILE` *instead of* the platform store when it is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstream_with_a_private_ca_is_trusted_through_ssl_cert_file() {
+    let pki = Pki::new();
+    let upstream = tls_upstream(&pki).await;
+    let ca = pki.ca_pem_path();
+    let config = run_config(&format!("https://localhost:{}", upstream.port()), "5s");
+
+    let mut trusting = Process::run(&config, &[("SSL_CERT_FILE", ca.to_str().unwrap())]);
+    let addr = trusting.address("listening").await;
+    let answer = http1(addr, get("app.test", "/over/tls")).await;
+    assert_eq!(answer.status, 200, "{}\n{}", answer.text(), trusting.log());
+    assert_eq!(answer.text(), "tls upstream saw /over/tls");
+    trusting.terminate();
+    assert!(trusting.exit(PATIENCE).await.success());
+
+    // The control: the platform's roots do not know the test CA, so the same
+    // config without SSL_CERT_FILE gets 502, not a silently trusted upstream.
+    let mut untrusting = Process::run(&config, &[]);
+    let addr = untrusting.address("listening").await;
+    let answer = http1(addr, get("app.test", "/over/tls")).await;
+    assert_eq!(answer.status, 502, "{}", answer.text());
+}
