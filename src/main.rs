@@ -80,6 +80,10 @@ fn load(path: &std::path::Path) -> Result<config::Config, ExitCode> {
                     eprintln!("  - {problem}");
                 }
             }
+            // These name the file themselves.
+            ConfigError::Read { .. } | ConfigError::UnknownFormat { .. } => {
+                eprintln!("{}", error_chain(&error))
+            }
             other => eprintln!("{}: {}", path.display(), error_chain(other)),
         }
         ExitCode::from(EXIT_BAD_CONFIG)

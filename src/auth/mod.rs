@@ -34,8 +34,6 @@ const DATA_TOKEN_CACHE_ENTRIES: usize = 16_384;
 pub enum BuildError {
     #[error("the signing key for x-amzn-oidc-data")]
     Signing(#[from] SigningError),
-    #[error("cannot load the trusted roots for calls to the IdP")]
-    Roots(#[source] std::io::Error),
     #[error("sessions.store: redis is not supported by this build yet; use store: cookie")]
     RedisNotSupported,
 }
@@ -112,7 +110,7 @@ pub fn build(
             )
         }
     };
-    let http = IdpClient::new(common.idp_timeout).map_err(BuildError::Roots)?;
+    let http = IdpClient::new(common.idp_timeout);
     let provider = Arc::new(Provider::new(issuer, endpoints, http));
     provider.start();
     Ok(Arc::new(Authenticator::new(

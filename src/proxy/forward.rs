@@ -39,32 +39,26 @@ pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Incoming>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamSetupError {
-    #[error("cannot load the trusted root certificates for https upstreams")]
-    Roots(#[source] std::io::Error),
+impl Default for Upstream {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Upstream {
-    /// Trusts the platform's roots (and `SSL_CERT_FILE`/`SSL_CERT_DIR` when set).
-    pub fn new() -> Result<Self, UpstreamSetupError> {
+    /// Trusts the platform's roots (see [`crate::client::https_connector`]).
+    pub fn new() -> Self {
         let mut http = HttpConnector::new();
-        http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(UpstreamSetupError::Roots)?
-            .https_or_http()
-            // Targets get HTTP/1.1, as behind ALB; WebSocket upgrades need it too.
-            .enable_http1()
-            .wrap_connector(http);
+        // Targets get HTTP/1.1, as behind ALB; WebSocket upgrades need it too.
+        let https = crate::client::https_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(https);
-        Ok(Self { client })
+        Self { client }
     }
 
     /// Sends the request to the action's target and returns the upstream's
@@ -143,11 +137,13 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 }
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 7] = [
+const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
+    // Credentials for this proxy, never for the application behind it.
+    header::PROXY_AUTHORIZATION,
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
@@ -255,6 +251,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONNECTION, "keep-alive, X-Private".parse().unwrap());
         headers.insert("keep-alive", "timeout=5".parse().unwrap());
+        headers.insert(
+            header::PROXY_AUTHORIZATION,
+            "Basic c2VjcmV0".parse().unwrap(),
+        );
         headers.insert("x-private", "secret".parse().unwrap());
         headers.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
         headers.insert(header::UPGRADE, "websocket".parse().unwrap());

@@ -336,6 +336,12 @@ fn request_authority<B>(request: &Request<B>) -> Option<&str> {
     (parsed.as_str() == authority && !authority.contains('@')).then_some(authority)
 }
 
+/// Error bodies are JSON for anything that is not a browser navigation
+/// (XHR, fetch, JSON clients, non-GET methods), HTML otherwise.
+fn wants_json<B>(request: &Request<B>) -> bool {
+    !crate::auth::policy::is_navigation(request)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,10 +372,4 @@ mod tests {
             assert_eq!(request_authority(&with_host(bad)), None, "{bad}");
         }
     }
-}
-
-/// Error bodies are JSON for anything that is not a browser navigation
-/// (XHR, fetch, JSON clients, non-GET methods), HTML otherwise.
-fn wants_json<B>(request: &Request<B>) -> bool {
-    !crate::auth::policy::is_navigation(request)
 }

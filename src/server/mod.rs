@@ -21,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::oidc::provider::Provider;
 use crate::config::{Config, Limits};
 use crate::metrics::Metrics;
-use crate::proxy::{Downstream, Proxy, Route, Upstream, forward::UpstreamSetupError};
+use crate::proxy::{Downstream, Proxy, Route, Upstream};
 
 pub use tls::TlsError;
 
@@ -39,8 +39,6 @@ pub enum StartError {
         #[source]
         source: TlsError,
     },
-    #[error(transparent)]
-    Upstream(#[from] UpstreamSetupError),
     #[error("authentication setup")]
     Auth(#[from] crate::auth::BuildError),
 }
@@ -69,7 +67,7 @@ pub struct Portcullis {
 impl Portcullis {
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new());
-        let upstream = Upstream::new()?;
+        let upstream = Upstream::new();
         let crypto = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let auth = crate::auth::shared(config, metrics.clone())?;
         let mut providers = Vec::new();
@@ -216,7 +214,9 @@ impl AcceptLoop {
         let local = self.listener.tcp.local_addr().ok();
         let port = local.map_or(0, |address| address.port());
         let tls = self.listener.tls.is_some();
-        tracing::info!(address = ?local, tls, "listening");
+        if let Some(address) = local {
+            tracing::info!(%address, tls, "listening");
+        }
         loop {
             // Waiting for a slot before accepting leaves excess clients in the
             // kernel's backlog instead of accepting and dropping them.
@@ -313,7 +313,9 @@ async fn serve_admin(
     admin: Arc<admin::Admin>,
     mut stop: watch::Receiver<bool>,
 ) {
-    tracing::info!(address = ?listener.local_addr().ok(), "admin listening");
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "admin listening");
+    }
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -49,20 +49,15 @@ impl IdpResponse {
 
 impl IdpClient {
     /// `timeout` bounds each call from connect to the last body byte.
-    pub fn new(timeout: Duration) -> Result<Self, std::io::Error> {
+    pub fn new(timeout: Duration) -> Self {
         let mut http = HttpConnector::new();
-        http.enforce_http(false);
         http.set_connect_timeout(Some(timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let https = crate::client::https_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_timer(TokioTimer::new())
             .build(https);
-        Ok(Self { client, timeout })
+        Self { client, timeout }
     }
 
     pub async fn get(&self, url: &str, bearer: Option<&str>) -> Result<IdpResponse, IdpCallError> {
