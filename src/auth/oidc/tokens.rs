@@ -205,6 +205,11 @@ fn verify_with(
             ClaimsVerificationError::SignatureVerification(
                 SignatureVerificationError::NoMatchingKey,
             ) => AuthError::InvalidIdToken(NO_MATCHING_KEY.to_owned()),
+            // openidconnect's Display for this one drops the inner reason (alg
+            // none, HMAC, bad signature...); keep it for the log.
+            ClaimsVerificationError::SignatureVerification(inner) => {
+                AuthError::InvalidIdToken(format!("signature verification failed: {inner}"))
+            }
             other => AuthError::InvalidIdToken(other.to_string()),
         })?;
 
