@@ -40,6 +40,19 @@ enum Command {
     Run(ConfigArgs),
     /// Validate a configuration file, report every problem, bind nothing.
     Check(ConfigArgs),
+    /// Print a fresh session secret and an ES256 signing key.
+    Keygen {
+        /// Print them as a Kubernetes Secret manifest with this name.
+        #[arg(long, value_name = "NAME")]
+        kubernetes: Option<String>,
+    },
+    /// Run the whole flow on this machine: the proxy, a development OpenID
+    /// provider and an echo application, all on loopback. For development only.
+    Demo {
+        /// The proxy's port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+    },
 }
 
 #[derive(clap::Args)]
@@ -55,6 +68,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check(&args.config),
         Command::Run(args) => run(&args.config),
+        Command::Keygen { kubernetes } => keygen(kubernetes.as_deref()),
+        Command::Demo { port } => demo(port),
     }
 }
 
@@ -114,13 +129,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    // One crypto backend for every rustls user in the process (DEPENDENCIES.md pitfall 1).
-    if rustls::crypto::aws_lc_rs::default_provider()
-        .install_default()
-        .is_err()
-    {
-        tracing::debug!("a rustls crypto provider was already installed");
-    }
+    install_crypto_provider();
     match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -130,11 +139,71 @@ fn run(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn serve(config: config::Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
+        .context("cannot start the async runtime")
+}
+
+fn install_crypto_provider() {
+    // One crypto backend for every rustls user in the process (DEPENDENCIES.md pitfall 1).
+    if rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .is_err()
+    {
+        tracing::debug!("a rustls crypto provider was already installed");
+    }
+}
+
+fn keygen(kubernetes: Option<&str>) -> ExitCode {
+    match portcullis::keys::generate() {
+        Ok(keys) => {
+            match kubernetes {
+                Some(name) => print!("{}", keys.kubernetes_secret(name)),
+                None => print!("{}", keys.plain()),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("cannot generate keys: {}", error_chain(&error));
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+fn demo(port: u16) -> ExitCode {
+    install_crypto_provider();
+    let result = runtime().and_then(|runtime| {
+        runtime.block_on(async {
+            portcullis::demo::run(port, shutdown_signal(), |addresses| {
+                println!("portcullis demo: FOR DEVELOPMENT ONLY (a built-in test OpenID provider and a self-signed certificate)");
+                println!();
+                println!("  Open:        {}/", addresses.url);
+                println!("  Sign in as:  {} / {}", portcullis::demo::idp::DEMO_USER, portcullis::demo::idp::DEMO_PASSWORD);
+                println!("  Provider:    {} (development only)", addresses.idp);
+                println!("  Application: http://{} (the echo page, no login of its own)", addresses.echo);
+                if let Some(admin) = addresses.admin {
+                    println!("  Metrics:     http://{admin}/metrics");
+                }
+                println!();
+                println!("Your browser will warn about the self-signed certificate; accept it for localhost. Ctrl-C stops the demo.");
+            })
+            .await
+            .map_err(anyhow::Error::from)
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+fn serve(config: config::Config) -> anyhow::Result<()> {
+    let runtime = runtime()?;
     runtime.block_on(async {
         let portcullis = Portcullis::bind(&config).await?;
         portcullis.serve(shutdown_signal()).await;

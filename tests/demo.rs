@@ -1,0 +1,140 @@
+//! `portcullis demo` and `portcullis keygen` as a user runs them: the binary
+//! as a process, logged in through with an HTTP client.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::browser::Browser;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+/// Starts `portcullis demo --port 0` and returns it with the URL it printed.
+async fn start_demo() -> (tokio::process::Child, String, CertificateDer<'static>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["demo", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = String::new();
+    let url = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            banner.push_str(&line);
+            banner.push('\n');
+            if let Some(url) = line.trim().strip_prefix("Open:") {
+                return url.trim().trim_end_matches('/').to_owned();
+            }
+        }
+        panic!("the demo printed no URL:\n{banner}");
+    })
+    .await
+    .expect("the demo starts within 20 s");
+    assert!(banner.contains("FOR DEVELOPMENT ONLY"), "{banner}");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // The demo's self-signed certificate, trusted like a user clicking through the warning.
+    let path = std::env::temp_dir()
+        .join(format!("portcullis-demo-{}", child.id().unwrap()))
+        .join("tls.crt");
+    let certificate = CertificateDer::from_pem_file(&path).unwrap();
+    (child, url, certificate)
+}
+
+#[tokio::test]
+async fn the_demo_logs_in_and_shows_the_claims() {
+    let (_demo, url, certificate) = start_demo().await;
+    let mut browser = Browser::new(Some(certificate.clone()));
+    let login_page = browser.follow(&format!("{url}/")).await;
+    assert!(
+        login_page.body.contains("For development only"),
+        "{}",
+        login_page.body
+    );
+    assert!(
+        login_page.body.contains("alice"),
+        "the page shows the test login"
+    );
+
+    let page = browser
+        .login(&format!("{url}/hello?from=test"), "alice", "demo")
+        .await;
+    assert_eq!(page.status, 200, "{:#?}\n{}", page.hops, page.body);
+    assert!(
+        page.body.contains(r#"<span id="identity">alice</span>"#),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("alice@example.test"),
+        "the decoded claims are shown"
+    );
+    assert!(page.body.contains("ES256"), "the JWT header is shown");
+
+    // A wrong password is refused by the provider's page.
+    let mut stranger = Browser::new(Some(certificate));
+    let form = stranger.follow(&format!("{url}/")).await;
+    let refused = stranger
+        .submit_form(&form, &[("login", "mallory"), ("password", "wrong")])
+        .await;
+    assert!(
+        refused.body.contains("Wrong user or password"),
+        "{}",
+        refused.body
+    );
+
+    // Signing out ends the session.
+    let out = browser.get(&format!("{url}/oauth2/sign_out")).await;
+    assert_eq!(out.status, 302);
+    assert_eq!(browser.get(&format!("{url}/")).await.status, 302);
+}
+
+#[tokio::test]
+async fn keygen_prints_a_session_secret_and_a_signing_key() {
+    let output = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("keygen")
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("-----BEGIN PRIVATE KEY-----"), "{text}");
+    let secret = text.lines().find(|line| !line.starts_with('#')).unwrap();
+    use base64::Engine as _;
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(secret)
+            .unwrap()
+            .len(),
+        32
+    );
+
+    // The key is one `signing.private_key_file` accepts.
+    let dir = tempfile::tempdir().unwrap();
+    let pem: String = text
+        .lines()
+        .skip_while(|line| !line.starts_with("-----BEGIN"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(dir.path().join("signing.pem"), pem).unwrap();
+    let config = format!(
+        "sessions: {{ secrets: [\"{secret}\"] }}\nsigning: {{ private_key_file: {} }}\nlisteners:\n  - address: 127.0.0.1:0\n    rules:\n      - actions: [ {{ fixed_response: {{ status: 200 }} }} ]\n",
+        dir.path().join("signing.pem").display()
+    );
+    std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "--config"])
+        .arg(dir.path().join("config.yaml"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
