@@ -138,3 +138,60 @@ async fn keygen_prints_a_session_secret_and_a_signing_key() {
         String::from_utf8_lossy(&check.stderr)
     );
 }
+
+/// Debian's Chromium, driven by playwright-core (tests/browser), logs in
+/// through the demo's login page and lands on the echo page. The screenshot
+/// is kept as a test artifact in `target/tmp/demo-login.png`.
+#[tokio::test]
+async fn a_real_browser_logs_in_through_the_demo() {
+    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("browser");
+    assert!(
+        browser_dir
+            .join("node_modules")
+            .join("playwright-core")
+            .is_dir(),
+        "run `npm ci --prefix tests/browser` (scripts/test does)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} is missing: install Debian's `chromium` (.ci/run does)"
+    );
+    let (_demo, url, _) = start_demo().await;
+    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-login.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let output = tokio::time::timeout(
+        Duration::from_secs(90),
+        Command::new(std::env::var("NODE").unwrap_or_else(|_| "node".into()))
+            .arg(browser_dir.join("demo-login.mjs"))
+            .env("DEMO_URL", &url)
+            .env("SCREENSHOT", &screenshot)
+            .env("CHROMIUM", &chromium)
+            .output(),
+    )
+    .await
+    .expect("the browser finishes within 90 s")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(result["identity"], "alice");
+    assert_eq!(result["claims"]["email"], "\"alice@example.test\"");
+    assert!(
+        result["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/hello?from=chromium"),
+        "{result}"
+    );
+    assert!(
+        std::fs::metadata(&screenshot).unwrap().len() > 1000,
+        "a screenshot was saved"
+    );
+}

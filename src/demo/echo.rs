@@ -45,7 +45,7 @@ pub async fn handle(request: Request<Incoming>) -> Response<Body> {
         .unwrap_or_default();
     let header_rows: String = headers
         .iter()
-        .filter(|(name, _)| name.as_str() != "cookie")
+        .filter(|(name, _)| !matches!(name.as_str(), "cookie" | "x-amzn-oidc-accesstoken"))
         .map(|(name, value)| {
             format!(
                 "<tr><th>{}</th><td>{}</td></tr>",
@@ -64,7 +64,7 @@ pub async fn handle(request: Request<Incoming>) -> Response<Body> {
 <pre>{token_header}</pre>
 <h2><code>x-amzn-oidc-accesstoken</code></h2>
 <pre>{shown_token}</pre>
-<h2>Every request header (cookies hidden)</h2>
+<h2>Every request header (cookies and the access token hidden)</h2>
 <table>{header_rows}</table>"#,
         identity = html_escape(identity),
         token_header = html_escape(&token_header.to_string()),

@@ -1,0 +1,51 @@
+// Logs in through `portcullis demo` in a real browser: Debian's Chromium
+// (/usr/bin/chromium, or $CHROMIUM) driven by playwright-core, headless.
+//
+//   DEMO_URL=https://localhost:PORT SCREENSHOT=out.png node tests/browser/demo-login.mjs
+//
+// Opens the demo, fills the development provider's login form, and waits for
+// the echo page. Prints {"identity": ..., "title": ..., "claims": {...}} on
+// stdout; exits 1 with the reason on failure.
+
+import { chromium } from 'playwright-core';
+
+const url = process.env.DEMO_URL;
+const screenshot = process.env.SCREENSHOT ?? 'demo.png';
+const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+const browser = await chromium.launch({
+  executablePath,
+  headless: true,
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+});
+try {
+  // The demo's certificate is self-signed, as a user would accept it for localhost.
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  const page = await context.newPage();
+  await page.goto(`${url}/hello?from=chromium`);
+  await page.waitForSelector('input[name="login"]', { timeout: 15000 });
+  await page.fill('input[name="login"]', 'alice');
+  await page.fill('input[name="password"]', 'demo');
+  await Promise.all([
+    page.waitForSelector('#identity', { timeout: 15000 }),
+    page.click('button[type="submit"]'),
+  ]);
+  const identity = await page.textContent('#identity');
+  const claims = await page.$$eval('#claims tr', (rows) =>
+    Object.fromEntries(rows.map((row) => [row.querySelector('th').textContent, row.querySelector('td').textContent])));
+  await page.screenshot({ path: screenshot, fullPage: true });
+  console.log(JSON.stringify({ identity, title: await page.title(), url: page.url(), claims }));
+} catch (error) {
+  console.error(`${error.name}: ${error.message}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
