@@ -136,25 +136,16 @@ impl DevIdp {
 
     fn login_page(&self, query: &str, error: Option<&str>) -> Response<Body> {
         let params = parse_form(query);
-        let hidden: String = [
-            "client_id",
-            "redirect_uri",
-            "response_type",
-            "scope",
-            "state",
-            "nonce",
-            "code_challenge",
-            "code_challenge_method",
-        ]
-        .iter()
-        .filter_map(|name| params.get(*name).map(|value| (name, value)))
-        .map(|(name, value)| {
-            format!(
-                r#"<input type="hidden" name="{name}" value="{}">"#,
-                html_escape(value)
-            )
-        })
-        .collect();
+        let hidden: String = crate::auth::oidc::AUTHORIZATION_PARAMS
+            .iter()
+            .filter_map(|name| params.get(*name).map(|value| (name, value)))
+            .map(|(name, value)| {
+                format!(
+                    r#"<input type="hidden" name="{name}" value="{}">"#,
+                    html_escape(value)
+                )
+            })
+            .collect();
         let error = error
             .map(|text| format!(r#"<p class="error">{}</p>"#, html_escape(text)))
             .unwrap_or_default();

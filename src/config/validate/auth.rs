@@ -19,18 +19,8 @@ const IDP_TIMEOUT: Duration = Duration::from_secs(10);
 const SIGN_OUT_REDIRECT: &str = "/";
 /// ALB's limit on `authentication_request_extra_params`.
 const MAX_EXTRA_PARAMS: usize = 10;
-/// Parameters the proxy sets itself on the authorization request; an extra
-/// param with one of these names would contradict it.
-const RESERVED_PARAMS: &[&str] = &[
-    "client_id",
-    "redirect_uri",
-    "response_type",
-    "scope",
-    "state",
-    "nonce",
-    "code_challenge",
-    "code_challenge_method",
-];
+/// Parameters the proxy sets itself on the authorization request.
+const RESERVED_PARAMS: &[&str] = &crate::auth::oidc::AUTHORIZATION_PARAMS;
 const ARN_SHAPE: &str =
     "arn:{partition}:cognito-idp:{region}:{12-digit account}:userpool/{region}_{id}";
 
