@@ -618,3 +618,41 @@ async fn graceful_stop_lets_an_in_flight_request_finish() {
         "still accepting after shutdown"
     );
 }
+
+#[tokio::test]
+async fn several_listeners_each_with_their_own_rules() {
+    let pki = Pki::new();
+    let (files, _) = pki.issue("site", &["localhost"]);
+    let proxy = start(config(vec![
+        listener(
+            None,
+            vec![rule("plain", &[], &[], fixed(200, "plain listener"))],
+        ),
+        listener(
+            Some(tls_config(files, vec![])),
+            vec![rule("tls", &[], &[], fixed(200, "tls listener"))],
+        ),
+    ]))
+    .await;
+    assert_eq!(proxy.addrs.len(), 2);
+    let plain = http1(proxy.addrs[0], get("a.test", "/")).await;
+    assert_eq!(plain.text(), "plain listener");
+    let stream = tls_connect(
+        proxy.addrs[1],
+        Some("localhost"),
+        &pki.ca_der(),
+        &[b"http/1.1"],
+    )
+    .await;
+    let tls = send_tls(stream, get("localhost", "/")).await;
+    assert_eq!(tls.text(), "tls listener");
+    let metrics = admin_get(proxy.admin.unwrap(), "/metrics").await.text();
+    assert!(
+        metrics.contains(r#"portcullis_requests_total{rule="plain",code="200"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"portcullis_requests_total{rule="tls",code="200"} 1"#),
+        "{metrics}"
+    );
+}
