@@ -29,10 +29,11 @@ RUN mkdir src \
     && cargo build --release --locked \
     && rm -rf src
 
-# The real sources. (The binary is stripped of its symbol table below:
-# 15 MB -> 12 MB; a panic's backtrace then has no function names.) COPY keeps the files' own modification times, which may
+# The real sources. COPY keeps the files' own modification times, which may
 # be older than the placeholder build above; forget portcullis' own build
 # results so cargo cannot mistake the placeholder for the real thing.
+# The binary is stripped of its symbol table (15 MB -> 12 MB); a panic's
+# backtrace then has no function names.
 COPY src ./src
 RUN rm -rf target/release/.fingerprint/portcullis-* \
         target/release/deps/portcullis-* target/release/deps/libportcullis-* \
