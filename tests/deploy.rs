@@ -1,0 +1,763 @@
+//! The deployment examples (`deploy/`) and the `Dockerfile` agree with each
+//! other and with portcullis: every YAML file parses, the configurations
+//! they carry pass `portcullis check` with the files their volumes provide,
+//! and image names, ports, probes and security settings line up.
+//!
+//! No Docker engine or cluster is needed: the files are read as text and
+//! YAML (with `yaml-rust2`, the parser the `config` crate already uses), and
+//! only `portcullis check` is run.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use yaml_rust2::{Yaml, YamlLoader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+/// The one image name used everywhere: manifests, compose and docs.
+const IMAGE: &str = "ghcr.io/portcullis/portcullis:0.1.0";
+/// Where the image expects its configuration (the Dockerfile's CMD).
+const CONFIG_DIR: &str = "/etc/portcullis";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(relative: &str) -> String {
+    let path = repo().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+/// Every document of a YAML file.
+fn load_yaml(path: &Path) -> Vec<Yaml> {
+    let text = std::fs::read_to_string(path).unwrap();
+    YamlLoader::load_from_str(&text)
+        .unwrap_or_else(|error| panic!("{}: not YAML: {error}", path.display()))
+}
+
+fn yaml_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            yaml_files(&path, found);
+        } else if matches!(
+            path.extension().and_then(|ext| ext.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            found.push(path);
+        }
+    }
+}
+
+fn str_at<'a>(yaml: &'a Yaml, what: &str) -> &'a str {
+    yaml.as_str()
+        .unwrap_or_else(|| panic!("{what} is not a string: {yaml:?}"))
+}
+
+fn int_at(yaml: &Yaml, what: &str) -> i64 {
+    yaml.as_i64()
+        .unwrap_or_else(|| panic!("{what} is not an integer: {yaml:?}"))
+}
+
+fn list_at<'a>(yaml: &'a Yaml, what: &str) -> &'a [Yaml] {
+    yaml.as_vec()
+        .unwrap_or_else(|| panic!("{what} is not a list: {yaml:?}"))
+}
+
+/// Whole seconds of a duration as the configuration writes it (`30`, `30s`, `2m`).
+fn seconds(duration: &Yaml) -> i64 {
+    if let Some(seconds) = duration.as_i64() {
+        return seconds;
+    }
+    let text = str_at(duration, "a duration");
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number.parse().expect("a duration starts with a number");
+    number
+        * match unit {
+            "" | "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            other => panic!("unexpected duration unit `{other}` in `{text}`"),
+        }
+}
+
+// ---- the Dockerfile ---------------------------------------------------------
+
+/// The instructions of the Dockerfile's final (runtime) stage, and the build.
+struct Dockerfile {
+    runtime_base: String,
+    builder_runs: Vec<String>,
+    expose: Vec<u16>,
+    user: String,
+    entrypoint: Vec<String>,
+    cmd: Vec<String>,
+    volumes: Vec<String>,
+    healthchecks: Vec<String>,
+}
+
+impl Dockerfile {
+    fn parse() -> Self {
+        let text = read("Dockerfile");
+        // Continuation lines joined; comments and blank lines dropped.
+        let mut instructions = Vec::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if current.is_empty() && (line.is_empty() || line.starts_with('#')) {
+                continue;
+            }
+            match line.strip_suffix('\\') {
+                Some(start) => current.push_str(start),
+                None => {
+                    current.push_str(line);
+                    instructions.push(std::mem::take(&mut current));
+                }
+            }
+        }
+        let stages: Vec<usize> = instructions
+            .iter()
+            .enumerate()
+            .filter(|(_, instruction)| instruction.starts_with("FROM "))
+            .map(|(at, _)| at)
+            .collect();
+        assert!(stages.len() >= 2, "a multi-stage Dockerfile");
+        let runtime_at = *stages.last().unwrap();
+        let json = |text: &str| -> Vec<String> {
+            serde_json::from_str(text.trim())
+                .unwrap_or_else(|_| panic!("exec form (a JSON list) expected: {text}"))
+        };
+        let mut dockerfile = Dockerfile {
+            runtime_base: instructions[runtime_at]["FROM ".len()..].trim().to_owned(),
+            builder_runs: instructions[..runtime_at]
+                .iter()
+                .filter_map(|instruction| instruction.strip_prefix("RUN "))
+                .map(str::to_owned)
+                .collect(),
+            expose: Vec::new(),
+            user: String::new(),
+            entrypoint: Vec::new(),
+            cmd: Vec::new(),
+            volumes: Vec::new(),
+            healthchecks: Vec::new(),
+        };
+        for instruction in &instructions[runtime_at..] {
+            let (keyword, rest) = instruction.split_once(' ').unwrap_or((instruction, ""));
+            match keyword {
+                "EXPOSE" => dockerfile.expose.extend(
+                    rest.split_whitespace()
+                        .map(|port| port.trim_end_matches("/tcp").parse::<u16>().unwrap()),
+                ),
+                "USER" => dockerfile.user = rest.trim().to_owned(),
+                "ENTRYPOINT" => dockerfile.entrypoint = json(rest),
+                "CMD" => dockerfile.cmd = json(rest),
+                "VOLUME" => dockerfile.volumes.push(rest.trim().to_owned()),
+                "HEALTHCHECK" => dockerfile.healthchecks.push(rest.trim().to_owned()),
+                _ => {}
+            }
+        }
+        dockerfile
+    }
+
+    /// The numeric uid of `USER uid[:gid]`.
+    fn uid(&self) -> i64 {
+        let user = self.user.split(':').next().unwrap();
+        user.parse().unwrap_or_else(|_| {
+            panic!("USER `{user}` is not numeric: runAsNonRoot cannot verify a name")
+        })
+    }
+
+    /// The `--config` path the image runs with.
+    fn config_path(&self) -> &str {
+        let at = self
+            .cmd
+            .iter()
+            .position(|arg| arg == "--config")
+            .expect("CMD names --config");
+        &self.cmd[at + 1]
+    }
+}
+
+#[test]
+fn dockerfile_runs_portcullis_as_nonroot_from_distroless() {
+    let dockerfile = Dockerfile::parse();
+    assert!(
+        dockerfile
+            .runtime_base
+            .starts_with("gcr.io/distroless/cc-debian12"),
+        "runtime base: {}",
+        dockerfile.runtime_base
+    );
+    assert!(
+        dockerfile
+            .builder_runs
+            .iter()
+            .any(|run| run.contains("cargo build --release --locked")),
+        "the builder builds with --release --locked"
+    );
+    assert_eq!(dockerfile.uid(), 65532, "distroless' nonroot user");
+    assert_eq!(dockerfile.entrypoint, ["portcullis"]);
+    assert_eq!(dockerfile.cmd[0], "run");
+    assert_eq!(
+        dockerfile.config_path(),
+        format!("{CONFIG_DIR}/config.yaml")
+    );
+    assert_eq!(dockerfile.volumes, [CONFIG_DIR]);
+    assert_eq!(dockerfile.expose, [8443, 9901]);
+    // distroless has no shell: a HEALTHCHECK could only be exec form.
+    for healthcheck in &dockerfile.healthchecks {
+        assert!(
+            healthcheck.starts_with("CMD [") || healthcheck == "NONE",
+            "a HEALTHCHECK without a shell: {healthcheck}"
+        );
+    }
+
+    let dockerignore = read(".dockerignore");
+    for entry in [
+        "target/",
+        ".git/",
+        "tests/oidc/node_modules/",
+        "bench/results/",
+    ] {
+        assert!(
+            dockerignore.lines().any(|line| line.trim() == entry),
+            ".dockerignore lists {entry}"
+        );
+    }
+}
+
+// ---- YAML everywhere ----------------------------------------------------------
+
+#[test]
+fn every_yaml_file_under_deploy_parses() {
+    let mut files = Vec::new();
+    yaml_files(&repo().join("deploy"), &mut files);
+    files.sort();
+    assert!(files.len() >= 6, "deploy/ holds the examples: {files:?}");
+    for file in &files {
+        let documents = load_yaml(file);
+        assert!(!documents.is_empty(), "{}: empty", file.display());
+        for document in &documents {
+            assert!(
+                document.is_hash(),
+                "{}: a document is not a mapping",
+                file.display()
+            );
+        }
+    }
+}
+
+/// Every Kubernetes document under deploy/kubernetes, by kind.
+struct Manifests {
+    documents: Vec<(PathBuf, Yaml)>,
+}
+
+impl Manifests {
+    fn load() -> Self {
+        let mut files = Vec::new();
+        yaml_files(&repo().join("deploy/kubernetes"), &mut files);
+        files.sort();
+        let documents = files
+            .into_iter()
+            .flat_map(|file| {
+                load_yaml(&file)
+                    .into_iter()
+                    .map(move |document| (file.clone(), document))
+            })
+            .collect();
+        Manifests { documents }
+    }
+
+    fn one(&self, kind: &str) -> &Yaml {
+        let mut found = self
+            .documents
+            .iter()
+            .filter(|(_, document)| document["kind"].as_str() == Some(kind));
+        let (_, document) = found.next().unwrap_or_else(|| panic!("no {kind}"));
+        assert!(found.next().is_none(), "one {kind}");
+        document
+    }
+
+    fn named(&self, kind: &str, name: &str) -> &Yaml {
+        self.documents
+            .iter()
+            .map(|(_, document)| document)
+            .find(|document| {
+                document["kind"].as_str() == Some(kind)
+                    && document["metadata"]["name"].as_str() == Some(name)
+            })
+            .unwrap_or_else(|| panic!("no {kind} named {name}"))
+    }
+
+    fn pod(&self) -> &Yaml {
+        &self.one("Deployment")["spec"]["template"]
+    }
+
+    fn container(&self, name: &str) -> &Yaml {
+        list_at(&self.pod()["spec"]["containers"], "containers")
+            .iter()
+            .find(|container| container["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no container {name}"))
+    }
+
+    /// The portcullis configuration held by the ConfigMap the pod mounts.
+    fn config(&self) -> (String, Yaml) {
+        let text = str_at(
+            &self.one("ConfigMap")["data"]["config.yaml"],
+            "the ConfigMap's config.yaml",
+        )
+        .to_owned();
+        let yaml = YamlLoader::load_from_str(&text).unwrap().remove(0);
+        (text, yaml)
+    }
+}
+
+#[test]
+fn every_kubernetes_document_is_a_namespace_free_object() {
+    let manifests = Manifests::load();
+    for (file, document) in &manifests.documents {
+        let at = file.display();
+        str_at(&document["apiVersion"], &format!("{at}: apiVersion"));
+        str_at(&document["kind"], &format!("{at}: kind"));
+        str_at(
+            &document["metadata"]["name"],
+            &format!("{at}: metadata.name"),
+        );
+        assert!(
+            document["metadata"]["namespace"].is_badvalue(),
+            "{at}: no namespace, so it applies to any"
+        );
+    }
+    for kind in ["Deployment", "ConfigMap", "Secret", "Service"] {
+        manifests.one(kind);
+    }
+}
+
+/// Resolves a probe's or Service's port (a number or a container port name).
+fn container_port(container: &Yaml, port: &Yaml) -> i64 {
+    if let Some(number) = port.as_i64() {
+        return number;
+    }
+    let name = str_at(port, "a port");
+    list_at(&container["ports"], "ports")
+        .iter()
+        .find(|entry| entry["name"].as_str() == Some(name))
+        .map(|entry| int_at(&entry["containerPort"], "containerPort"))
+        .unwrap_or_else(|| panic!("no container port named {name}"))
+}
+
+fn address_port(address: &Yaml) -> (SocketAddr, i64) {
+    let address: SocketAddr = str_at(address, "an address").parse().unwrap();
+    (address, i64::from(address.port()))
+}
+
+#[test]
+fn the_sidecar_agrees_with_the_image_and_its_configuration() {
+    let manifests = Manifests::load();
+    let dockerfile = Dockerfile::parse();
+    let (_, config) = manifests.config();
+    let portcullis = manifests.container("portcullis");
+
+    assert_eq!(str_at(&portcullis["image"], "image"), IMAGE);
+    let https = container_port(portcullis, &Yaml::String("https".into()));
+    let admin = container_port(portcullis, &Yaml::String("admin".into()));
+    for port in [https, admin] {
+        assert!(
+            dockerfile.expose.contains(&u16::try_from(port).unwrap()),
+            "{port} is EXPOSEd by the Dockerfile"
+        );
+    }
+
+    // The ports the configuration listens on are the container's.
+    let listeners = list_at(&config["listeners"], "listeners");
+    assert_eq!(listeners.len(), 1);
+    assert_eq!(address_port(&listeners[0]["address"]).1, https);
+    assert!(
+        !listeners[0]["tls"].is_badvalue(),
+        "the sidecar terminates TLS"
+    );
+    let (admin_address, admin_port) = address_port(&config["admin"]["address"]);
+    assert_eq!(admin_port, admin);
+    assert!(
+        admin_address.ip().is_unspecified(),
+        "the kubelet probes the pod IP, so admin listens on it: {admin_address}"
+    );
+
+    // Probes on the admin port.
+    for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+        let get = &portcullis[probe]["httpGet"];
+        assert_eq!(get["path"].as_str(), Some(path), "{probe}");
+        assert_eq!(
+            container_port(portcullis, &get["port"]),
+            admin,
+            "{probe} port"
+        );
+    }
+
+    // The app is reached on the pod's loopback.
+    let rule = &list_at(&listeners[0]["rules"], "rules")[0];
+    let forward = list_at(&rule["actions"], "actions")
+        .iter()
+        .find_map(|action| action["forward"]["target"].as_str())
+        .expect("the rule forwards");
+    assert!(forward.starts_with("http://127.0.0.1:"), "{forward}");
+    str_at(&manifests.container("app")["image"], "the app's image");
+
+    // The Service sends 443 to the HTTPS port, and selects these pods.
+    let service = manifests.one("Service");
+    let ports = list_at(&service["spec"]["ports"], "Service ports");
+    assert_eq!(
+        ports.len(),
+        1,
+        "only HTTPS: the admin port stays off the Service"
+    );
+    assert_eq!(int_at(&ports[0]["port"], "Service port"), 443);
+    assert_eq!(container_port(portcullis, &ports[0]["targetPort"]), https);
+    let labels = &manifests.pod()["metadata"]["labels"];
+    for (selector, at) in [
+        (&service["spec"]["selector"], "Service"),
+        (
+            &manifests.one("Deployment")["spec"]["selector"]["matchLabels"],
+            "Deployment",
+        ),
+        (
+            &manifests.one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+            "PodDisruptionBudget",
+        ),
+    ] {
+        for (key, value) in selector
+            .as_hash()
+            .unwrap_or_else(|| panic!("{at} selector"))
+        {
+            assert_eq!(
+                &labels[str_at(key, "label")],
+                value,
+                "{at} selects the pods"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_sidecar_is_locked_down_and_drains_before_it_is_killed() {
+    let manifests = Manifests::load();
+    let dockerfile = Dockerfile::parse();
+    let pod = &manifests.pod()["spec"];
+    let portcullis = manifests.container("portcullis");
+    let security = &portcullis["securityContext"];
+
+    assert_eq!(security["runAsNonRoot"].as_bool(), Some(true));
+    assert_eq!(security["runAsUser"].as_i64(), Some(dockerfile.uid()));
+    assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert_eq!(security["allowPrivilegeEscalation"].as_bool(), Some(false));
+    let dropped = list_at(&security["capabilities"]["drop"], "capabilities.drop");
+    assert!(dropped.contains(&Yaml::String("ALL".into())));
+    for seccomp in [
+        &security["seccompProfile"],
+        &pod["securityContext"]["seccompProfile"],
+    ] {
+        assert_eq!(seccomp["type"].as_str(), Some("RuntimeDefault"));
+    }
+    // Secret volumes are 0440 for group fsGroup: the nonroot user's group.
+    assert_eq!(
+        pod["securityContext"]["fsGroup"].as_i64(),
+        Some(dockerfile.uid())
+    );
+
+    let resources = &portcullis["resources"];
+    str_at(&resources["requests"]["cpu"], "requests.cpu");
+    str_at(&resources["requests"]["memory"], "requests.memory");
+    str_at(&resources["limits"]["memory"], "limits.memory");
+
+    // SIGTERM comes after the preStop sleep; then in-flight requests get
+    // shutdown_timeout. The kubelet must not SIGKILL before both are over.
+    let (_, config) = manifests.config();
+    let shutdown = seconds(&config["shutdown_timeout"]);
+    let pre_stop = portcullis["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_i64()
+        .unwrap_or(0);
+    let grace = int_at(
+        &pod["terminationGracePeriodSeconds"],
+        "terminationGracePeriodSeconds",
+    );
+    assert!(
+        grace > pre_stop + shutdown,
+        "terminationGracePeriodSeconds {grace} > preStop {pre_stop} + shutdown_timeout {shutdown}"
+    );
+}
+
+// ---- portcullis check on the shipped configurations -----------------------------
+
+/// A made-up value that `check` accepts for a secret file of this name.
+fn secret_file_content(name: &str) -> String {
+    match name {
+        "session_secret" => "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n".to_owned(),
+        name if name.ends_with(".pem") => rcgen::KeyPair::generate().unwrap().serialize_pem(),
+        _ => "test-client-secret\n".to_owned(),
+    }
+}
+
+/// Runs `portcullis check` on `config` with every `/etc/portcullis/...`
+/// path moved under `root`; returns whether it passed, and its stderr.
+fn check(config: &str, root: &Path, env: &BTreeMap<String, String>) -> (bool, String) {
+    let text = config.replace(&format!("{CONFIG_DIR}/"), &format!("{}/", root.display()));
+    let path = root.join("config.yaml");
+    std::fs::write(&path, text).unwrap();
+    let output = Command::new(BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .env_remove("PORTCULLIS_CONFIG")
+        .envs(env)
+        .output()
+        .expect("the portcullis binary runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_configmap_passes_check_with_the_files_the_pod_mounts() {
+    let manifests = Manifests::load();
+    let portcullis = manifests.container("portcullis");
+    let (text, _) = manifests.config();
+    let root = tempfile::tempdir().unwrap();
+
+    // The container runs `run --config <the ConfigMap's mount>/config.yaml`.
+    let args: Vec<&str> = list_at(&portcullis["args"], "args")
+        .iter()
+        .map(|arg| str_at(arg, "an argument"))
+        .collect();
+    assert_eq!(args[0], "run");
+    let config_at = args[args.iter().position(|arg| *arg == "--config").unwrap() + 1];
+
+    // Every volume mount, with the files its Secret or ConfigMap provides.
+    let volumes = list_at(&manifests.pod()["spec"]["volumes"], "volumes");
+    let mut config_mounted = false;
+    for mount in list_at(&portcullis["volumeMounts"], "volumeMounts") {
+        let mount_path = str_at(&mount["mountPath"], "mountPath");
+        let name = str_at(&mount["name"], "a mount's name");
+        let volume = volumes
+            .iter()
+            .find(|volume| volume["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no volume {name}"));
+        let relative = mount_path
+            .strip_prefix(&format!("{CONFIG_DIR}/"))
+            .unwrap_or_else(|| panic!("{mount_path} is under {CONFIG_DIR}"));
+        let dir = root.path().join(relative);
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Some(secret) = volume["secret"]["secretName"].as_str() {
+            if secret == "portcullis-tls" {
+                // kubernetes.io/tls: made by cert-manager or `kubectl create
+                // secret tls`; `check` does not read TLS files.
+                continue;
+            }
+            let secret = manifests.named("Secret", secret);
+            let data = secret["stringData"]
+                .as_hash()
+                .expect("the Secret's stringData");
+            for key in data.keys() {
+                let key = str_at(key, "a Secret key");
+                std::fs::write(dir.join(key), secret_file_content(key)).unwrap();
+            }
+        } else if let Some(config_map) = volume["configMap"]["name"].as_str() {
+            let config_map = manifests.named("ConfigMap", config_map);
+            assert_eq!(
+                config_at,
+                format!("{mount_path}/config.yaml"),
+                "--config names the mounted ConfigMap's file"
+            );
+            assert!(!config_map["data"]["config.yaml"].is_badvalue());
+            config_mounted = true;
+        }
+    }
+    assert!(config_mounted, "the ConfigMap is mounted");
+
+    // `${NAME}` in the configuration comes from the container's env.
+    let env: BTreeMap<String, String> = list_at(&portcullis["env"], "env")
+        .iter()
+        .map(|var| {
+            (
+                str_at(&var["name"], "env name").to_owned(),
+                str_at(&var["value"], "env value").to_owned(),
+            )
+        })
+        .collect();
+    let (passed, stderr) = check(&text, root.path(), &env);
+    assert!(
+        passed,
+        "the ConfigMap's config.yaml passes check:\n{stderr}"
+    );
+
+    // And without the env, check names the missing variable.
+    let (passed, stderr) = check(&text, root.path(), &BTreeMap::new());
+    assert!(!passed && stderr.contains("OIDC_ISSUER"), "{stderr}");
+}
+
+#[test]
+fn the_compose_stack_agrees_with_the_image_and_its_idp() {
+    let dockerfile = Dockerfile::parse();
+    let dir = repo().join("deploy/docker-compose");
+    let compose = load_yaml(&dir.join("compose.yaml")).remove(0);
+    let services = &compose["services"];
+    let portcullis = &services["portcullis"];
+    let idp = &services["idp"];
+    let app = &services["app"];
+
+    // portcullis is the image this repository's Dockerfile builds.
+    assert_eq!(str_at(&portcullis["image"], "image"), IMAGE);
+    let context = dir.join(str_at(&portcullis["build"]["context"], "build.context"));
+    let dockerfile_path = context.join(str_at(
+        &portcullis["build"]["dockerfile"],
+        "build.dockerfile",
+    ));
+    assert_eq!(
+        dockerfile_path.canonicalize().unwrap(),
+        repo().join("Dockerfile").canonicalize().unwrap()
+    );
+
+    // Volumes: host path exists; the config lands where the image's CMD reads it.
+    let mounts = |service: &Yaml| -> BTreeMap<String, PathBuf> {
+        list_at(&service["volumes"], "volumes")
+            .iter()
+            .map(|volume| {
+                let mut parts = str_at(volume, "a volume").split(':');
+                let host = dir.join(parts.next().unwrap());
+                (parts.next().unwrap().to_owned(), host)
+            })
+            .collect()
+    };
+    let portcullis_mounts = mounts(portcullis);
+    let config_file = &portcullis_mounts[dockerfile.config_path()];
+    let config_text = std::fs::read_to_string(config_file).unwrap();
+    let config = YamlLoader::load_from_str(&config_text).unwrap().remove(0);
+    assert!(portcullis_mounts.contains_key(&format!("{CONFIG_DIR}/secrets")));
+    let idp_mounts = mounts(idp);
+    assert!(
+        idp_mounts["/src"].join("provider.mjs").is_file(),
+        "tests/oidc is mounted"
+    );
+    let idp_config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&idp_mounts["/config/idp.json"]).unwrap())
+            .unwrap();
+
+    // Host networking for the IdP and portcullis: one issuer URL for both.
+    for service in [portcullis, idp] {
+        assert_eq!(service["network_mode"].as_str(), Some("host"));
+    }
+
+    let listener = &list_at(&config["listeners"], "listeners")[0];
+    let (_, https) = address_port(&listener["address"]);
+    let (_, admin) = address_port(&config["admin"]["address"]);
+    for port in [https, admin] {
+        assert!(dockerfile.expose.contains(&u16::try_from(port).unwrap()));
+    }
+
+    // The IdP: its port, its client and its redirect URI.
+    let actions = list_at(
+        &list_at(&listener["rules"], "rules")[0]["actions"],
+        "actions",
+    );
+    let oidc = &actions[0]["authenticate_oidc"];
+    let issuer = str_at(&oidc["issuer"], "issuer");
+    assert_eq!(
+        issuer,
+        format!("http://127.0.0.1:{}", idp_config["port"]),
+        "provider.mjs names itself http://127.0.0.1:PORT"
+    );
+    let client = &idp_config["clients"][0];
+    assert_eq!(client["client_id"].as_str(), oidc["client_id"].as_str());
+    assert_eq!(
+        client["redirect_uris"][0],
+        format!("https://localhost:{https}/oauth2/idpresponse")
+    );
+    let env: BTreeMap<String, String> = portcullis["environment"]
+        .as_hash()
+        .expect("environment as a mapping")
+        .iter()
+        .map(|(name, value)| {
+            (
+                str_at(name, "a variable").to_owned(),
+                str_at(value, "a value").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        str_at(&oidc["client_secret"], "client_secret"),
+        "${CLIENT_SECRET}"
+    );
+    assert_eq!(
+        client["client_secret"].as_str(),
+        Some(env["CLIENT_SECRET"].as_str())
+    );
+    let healthcheck: Vec<&str> = list_at(&idp["healthcheck"]["test"], "healthcheck")
+        .iter()
+        .map(|arg| str_at(arg, "an argument"))
+        .collect();
+    assert!(
+        healthcheck
+            .concat()
+            .contains(&format!("{issuer}/.well-known/openid-configuration"))
+    );
+
+    // The app is published on the host's loopback at the forward target's port.
+    let target = str_at(&actions[1]["forward"]["target"], "forward.target");
+    let published = str_at(&list_at(&app["ports"], "app ports")[0], "a port");
+    assert_eq!(
+        format!("http://{}", published.rsplit_once(':').unwrap().0),
+        target,
+        "the app's published {published} is the forward target"
+    );
+
+    // And the configuration passes check with what gen-secrets.sh makes.
+    let root = tempfile::tempdir().unwrap();
+    let secrets = root.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    for name in ["session_secret", "signing.pem"] {
+        std::fs::write(secrets.join(name), secret_file_content(name)).unwrap();
+    }
+    let (passed, stderr) = check(&config_text, root.path(), &env);
+    assert!(
+        passed,
+        "the compose portcullis.yaml passes check:\n{stderr}"
+    );
+}
+
+#[test]
+fn every_doc_names_the_same_image() {
+    let mut files = vec![
+        repo().join("Dockerfile"),
+        repo().join("docs/deploying.md"),
+        repo().join("docs/migrating-from-alb.md"),
+        repo().join("docs/troubleshooting.md"),
+    ];
+    yaml_files(&repo().join("deploy"), &mut files);
+    for readme in [
+        "deploy/kubernetes/README.md",
+        "deploy/docker-compose/README.md",
+    ] {
+        files.push(repo().join(readme));
+    }
+    let mut mentions = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file)
+            .unwrap_or_else(|error| panic!("{}: {error}", file.display()));
+        for (at, _) in text.match_indices("ghcr.io/portcullis/") {
+            let name: String = text[at..]
+                .chars()
+                .take_while(|c| !c.is_whitespace() && !"`\"'),".contains(*c))
+                .collect();
+            assert_eq!(name, IMAGE, "{}", file.display());
+            mentions += 1;
+        }
+    }
+    assert!(
+        mentions >= 4,
+        "the image is named in the manifests and docs"
+    );
+}
