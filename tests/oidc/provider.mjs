@@ -87,7 +87,7 @@ const clients = configuredClients.map(({ logout_urls: _, ...c }) => ({
   response_types: ['code'],
   token_endpoint_auth_method: authMethods ? authMethods[0] : 'client_secret_basic',
   id_token_signed_response_alg: 'RS256',
-  ...(cognitoPool === null ? { post_logout_redirect_uris: [] } : {}),
+  post_logout_redirect_uris: [],
   ...c,
 }));
 if (cognitoPool !== null) {
