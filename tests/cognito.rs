@@ -275,8 +275,8 @@ async fn the_provider_looks_like_a_cognito_user_pool() {
             ("code_verifier", verifier),
         ])
         .finish();
-    let basic = base64::engine::general_purpose::STANDARD
-        .encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"));
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"));
     let tokens = browser
         .request(
             "POST",
