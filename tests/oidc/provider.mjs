@@ -5,6 +5,9 @@
 // Listens on 127.0.0.1 (port 0 = any free port unless PORT or config.port is
 // given), prints exactly one line `{"issuer":"http://127.0.0.1:PORT"}` on
 // stdout once it is listening, and logs everything else to stderr.
+// With `cognitoPool` it looks like a Cognito user pool reached through an
+// `endpoint_url` instead, and the line is
+// `{"issuer":"http://127.0.0.1:PORT/{pool}","endpoint_url":"http://127.0.0.1:PORT"}`.
 // See README.md beside this file for the configuration schema.
 
 import { createServer } from 'node:http';
@@ -27,23 +30,59 @@ const refreshTokenTtl = config.refreshTokenTtl ?? 14 * 24 * 3600;
 // oidc-provider accepts tokens up to clockTolerance seconds past their exp
 // (default 15); same clock here, so 0 makes expiry tests exact.
 const clockTolerance = config.clockTolerance ?? 0;
-const issueRefreshTokenAlways = config.issueRefreshToken ?? false;
+// cognitoPool: a user pool id (`eu-west-1_AbC123`). The provider then looks
+// like that pool behind an emulator's endpoint_url: issuer
+// `{origin}/{pool}`, hosted UI at the root (/oauth2/authorize, /oauth2/token,
+// /oauth2/userInfo, /oauth2/revoke, /logout), JWKS and discovery under
+// `{issuer}/.well-known/`. Its other defaults follow Cognito: no consent
+// page, a refresh token with every code grant, Cognito claims on, string
+// booleans, every attribute released with the openid scope.
+const cognitoPool = config.cognitoPool ?? null;
+if (cognitoPool !== null && !/^[\w-]+_[0-9A-Za-z]+$/.test(cognitoPool)) {
+  console.error(`[oidc] cognitoPool ${JSON.stringify(cognitoPool)} is not a pool id like eu-west-1_AbC123`);
+  process.exit(2);
+}
+const issueRefreshTokenAlways = config.issueRefreshToken ?? cognitoPool !== null;
 const requirePkce = config.requirePkce ?? true;
-const skipConsent = config.skipConsent ?? false;
+const skipConsent = config.skipConsent ?? cognitoPool !== null;
 const bigClaims = config.bigClaims ?? 0;
-const cognito = config.cognito
-  ? { username: 'alice', groups: ['admins', 'users'], ...(config.cognito === true ? {} : config.cognito) }
+const cognitoClaims = config.cognito ?? cognitoPool !== null;
+const cognito = cognitoClaims
+  ? { username: 'alice', groups: ['admins', 'users'], ...(cognitoClaims === true ? {} : cognitoClaims) }
   : null;
+
+// Cognito's paths, relative to the origin (the hosted UI and the issuer
+// share the emulator's origin). Discovery has no route setting in
+// oidc-provider: the server rewrites `/{pool}/.well-known/openid-configuration`
+// to its root one, and answers 404 at the root as Cognito would.
+const cognitoRoutes = cognitoPool === null ? null : {
+  authorization: '/oauth2/authorize',
+  token: '/oauth2/token',
+  userinfo: '/oauth2/userInfo',
+  revocation: '/oauth2/revoke',
+  jwks: `/${cognitoPool}/.well-known/jwks.json`,
+};
+const tokenPath = cognitoRoutes?.token ?? '/token';
+const DISCOVERY = '/.well-known/openid-configuration';
 
 // Client authentication methods advertised in discovery and enforced at the
 // token endpoint (oidc-provider itself accepts basic and post alike).
 const authMethods = config.tokenEndpointAuthMethods ?? null;
 
-const clients = (config.clients ?? [{
+const configuredClients = config.clients ?? [{
   client_id: 'portcullis',
   client_secret: 'portcullis-secret',
   redirect_uris: ['https://localhost/oauth2/idpresponse'],
-}]).map((c) => ({
+}];
+
+// cognitoPool: each client's sign-out URLs (Cognito's LogoutURLs), for
+// /logout. Given as `logout_urls` or `post_logout_redirect_uris`; kept here
+// because oidc-provider drops the latter with rpInitiatedLogout off.
+const signOutUrls = new Map(configuredClients.map((c) => [
+  c.client_id, [...(c.logout_urls ?? []), ...(c.post_logout_redirect_uris ?? [])],
+]));
+
+const clients = configuredClients.map(({ logout_urls: _, ...c }) => ({
   grant_types: ['authorization_code', 'refresh_token'],
   response_types: ['code'],
   token_endpoint_auth_method: authMethods ? authMethods[0] : 'client_secret_basic',
@@ -51,6 +90,9 @@ const clients = (config.clients ?? [{
   post_logout_redirect_uris: [],
   ...c,
 }));
+if (cognitoPool !== null) {
+  for (const c of clients) delete c.post_logout_redirect_uris;
+}
 
 // The test user. Any login name is accepted by the login form (the password
 // is ignored); `alice` gets the configured claims, any other name gets
@@ -104,6 +146,13 @@ function claimsFor(accountId, use) {
     out['cognito:groups'] = cognito.groups;
     if (use === 'id_token') out.token_use = 'id';
   }
+  if (cognitoPool !== null) {
+    // Cognito writes its boolean attributes as strings, in the ID token and
+    // in userinfo alike.
+    for (const [key, value] of Object.entries(out)) {
+      if (typeof value === 'boolean') out[key] = String(value);
+    }
+  }
   return out;
 }
 
@@ -144,30 +193,39 @@ const stats = {
   authorizations: 0,
   authorization_errors: 0,
   end_sessions: 0,
+  // cognitoPool only: answers of Cognito's /logout, and the query of the last one.
+  logouts: 0,
+  last_logout: null,
 };
 
 // ---------------------------------------------------------------- server ---
 
 const server = createServer();
 server.listen(port, '127.0.0.1', () => {
-  const issuer = `http://127.0.0.1:${server.address().port}`;
+  // The Provider is built once listening, so even port 0 gives an issuer
+  // with the real port.
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  const issuer = cognitoPool === null ? origin : `${origin}/${cognitoPool}`;
 
   const provider = new Provider(issuer, {
     clients,
     jwks: signingKeys(),
     cookies: { keys: [randomBytes(32).toString('base64url')] },
     claims: {
-      openid: ['sub', ...extraClaims],
+      // Cognito releases every attribute the client may read with openid alone.
+      openid: ['sub', ...extraClaims, ...(cognitoPool === null ? [] : [...emailClaims, ...profileClaims])],
       email: emailClaims,
       profile: profileClaims,
     },
+    ...(cognitoRoutes ? { routes: cognitoRoutes } : {}),
     conformIdTokenClaims: false,
     clockTolerance,
     ...(authMethods ? { clientAuthMethods: authMethods } : {}),
     pkce: { required: () => requirePkce },
     features: {
       devInteractions: { enabled: true },
-      rpInitiatedLogout: { enabled: true },
+      // Cognito has no end_session_endpoint: its /logout is below.
+      rpInitiatedLogout: { enabled: cognitoPool === null },
       userinfo: { enabled: true },
       revocation: { enabled: true },
     },
@@ -267,6 +325,8 @@ server.listen(port, '127.0.0.1', () => {
     }
   });
 
+  if (cognitoPool !== null) provider.use(cognitoLogout(provider, anyPort));
+
   const callback = provider.callback();
   server.on('request', (req, res) => {
     log(req.method, req.url);
@@ -275,16 +335,72 @@ server.listen(port, '127.0.0.1', () => {
       res.end(JSON.stringify(stats));
       return;
     }
-    if (authMethods && req.method === 'POST' && req.url.split('?')[0] === '/token') {
+    if (cognitoPool !== null) {
+      const [path, query] = splitUrl(req.url);
+      if (path === DISCOVERY) {
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'not_found', error_description: `discovery is at /${cognitoPool}${DISCOVERY}` }));
+        return;
+      }
+      // Not setting req.originalUrl keeps oidc-provider's endpoint URLs at
+      // the root (it would take the stripped prefix as its mount path).
+      if (path === `/${cognitoPool}${DISCOVERY}`) req.url = `${DISCOVERY}${query}`;
+    }
+    if (authMethods && req.method === 'POST' && splitUrl(req.url)[0] === tokenPath) {
       enforceAuthMethods(req, res, callback);
       return;
     }
     callback(req, res);
   });
 
-  process.stdout.write(`${JSON.stringify({ issuer })}\n`);
+  const line = cognitoPool === null ? { issuer } : { issuer, endpoint_url: origin };
+  process.stdout.write(`${JSON.stringify(line)}\n`);
   log(`listening, issuer ${issuer}, clients ${clients.map((c) => c.client_id).join(', ')}`);
 });
+
+/** `/a/b?x=1` → `['/a/b', '?x=1']`. */
+function splitUrl(url) {
+  const at = url.indexOf('?');
+  return at === -1 ? [url, ''] : [url.slice(0, at), url.slice(at)];
+}
+
+// Cognito's `GET /logout?client_id=…&logout_uri=…`: the client must exist
+// and logout_uri must be one of its sign-out URLs (`logout_urls` or
+// `post_logout_redirect_uris`, with the any-port rule); then the user's
+// session here ends (the next login asks for the password again) and the
+// browser goes to logout_uri. Cognito shows an error page otherwise: here
+// a 400 with the reason. The query is kept in stats.last_logout either way.
+function cognitoLogout(provider, anyPort) {
+  return async (ctx, next) => {
+    if (ctx.path !== '/logout' || ctx.method !== 'GET') {
+      await next();
+      return;
+    }
+    const query = Object.fromEntries(new URLSearchParams(ctx.querystring));
+    stats.logouts += 1;
+    stats.last_logout = query;
+    const fail = (description) => {
+      log('logout:', description);
+      ctx.status = 400;
+      ctx.type = 'json';
+      ctx.body = { error: 'invalid_request', error_description: description };
+    };
+    const client = query.client_id ? await provider.Client.find(query.client_id) : undefined;
+    if (!client) {
+      fail(`unknown client_id ${JSON.stringify(query.client_id ?? null)}`);
+      return;
+    }
+    const allowed = signOutUrls.get(client.clientId) ?? [];
+    if (!query.logout_uri || !(allowed.includes(query.logout_uri) || anyPort(query.logout_uri, allowed))) {
+      fail(`logout_uri ${JSON.stringify(query.logout_uri ?? null)} is not a sign-out URL of ${client.clientId}`);
+      return;
+    }
+    const session = await provider.Session.get(ctx);
+    if (session.accountId) await session.destroy();
+    ctx.status = 302;
+    ctx.redirect(query.logout_uri);
+  };
+}
 
 function refuse(res, description) {
   log('token endpoint:', description);
