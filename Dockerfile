@@ -61,12 +61,10 @@ EXPOSE 8443 9901
 # non-numeric user").
 USER 65532:65532
 
-# No HEALTHCHECK: a Docker HEALTHCHECK runs a command inside the container,
-# and this image has no shell, curl or wget, and portcullis has no
-# subcommand that probes its own admin port. Health is checked from outside
-# instead: Kubernetes' httpGet probes on :9901 /healthz (liveness) and
-# /readyz (readiness), see deploy/kubernetes/; with docker compose, probe
-# http://127.0.0.1:9901/readyz from the host.
+# The image has no shell or curl: portcullis probes its own admin endpoint
+# (exec form). Kubernetes uses its own httpGet probes instead (deploy/kubernetes/).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["portcullis", "healthcheck", "--url", "http://127.0.0.1:9901/healthz"]
 
 ENTRYPOINT ["portcullis"]
 CMD ["run", "--config", "/etc/portcullis/config.yaml"]

@@ -46,6 +46,13 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         kubernetes: Option<String>,
     },
+    /// Probe a running portcullis' admin endpoint: exit 0 when it answers
+    /// 200, 1 otherwise. For a container HEALTHCHECK in an image with no shell.
+    Healthcheck {
+        /// The plain-HTTP admin URL to probe.
+        #[arg(long, default_value = "http://127.0.0.1:9901/healthz")]
+        url: String,
+    },
     /// Run the whole flow on this machine: the proxy, a development OpenID
     /// provider and an echo application, all on loopback. For development only.
     Demo {
@@ -70,6 +77,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&args.config),
         Command::Keygen { kubernetes } => keygen(kubernetes.as_deref()),
         Command::Demo { port } => demo(port),
+        Command::Healthcheck { url } => healthcheck(&url),
     }
 }
 
@@ -200,6 +208,43 @@ fn demo(port: u16) -> ExitCode {
             ExitCode::from(EXIT_RUNTIME)
         }
     }
+}
+
+fn healthcheck(url: &str) -> ExitCode {
+    let probe = runtime().and_then(|runtime| runtime.block_on(probe(url)));
+    match probe {
+        Ok(200) => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("{url}: HTTP {status}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+        Err(error) => {
+            eprintln!("{url}: {error:#}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// One GET over plain HTTP/1.1, bounded to 3 s.
+async fn probe(url: &str) -> anyhow::Result<u16> {
+    let uri: http::Uri = url.parse().context("not a URL")?;
+    let authority = uri.authority().context("the URL has no host")?.clone();
+    let port = authority.port_u16().unwrap_or(80);
+    let address = format!("{}:{port}", authority.host());
+    let request = http::Request::get(uri.path_and_query().map_or("/", |path| path.as_str()))
+        .header(http::header::HOST, authority.as_str())
+        .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(&address).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let response = sender.send_request(request).await?;
+        anyhow::Ok(response.status().as_u16())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(3), exchange)
+        .await
+        .context("no answer within 3 s")?
 }
 
 fn serve(config: config::Config) -> anyhow::Result<()> {

@@ -12,8 +12,19 @@ use rustls::pki_types::pem::PemObject;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-/// Starts `portcullis demo --port 0` and returns it with the URL it printed.
+/// Starts `portcullis demo --port 0` and returns it with the URL it printed
+/// and the demo's certificate.
 async fn start_demo() -> (tokio::process::Child, String, CertificateDer<'static>) {
+    let (child, url, certificate, _) = start_demo_with_admin().await;
+    (child, url, certificate)
+}
+
+async fn start_demo_with_admin() -> (
+    tokio::process::Child,
+    String,
+    CertificateDer<'static>,
+    String,
+) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(["demo", "--port", "0"])
         .stdout(Stdio::piped())
@@ -23,12 +34,18 @@ async fn start_demo() -> (tokio::process::Child, String, CertificateDer<'static>
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut banner = String::new();
-    let url = tokio::time::timeout(Duration::from_secs(20), async {
+    let (url, admin) = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut url = None;
         while let Some(line) = lines.next_line().await.unwrap() {
             banner.push_str(&line);
             banner.push('\n');
-            if let Some(url) = line.trim().strip_prefix("Open:") {
-                return url.trim().trim_end_matches('/').to_owned();
+            let line = line.trim();
+            if let Some(found) = line.strip_prefix("Open:") {
+                url = Some(found.trim().trim_end_matches('/').to_owned());
+            }
+            if let Some(metrics) = line.strip_prefix("Metrics:") {
+                let admin = metrics.trim().trim_end_matches("/metrics").to_owned();
+                return (url.expect("Open: comes before Metrics:"), admin);
             }
         }
         panic!("the demo printed no URL:\n{banner}");
@@ -42,7 +59,7 @@ async fn start_demo() -> (tokio::process::Child, String, CertificateDer<'static>
         .join(format!("portcullis-demo-{}", child.id().unwrap()))
         .join("tls.crt");
     let certificate = CertificateDer::from_pem_file(&path).unwrap();
-    (child, url, certificate)
+    (child, url, certificate, admin)
 }
 
 #[tokio::test]
@@ -194,4 +211,28 @@ async fn a_real_browser_logs_in_through_the_demo() {
         std::fs::metadata(&screenshot).unwrap().len() > 1000,
         "a screenshot was saved"
     );
+}
+
+#[tokio::test]
+async fn healthcheck_probes_the_admin_endpoint() {
+    let (_demo, _, _, admin) = start_demo_with_admin().await;
+    let healthy = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["healthcheck", "--url", &format!("{admin}/healthz")])
+        .status()
+        .await
+        .unwrap();
+    assert!(healthy.success());
+    let missing = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["healthcheck", "--url", &format!("{admin}/nothing-here")])
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(missing.code(), Some(1));
+    let dead = common::upstream::dead_port().await;
+    let down = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["healthcheck", "--url", &format!("http://{dead}/healthz")])
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(down.code(), Some(1));
 }

@@ -208,13 +208,19 @@ fn dockerfile_runs_portcullis_as_nonroot_from_distroless() {
     );
     assert_eq!(dockerfile.volumes, [CONFIG_DIR]);
     assert_eq!(dockerfile.expose, [8443, 9901]);
-    // distroless has no shell: a HEALTHCHECK could only be exec form.
-    for healthcheck in &dockerfile.healthchecks {
-        assert!(
-            healthcheck.starts_with("CMD [") || healthcheck == "NONE",
-            "a HEALTHCHECK without a shell: {healthcheck}"
-        );
-    }
+    // distroless has no shell: the HEALTHCHECK is exec form, portcullis probing itself.
+    assert_eq!(
+        dockerfile.healthchecks.len(),
+        1,
+        "{:?}",
+        dockerfile.healthchecks
+    );
+    let healthcheck = &dockerfile.healthchecks[0];
+    assert!(
+        healthcheck.contains(r#"CMD ["portcullis", "healthcheck""#)
+            && healthcheck.contains(":9901/healthz"),
+        "an exec-form HEALTHCHECK on the admin port: {healthcheck}"
+    );
 
     let dockerignore = read(".dockerignore");
     for entry in [
