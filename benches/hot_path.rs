@@ -7,8 +7,7 @@ use criterion::{BenchmarkId, Criterion, black_box, criterion_group, criterion_ma
 use http::header::{COOKIE, HeaderMap, HeaderValue};
 use portcullis::auth::session::{CookieSealer, RequestCookies};
 use portcullis::config::{
-    Conditions, FixedResponseAction, Rule, SessionKey, SigningConfig, TerminalAction,
-    TokenEncoding,
+    Conditions, FixedResponseAction, Rule, SessionKey, SigningConfig, TerminalAction, TokenEncoding,
 };
 use portcullis::identity::signing::{DataSigner, DataTokenCache};
 use portcullis::proxy::rules::{normalize_host, rule_matches};
@@ -85,7 +84,14 @@ fn identity_data(c: &mut Criterion) {
     group.bench_function("cache_hit", |b| {
         b.iter(|| {
             signer
-                .sign_cached(&hit, "http://idp", "portcullis", black_box(claims), exp, now)
+                .sign_cached(
+                    &hit,
+                    "http://idp",
+                    "portcullis",
+                    black_box(claims),
+                    exp,
+                    now,
+                )
                 .unwrap()
         })
     });
@@ -94,7 +100,14 @@ fn identity_data(c: &mut Criterion) {
     group.bench_function("cache_miss_sign", |b| {
         b.iter(|| {
             signer
-                .sign_cached(&miss, "http://idp", "portcullis", black_box(claims), exp, now)
+                .sign_cached(
+                    &miss,
+                    "http://idp",
+                    "portcullis",
+                    black_box(claims),
+                    exp,
+                    now,
+                )
                 .unwrap()
         })
     });
@@ -107,7 +120,10 @@ fn rules(c: &mut Criterion) {
         .map(|i| Rule {
             name: format!("rule-{i}"),
             conditions: Conditions {
-                host: vec![format!("app{i}.example.com"), format!("*.svc{i}.example.com")],
+                host: vec![
+                    format!("app{i}.example.com"),
+                    format!("*.svc{i}.example.com"),
+                ],
                 path: vec![format!("/api/v{i}/*"), format!("/static/{i}/*.js")],
             },
             authenticate: None,

@@ -36,7 +36,8 @@ fn main() {
     let issuer = get("--issuer").expect("--issuer URL");
     let client = get("--client").expect("--client ID");
     let count: usize = get("--count").map_or(1, |c| c.parse().expect("--count N"));
-    let claims_bytes: usize = get("--claims-bytes").map_or(0, |c| c.parse().expect("--claims-bytes B"));
+    let claims_bytes: usize =
+        get("--claims-bytes").map_or(0, |c| c.parse().expect("--claims-bytes B"));
     let name = get("--cookie-name").unwrap_or_else(|| "AWSELBAuthSessionCookie".into());
 
     let key: [u8; 32] = STANDARD
@@ -45,7 +46,10 @@ fn main() {
         .try_into()
         .expect("the secret is 32 bytes");
     let sealer = CookieSealer::new(&[SessionKey(key)]);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
 
     let mut file = std::io::BufWriter::new(std::fs::File::create(&out).expect("--out is writable"));
     let mut rng_state: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -106,7 +110,10 @@ fn main() {
             let mut headers = HeaderMap::new();
             headers.insert(COOKIE, HeaderValue::from_str(&header).unwrap());
             let cookies = RequestCookies::parse(&headers);
-            assert!(sealer.open_sharded(&name, &cookies).is_some(), "minted cookie opens");
+            assert!(
+                sealer.open_sharded(&name, &cookies).is_some(),
+                "minted cookie opens"
+            );
             eprintln!(
                 "mint_sessions: {count} sessions, {} shard(s), {} cookie bytes each",
                 shards.len(),
