@@ -1,0 +1,148 @@
+//! Criterion micro-benchmarks of the authenticated request's hot pieces:
+//! opening the sealed session cookie (1 and 4 shards), the identity headers'
+//! `x-amzn-oidc-data` (cache hit vs miss, i.e. an ECDSA signature), and
+//! first-match rule selection over 100 rules.
+
+use criterion::{BenchmarkId, Criterion, black_box, criterion_group, criterion_main};
+use http::header::{COOKIE, HeaderMap, HeaderValue};
+use portcullis::auth::session::{CookieSealer, RequestCookies};
+use portcullis::config::{
+    Conditions, FixedResponseAction, Rule, SessionKey, SigningConfig, TerminalAction, TokenEncoding,
+};
+use portcullis::identity::signing::{DataSigner, DataTokenCache};
+use portcullis::proxy::rules::{normalize_host, rule_matches};
+
+const COOKIE_NAME: &str = "AWSELBAuthSessionCookie";
+
+/// A realistic session plaintext padded to about `len` bytes.
+fn session_json(len: usize) -> Vec<u8> {
+    let claims = r#"{"sub":"alice","email":"alice@example.test","email_verified":true,"name":"Alice Example","given_name":"Alice","family_name":"Example","preferred_username":"alice""#;
+    let head = format!(
+        r#"{{"iss":"http://127.0.0.1:4000","client":"portcullis","sub":"alice","access_token":"{}","access_expires_at":4102444800,"expires_at":4102444800,"claims":{claims}"#,
+        "a".repeat(43)
+    );
+    let mut text = head;
+    let mut n = 0;
+    while text.len() + 20 < len {
+        let chunk = (len - text.len() - 20).min(1000);
+        text.push_str(&format!(r#","big_{n}":"{}""#, "x".repeat(chunk)));
+        n += 1;
+    }
+    text.push_str("}}");
+    text.into_bytes()
+}
+
+fn open_cookie(c: &mut Criterion) {
+    let sealer = CookieSealer::new(&[SessionKey([7; 32])]);
+    let mut group = c.benchmark_group("open_session_cookie");
+    // ~1 KiB fits one shard; ~11 KiB needs four (each shard < 4096 bytes).
+    for (shards_wanted, len) in [(1, 1000), (4, 11_000)] {
+        let plaintext = session_json(len);
+        let shards = sealer.seal_sharded(COOKIE_NAME, &plaintext).unwrap();
+        assert_eq!(shards.len(), shards_wanted, "plaintext {len} bytes");
+        let header = shards
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, HeaderValue::from_str(&header).unwrap());
+        group.bench_with_input(
+            BenchmarkId::new("shards", shards_wanted),
+            &headers,
+            |b, headers| {
+                b.iter(|| {
+                    let cookies = RequestCookies::parse(black_box(headers));
+                    let plaintext = sealer.open_sharded(COOKIE_NAME, &cookies).unwrap();
+                    // What load_session does next.
+                    let session: portcullis::auth::state::Session =
+                        serde_json::from_slice(&plaintext).unwrap();
+                    black_box(session)
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+fn identity_data(c: &mut Criterion) {
+    let signer = DataSigner::new(&SigningConfig {
+        private_key_pem: None,
+        key_id: None,
+        signer: "arn:aws:elasticloadbalancing:us-east-1:000000000000:loadbalancer/app/portcullis/0"
+            .into(),
+        encoding: TokenEncoding::Alb,
+    })
+    .unwrap();
+    let claims = br#"{"sub":"alice","email":"alice@example.test","email_verified":true,"name":"Alice Example","given_name":"Alice","family_name":"Example","preferred_username":"alice"}"#;
+    let (exp, now) = (4_102_444_800, 1_700_000_000);
+    let mut group = c.benchmark_group("x_amzn_oidc_data");
+    let hit = DataTokenCache::new(16_384);
+    signer
+        .sign_cached(&hit, "http://idp", "portcullis", claims, exp, now)
+        .unwrap();
+    group.bench_function("cache_hit", |b| {
+        b.iter(|| {
+            signer
+                .sign_cached(
+                    &hit,
+                    "http://idp",
+                    "portcullis",
+                    black_box(claims),
+                    exp,
+                    now,
+                )
+                .unwrap()
+        })
+    });
+    // Capacity 0 disables the cache: every call signs (ECDSA P-256).
+    let miss = DataTokenCache::new(0);
+    group.bench_function("cache_miss_sign", |b| {
+        b.iter(|| {
+            signer
+                .sign_cached(
+                    &miss,
+                    "http://idp",
+                    "portcullis",
+                    black_box(claims),
+                    exp,
+                    now,
+                )
+                .unwrap()
+        })
+    });
+    group.finish();
+}
+
+fn rules(c: &mut Criterion) {
+    // 100 rules with host and path conditions; the request matches the last.
+    let rules: Vec<Rule> = (0..100)
+        .map(|i| Rule {
+            name: format!("rule-{i}"),
+            conditions: Conditions {
+                host: vec![
+                    format!("app{i}.example.com"),
+                    format!("*.svc{i}.example.com"),
+                ],
+                path: vec![format!("/api/v{i}/*"), format!("/static/{i}/*.js")],
+            },
+            authenticate: None,
+            action: TerminalAction::FixedResponse(FixedResponseAction {
+                status: 200,
+                content_type: None,
+                body: String::new(),
+            }),
+        })
+        .collect();
+    c.bench_function("rule_match_100_rules_last_wins", |b| {
+        b.iter(|| {
+            let host = normalize_host(black_box("App99.example.com:8443"));
+            rules
+                .iter()
+                .position(|rule| rule_matches(rule, &host, black_box("/api/v99/users/42")))
+        })
+    });
+}
+
+criterion_group!(benches, open_cookie, identity_data, rules);
+criterion_main!(benches);
