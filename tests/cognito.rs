@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use base64::Engine as _;
 use common::browser::{Browser, Page};
@@ -25,19 +24,6 @@ const SIGNER: &str = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadba
 /// An authorization response the tests that talk to the pool directly
 /// capture before it goes anywhere (`Browser::stop_before`).
 const DIRECT_REDIRECT_URI: &str = "https://rp.invalid/callback";
-
-/// Environment for `${NAME}` in the test configuration.
-struct TestEnv(HashMap<&'static str, String>);
-
-impl portcullis::config::Environment for TestEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
-    }
-
-    fn read_file(&self, path: &Path) -> std::io::Result<String> {
-        std::fs::read_to_string(path)
-    }
-}
 
 /// The user pool, as the provider prints it on start.
 struct Pool {
@@ -137,12 +123,13 @@ listeners:
             endpoint_url = pool.endpoint_url,
             upstream = upstream.addr,
         );
-        let env = TestEnv(HashMap::from([
-            ("SESSION_SECRET", SESSION_SECRET.to_owned()),
-            ("COGNITO_SECRET", CLIENT_SECRET.to_owned()),
-        ]));
-        let config = portcullis::config::load_str(&yaml, portcullis::config::Format::Yaml, &env)
-            .unwrap_or_else(|error| panic!("{error:?}\n{yaml}"));
+        let config = load_yaml(
+            &yaml,
+            &[
+                ("SESSION_SECRET", SESSION_SECRET),
+                ("COGNITO_SECRET", CLIENT_SECRET),
+            ],
+        );
         let proxy = start(config).await;
         Stack {
             pool,

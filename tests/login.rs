@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -19,19 +18,6 @@ const CLIENT_ID: &str = "portcullis";
 const CLIENT_SECRET: &str = "portcullis-secret";
 const SESSION_SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const SIGNER: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/portcullis/50dc6c495c0c9188";
-
-/// Environment for `${NAME}` in the test configurations.
-struct TestEnv(HashMap<&'static str, String>);
-
-impl portcullis::config::Environment for TestEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
-    }
-
-    fn read_file(&self, path: &Path) -> std::io::Result<String> {
-        std::fs::read_to_string(path)
-    }
-}
 
 /// The IdP, the proxy and the upstream of one test.
 struct Stack {
@@ -121,12 +107,13 @@ listeners:
             6
         ),
     );
-    let env = TestEnv(HashMap::from([
-        ("SESSION_SECRET", SESSION_SECRET.to_owned()),
-        ("CLIENT_SECRET", CLIENT_SECRET.to_owned()),
-    ]));
-    let config = portcullis::config::load_str(&yaml, portcullis::config::Format::Yaml, &env)
-        .unwrap_or_else(|error| panic!("{error:?}\n{yaml}"));
+    let config = load_yaml(
+        &yaml,
+        &[
+            ("SESSION_SECRET", SESSION_SECRET),
+            ("CLIENT_SECRET", CLIENT_SECRET),
+        ],
+    );
     let proxy = start(config).await;
     Stack {
         idp,
@@ -854,9 +841,7 @@ listeners:
         key = files.private_key_file.display(),
         upstream = upstream.addr,
     );
-    let env = TestEnv(HashMap::new());
-    let config =
-        portcullis::config::load_str(&yaml, portcullis::config::Format::Yaml, &env).unwrap();
+    let config = load_yaml(&yaml, &[]);
     let proxy = start(config).await;
     let admin = proxy.admin.unwrap();
     let mut browser = Browser::new(Some(pki.ca_der()));

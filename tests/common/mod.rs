@@ -84,6 +84,30 @@ impl Pki {
     }
 }
 
+/// `${NAME}` for test configurations comes from here, never from the real environment.
+pub struct TestEnv(pub std::collections::HashMap<String, String>);
+
+impl Environment for TestEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+
+    fn read_file(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+}
+
+/// Loads a YAML configuration with `${NAME}` taken from `vars`; panics with
+/// the problems and the text when it does not validate.
+pub fn load_yaml(yaml: &str, vars: &[(&str, &str)]) -> Config {
+    let env = TestEnv(
+        vars.iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect(),
+    );
+    load_str(yaml, Format::Yaml, &env).unwrap_or_else(|error| panic!("{error:?}\n{yaml}"))
+}
+
 pub fn tls_config(default: CertificateFiles, more: Vec<CertificateFiles>) -> TlsConfig {
     TlsConfig {
         default_certificate: default,
