@@ -10,6 +10,7 @@ mod common;
 use std::collections::HashMap;
 
 use base64::Engine as _;
+use common::alb::{self, b64};
 use common::browser::{Browser, Page};
 use common::idp::NodeIdp;
 use common::*;
@@ -159,13 +160,6 @@ listeners:
         );
         page
     }
-}
-
-fn b64(segment: &str) -> Vec<u8> {
-    base64::engine::general_purpose::URL_SAFE
-        .decode(segment)
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(segment))
-        .unwrap_or_else(|error| panic!("{segment}: {error}"))
 }
 
 /// The header and payload of a JWT, unverified.
@@ -393,7 +387,17 @@ async fn full_login_passes_cognito_claims_to_the_upstream_untouched() {
     assert!(payload["exp"].as_u64().unwrap() > 0);
 
     // AWS's own library accepts it with the pool as issuer.
-    verify_with_aws_jwt_verify(&stack, data).await;
+    let jwks_uri = stack.url("/oauth2/public-keys");
+    let ca_pem = stack.pki.ca_pem_path();
+    let verifier = alb::Verifier {
+        signer: SIGNER,
+        issuer: stack.pool.issuer(),
+        client_id: CLIENT_ID,
+        jwks_uri: &jwks_uri,
+        ca_pem: &ca_pem,
+    };
+    let verified = alb::verify(&verifier, data).await;
+    assert_eq!(verified["cognito:groups"], json!(["admins", "users"]));
 
     // The session holds: no second trip to the pool.
     let again = browser.follow(&stack.url("/app/again")).await;
@@ -401,31 +405,6 @@ async fn full_login_passes_cognito_claims_to_the_upstream_untouched() {
     assert_eq!(again.json()["headers"]["x-amzn-oidc-identity"][0], "alice");
     let stats = stack.pool.stats(&mut browser).await;
     assert_eq!(stats["grants"]["authorization_code"], 1, "{stats:#}");
-}
-
-/// Runs aws-jwt-verify's `AlbJwtVerifier` (tests/oidc/verify-alb.mjs) on the token.
-async fn verify_with_aws_jwt_verify(stack: &Stack, token: &str) {
-    let script = common::idp::oidc_dir().join("verify-alb.mjs");
-    let output =
-        tokio::process::Command::new(std::env::var("NODE").unwrap_or_else(|_| "node".into()))
-            .arg(&script)
-            .env("JWT", token)
-            .env("ALB_ARN", SIGNER)
-            .env("ISSUER", stack.pool.issuer())
-            .env("CLIENT_ID", CLIENT_ID)
-            .env("JWKS_URI", stack.url("/oauth2/public-keys"))
-            .env("NODE_EXTRA_CA_CERTS", stack.pki.ca_pem_path())
-            .output()
-            .await
-            .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "AlbJwtVerifier refused the token:\n{stdout}\n{stderr}"
-    );
-    let verified: Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(verified["cognito:groups"], json!(["admins", "users"]));
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use base64::Engine as _;
+use common::alb::{self, b64};
 use common::browser::{Browser, Page};
 use common::idp::NodeIdp;
 use common::*;
@@ -155,13 +155,6 @@ async fn login(stack: &Stack, browser: &mut Browser, path: &str) -> Page {
     page
 }
 
-fn b64(segment: &str) -> Vec<u8> {
-    base64::engine::general_purpose::URL_SAFE
-        .decode(segment)
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(segment))
-        .unwrap()
-}
-
 #[tokio::test]
 async fn the_redirect_to_the_idp_carries_every_parameter() {
     let stack = stack(json!({}), "", "").await;
@@ -290,38 +283,22 @@ async fn full_login_reaches_the_original_url_with_verified_identity_headers() {
         .expect("x-amzn-oidc-data verifies against /oauth2/jwks.json");
 
     // And AWS's own library accepts it.
-    verify_with_aws_jwt_verify(&stack, &data).await;
+    let jwks_uri = stack.url("/oauth2/public-keys");
+    let ca_pem = stack.pki.ca_pem_path();
+    let verifier = alb::Verifier {
+        signer: SIGNER,
+        issuer: &stack.idp.issuer,
+        client_id: CLIENT_ID,
+        jwks_uri: &jwks_uri,
+        ca_pem: &ca_pem,
+    };
+    assert_eq!(alb::verify(&verifier, &data).await["sub"], "alice");
 
     // A second request reuses the session: no new login at the provider.
     let again = browser.follow(&stack.url("/app/again")).await;
     assert_eq!(again.status, 200);
     assert_eq!(again.json()["headers"]["x-amzn-oidc-identity"][0], "alice");
     assert_eq!(stack.idp.stats().await["grants"]["authorization_code"], 1);
-}
-
-/// Runs aws-jwt-verify's `AlbJwtVerifier` (tests/oidc/verify-alb.mjs) on the token.
-async fn verify_with_aws_jwt_verify(stack: &Stack, token: &str) {
-    let script = common::idp::oidc_dir().join("verify-alb.mjs");
-    let output =
-        tokio::process::Command::new(std::env::var("NODE").unwrap_or_else(|_| "node".into()))
-            .arg(&script)
-            .env("JWT", token)
-            .env("ALB_ARN", SIGNER)
-            .env("ISSUER", &stack.idp.issuer)
-            .env("CLIENT_ID", CLIENT_ID)
-            .env("JWKS_URI", stack.url("/oauth2/public-keys"))
-            .env("NODE_EXTRA_CA_CERTS", stack.pki.ca_pem_path())
-            .output()
-            .await
-            .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "AlbJwtVerifier refused the token:\n{stdout}\n{stderr}"
-    );
-    let verified: Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(verified["sub"], "alice");
 }
 
 #[tokio::test]

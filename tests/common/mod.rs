@@ -3,6 +3,7 @@
 //! over plain TCP or TLS with a chosen SNI name.
 #![allow(dead_code)]
 
+pub mod alb;
 pub mod browser;
 pub mod idp;
 pub mod upstream;
