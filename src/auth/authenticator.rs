@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use super::error::AuthError;
-use super::oidc::provider::{Endpoints, Provider};
+use super::oidc::provider::Provider;
 use super::oidc::tokens::{self, ClientCredentials, TokenResponse, unix_now};
 use super::policy;
 use super::session::{CookieSealer, RequestCookies, clear_cookie, set_cookie, shard_names};
@@ -540,7 +540,7 @@ impl Authenticator {
                 .endpoints()
                 .await
                 .ok()
-                .and_then(|e| end_session(&e))
+                .and_then(|endpoints| endpoints.end_session.clone())
             {
                 Some(mut url) => {
                     {
@@ -560,14 +560,9 @@ impl Authenticator {
                 None => rd.to_owned(),
             },
         };
-        let mut response = redirect(&location).unwrap_or_else(|_| {
-            let mut fallback = Response::new(body::empty());
-            *fallback.status_mut() = StatusCode::FOUND;
-            fallback
-                .headers_mut()
-                .insert(header::LOCATION, HeaderValue::from_static("/"));
-            fallback
-        });
+        let mut response = redirect(&location)
+            .or_else(|_| redirect("/"))
+            .expect("`/` is a valid Location");
         clear_session_cookies(
             response.headers_mut(),
             &self.settings.session_cookie_name,
@@ -585,10 +580,6 @@ pub fn pending_logins(sealer: &CookieSealer, cookies: &RequestCookies<'_>) -> Pe
         .and_then(|value| sealer.open(NONCE_COOKIE, value))
         .and_then(|plaintext| serde_json::from_slice(&plaintext).ok())
         .unwrap_or_default()
-}
-
-fn end_session(endpoints: &Endpoints) -> Option<Url> {
-    endpoints.end_session.clone()
 }
 
 /// Clears every shard a cookie name may use.
