@@ -147,6 +147,12 @@ mod tests {
             ProxyError::Auth(AuthError::ClaimsTooLarge { size: 1 }).status(),
             500
         );
+        let discovery = AuthError::BadDiscovery("names another issuer".into());
+        assert_eq!(
+            ProxyError::Auth(discovery).status(),
+            561,
+            "an IdP that misbehaves is the IdP's fault"
+        );
     }
 
     #[test]

@@ -272,8 +272,7 @@ impl Authenticator {
             if logins.0.is_empty() {
                 return Ok(clear_cookie(NONCE_COOKIE, secure));
             }
-            let plaintext = serde_json::to_vec(logins)
-                .map_err(|error| AuthError::Internal(error.to_string()))?;
+            let plaintext = serde_json::to_vec(logins).map_err(AuthError::Serialize)?;
             if plaintext.len() <= MAX_NONCE_PLAINTEXT || logins.0.len() == 1 {
                 let sealed = self.shared.sealer.seal(NONCE_COOKIE, &plaintext);
                 return Ok(set_cookie(
@@ -370,8 +369,7 @@ impl Authenticator {
         tls: bool,
         now: u64,
     ) -> Result<Vec<HeaderValue>, AuthError> {
-        let plaintext =
-            serde_json::to_vec(session).map_err(|error| AuthError::Internal(error.to_string()))?;
+        let plaintext = serde_json::to_vec(session).map_err(AuthError::Serialize)?;
         let base = &self.settings.session_cookie_name;
         let shards = self
             .shared

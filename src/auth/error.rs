@@ -26,6 +26,8 @@ pub enum AuthError {
     MissingHost,
     #[error("the IdP answered the login with error `{error}`")]
     IdpError { error: String },
+    #[error("the IdP's discovery document is unusable: {0}")]
+    BadDiscovery(String),
     #[error("the IdP's discovery document or keys are not available")]
     ProviderUnavailable(#[source] Box<IdpCallError>),
     #[error("the token endpoint call failed")]
@@ -46,6 +48,8 @@ pub enum AuthError {
     ClaimsTooLarge { size: usize },
     #[error("signing x-amzn-oidc-data failed")]
     Signing(#[source] crate::identity::signing::SigningError),
+    #[error("the session could not be serialised")]
+    Serialize(#[source] serde_json::Error),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -78,6 +82,7 @@ impl AuthError {
             | AuthError::MissingHost => Blame::Client,
             AuthError::IdpError { .. }
             | AuthError::ProviderUnavailable(_)
+            | AuthError::BadDiscovery(_)
             | AuthError::TokenEndpoint(_)
             | AuthError::InvalidGrant
             | AuthError::InvalidTokenResponse(_)
@@ -85,9 +90,10 @@ impl AuthError {
             | AuthError::UserinfoEndpoint(_)
             | AuthError::InvalidUserinfo(_)
             | AuthError::UserinfoTooLarge { .. } => Blame::IdentityProvider,
-            AuthError::ClaimsTooLarge { .. } | AuthError::Signing(_) | AuthError::Internal(_) => {
-                Blame::Proxy
-            }
+            AuthError::ClaimsTooLarge { .. }
+            | AuthError::Signing(_)
+            | AuthError::Serialize(_)
+            | AuthError::Internal(_) => Blame::Proxy,
         }
     }
 
@@ -101,7 +107,9 @@ impl AuthError {
             AuthError::MissingHost => "AuthMissingHostHeader",
             // ALB has no name for an `error=` callback; this one is portcullis'.
             AuthError::IdpError { .. } => "AuthIdpError",
-            AuthError::ProviderUnavailable(_) => "AuthProviderUnavailable",
+            AuthError::ProviderUnavailable(_) | AuthError::BadDiscovery(_) => {
+                "AuthProviderUnavailable"
+            }
             AuthError::TokenEndpoint(IdpCallError::Timeout(_)) => "AuthTokenEpRequestTimeout",
             AuthError::TokenEndpoint(_) => "AuthTokenEpRequestFailed",
             AuthError::InvalidGrant => "AuthInvalidGrantError",
@@ -112,7 +120,9 @@ impl AuthError {
             AuthError::InvalidUserinfo(_) => "AuthInvalidUserinfoResponse",
             AuthError::UserinfoTooLarge { .. } => "AuthUserinfoResponseSizeExceeded",
             AuthError::ClaimsTooLarge { .. } => "AuthClaimsSizeExceeded",
-            AuthError::Signing(_) | AuthError::Internal(_) => "AuthUnhandledException",
+            AuthError::Signing(_) | AuthError::Serialize(_) | AuthError::Internal(_) => {
+                "AuthUnhandledException"
+            }
         }
     }
 }

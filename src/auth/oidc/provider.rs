@@ -183,7 +183,7 @@ impl Provider {
         // `https://idp/` and `https://idp` name the same issuer; the
         // discovered spelling is the one its tokens carry.
         if discovery.issuer.trim_end_matches('/') != self.issuer.trim_end_matches('/') {
-            return Err(AuthError::Internal(format!(
+            return Err(AuthError::BadDiscovery(format!(
                 "the discovery document at {url} names issuer `{}`, not the configured `{}`",
                 discovery.issuer, self.issuer
             )));
@@ -197,7 +197,7 @@ impl Provider {
             .clone()
             .or(discovery.userinfo_endpoint)
             .ok_or_else(|| {
-                AuthError::Internal(format!(
+                AuthError::BadDiscovery(format!(
                     "{url} names no userinfo_endpoint; configure user_info_endpoint"
                 ))
             })?;
