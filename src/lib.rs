@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod cache;
 pub mod client;
 pub mod config;
 pub mod demo;

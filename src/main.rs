@@ -69,10 +69,6 @@ struct ConfigArgs {
     config: PathBuf,
 }
 
-/// ALLOCATOR-DOC
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);

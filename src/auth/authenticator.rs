@@ -14,12 +14,15 @@ use url::Url;
 use super::error::AuthError;
 use super::oidc::provider::Provider;
 use super::oidc::tokens::{self, ClientCredentials, TokenResponse, unix_now};
+use super::opened::{IdentityHeaders, OPENED_SESSIONS_BYTES, OpenedSessions};
 use super::policy;
-use super::session::{CookieSealer, RequestCookies, clear_cookie, set_cookie, shard_names};
+use super::session::{
+    CookieSealer, RequestCookies, SealedShards, clear_cookie, set_cookie, shard_names,
+};
 use super::state::{NONCE_COOKIE, PendingLogin, PendingLogins, Session, same_host_target};
 use crate::body::{self, Body};
 use crate::config::{ApiRequests, AuthCommon, UnauthenticatedPolicy};
-use crate::identity::signing::{DataSigner, DataTokenCache, fingerprint};
+use crate::identity::signing::{DataSigner, DataTokenCache, FRESHNESS_MARGIN_SECS, fingerprint};
 use crate::metrics::Metrics;
 
 /// The most a sealed single cookie can hold is about 3 KiB; logins beyond
@@ -78,7 +81,7 @@ impl RequestContext<'_> {
 
 /// The identity of a request with a valid session.
 pub struct Identity {
-    headers: [(HeaderName, HeaderValue); 3],
+    headers: IdentityHeaders,
     /// Re-issued session cookies after a refresh; empty otherwise.
     pub set_cookies: Vec<HeaderValue>,
 }
@@ -86,7 +89,7 @@ pub struct Identity {
 impl Identity {
     /// Adds the `x-amzn-oidc-*` headers (inbound ones were stripped already).
     pub fn apply(&self, headers: &mut http::HeaderMap) {
-        for (name, value) in &self.headers {
+        for (name, value) in self.headers.iter() {
             headers.insert(name.clone(), value.clone());
         }
     }
@@ -121,6 +124,7 @@ pub struct Authenticator {
     shared: Arc<AuthShared>,
     /// Refreshes in flight or just done, by refresh-token fingerprint (single-flight).
     refreshes: Arc<Mutex<HashMap<u128, RefreshCell>>>,
+    opened: OpenedSessions,
 }
 
 impl Authenticator {
@@ -140,6 +144,7 @@ impl Authenticator {
             logout,
             shared,
             refreshes: Arc::default(),
+            opened: OpenedSessions::new(OPENED_SESSIONS_BYTES),
         }
     }
 
@@ -158,11 +163,28 @@ impl Authenticator {
         context: &RequestContext<'_>,
     ) -> Result<Decision, AuthError> {
         let now = unix_now();
-        if let Some(session) = self.load_session(context.cookies, now) {
+        let shards = self.session_shards(context.cookies);
+        if let Some(shards) = shards {
+            if let Some(headers) = self.opened.get(&shards, now) {
+                return Ok(Decision::Authenticated(Identity {
+                    headers,
+                    set_cookies: Vec::new(),
+                }));
+            }
+        }
+        if let Some(session) = shards.and_then(|shards| self.load_session(&shards, now)) {
             if session.access_expires_at > now {
-                return self
-                    .identity(&session, Vec::new(), now)
-                    .map(Decision::Authenticated);
+                let identity = self.identity(&session, Vec::new(), now)?;
+                // The data token's own freshness, never past the session or its access token.
+                let fresh_until = session
+                    .access_expires_at
+                    .min(session.expires_at)
+                    .saturating_sub(FRESHNESS_MARGIN_SECS);
+                if let Some(shards) = shards.filter(|_| now < fresh_until) {
+                    self.opened
+                        .insert(&shards, Arc::clone(&identity.headers), fresh_until);
+                }
+                return Ok(Decision::Authenticated(identity));
             }
             if session.refresh_token.is_some() {
                 if let Some(refreshed) = self.refresh(&session).await {
@@ -193,12 +215,13 @@ impl Authenticator {
         }
     }
 
-    /// The session from the cookies, when it opens, is ours and has not ended.
-    fn load_session(&self, cookies: &RequestCookies<'_>, now: u64) -> Option<Session> {
-        let plaintext = self
-            .shared
-            .sealer
-            .open_sharded(&self.settings.session_cookie_name, cookies)?;
+    fn session_shards<'a>(&'a self, cookies: &RequestCookies<'a>) -> Option<SealedShards<'a>> {
+        SealedShards::find(&self.settings.session_cookie_name, cookies)
+    }
+
+    /// The session in the shards, when it opens, is ours and has not ended.
+    fn load_session(&self, shards: &SealedShards<'_>, now: u64) -> Option<Session> {
+        let plaintext = self.shared.sealer.open_shards(shards)?;
         let session: Session = serde_json::from_slice(&plaintext).ok()?;
         let same_idp =
             session.iss.trim_end_matches('/') == self.provider.issuer().trim_end_matches('/');
@@ -507,11 +530,11 @@ impl Authenticator {
         let mut access_token = header(&session.access_token)?;
         access_token.set_sensitive(true);
         Ok(Identity {
-            headers: [
+            headers: Arc::new([
                 (ACCESS_TOKEN_HEADER, access_token),
                 (IDENTITY_HEADER, header(&session.sub)?),
                 (DATA_HEADER, header(&data)?),
-            ],
+            ]),
             set_cookies,
         })
     }
@@ -519,7 +542,9 @@ impl Authenticator {
     /// `/oauth2/sign_out`: clears every shard and the nonce cookie, then
     /// sends the browser to the IdP's logout (or straight to `rd`).
     pub async fn sign_out(&self, context: &RequestContext<'_>, rd: &str) -> Response<Body> {
-        let session = self.load_session(context.cookies, unix_now());
+        let session = self
+            .session_shards(context.cookies)
+            .and_then(|shards| self.load_session(&shards, unix_now()));
         let post_logout = if self.settings.sign_out_redirect.starts_with('/') {
             format!("{}{}", context.origin(), self.settings.sign_out_redirect)
         } else {

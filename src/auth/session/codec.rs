@@ -159,39 +159,17 @@ impl CookieSealer {
     /// reordered, one missing, one added past the last (up to `{base}-4`),
     /// mixed from two sessions, forged or too long.
     pub fn open_sharded(&self, base: &str, cookies: &RequestCookies<'_>) -> Option<Vec<u8>> {
-        // One pass over the cookies, comparing names without building them.
-        // Slot MAX_SHARDS catches `{base}-4`, which we never write.
-        let mut shards: [Option<&str>; MAX_SHARDS + 1] = [None; MAX_SHARDS + 1];
-        for (name, value) in cookies.iter() {
-            let Some(index) = shard_index(base, name) else {
-                continue;
-            };
-            // First wins, as in `RequestCookies::get`.
-            shards[index].get_or_insert(value);
-        }
-        let count = shards.iter().take_while(|s| s.is_some()).count();
-        if count == 0 || count > MAX_SHARDS || shards[count..].iter().any(Option::is_some) {
-            return None;
-        }
-        let shards = &shards[..count];
-        let mut total = 0;
-        for (i, shard) in shards.iter().enumerate() {
-            let len = shard.map_or(0, str::len);
-            // Only the last shard may end mid-quantum; others must decode to whole bytes.
-            if len > MAX_OPEN_VALUE_LEN || len == 0 || (i + 1 < count && len % 4 != 0) {
-                return None;
-            }
-            total += len;
-        }
-        if total < MIN_ENCODED_LEN {
-            return None;
-        }
-        let mut buf = Vec::with_capacity(decoded_len(total));
-        for shard in shards.iter().flatten() {
+        self.open_shards(&SealedShards::find(base, cookies)?)
+    }
+
+    /// Opens shards found by [`SealedShards::find`].
+    pub fn open_shards(&self, shards: &SealedShards<'_>) -> Option<Vec<u8>> {
+        let mut buf = Vec::with_capacity(decoded_len(shards.text_len()));
+        for shard in shards.iter() {
             URL_SAFE_NO_PAD.decode_vec(shard, &mut buf).ok()?;
         }
-        let count = u8::try_from(count).expect("count is at most MAX_SHARDS");
-        self.open_raw(count, base, buf)
+        let count = u8::try_from(shards.count).expect("count is at most MAX_SHARDS");
+        self.open_raw(count, shards.base, buf)
     }
 
     fn seal_raw(&self, count: u8, name: &str, plaintext: &[u8]) -> Vec<u8> {
@@ -317,6 +295,78 @@ fn with_aad<R>(count: u8, id: &[u8; KEY_ID_LEN], name: &str, f: impl FnOnce(&[u8
         let mut heap = vec![0u8; len];
         fill(&mut heap);
         f(&heap)
+    }
+}
+
+/// The shard values of one sealed session as the request sent them, in
+/// order, checked for shape (count, lengths) but not yet opened.
+#[derive(Clone, Copy)]
+pub struct SealedShards<'a> {
+    base: &'a str,
+    values: [&'a str; MAX_SHARDS],
+    count: usize,
+}
+
+impl<'a> SealedShards<'a> {
+    /// Finds `{base}-0..` in one pass over the cookies, comparing names
+    /// without building them. `None` when no shard is there, one is missing,
+    /// one is added past the last (up to `{base}-4`), or a length cannot be
+    /// sealed text.
+    pub fn find(base: &'a str, cookies: &RequestCookies<'a>) -> Option<Self> {
+        // Slot MAX_SHARDS catches `{base}-4`, which we never write.
+        let mut found: [Option<&str>; MAX_SHARDS + 1] = [None; MAX_SHARDS + 1];
+        for (name, value) in cookies.iter() {
+            let Some(index) = shard_index(base, name) else {
+                continue;
+            };
+            // First wins, as in `RequestCookies::get`.
+            found[index].get_or_insert(value);
+        }
+        let count = found.iter().take_while(|s| s.is_some()).count();
+        if count == 0 || count > MAX_SHARDS || found[count..].iter().any(Option::is_some) {
+            return None;
+        }
+        let mut values = [""; MAX_SHARDS];
+        let mut total = 0;
+        for (i, (slot, shard)) in values.iter_mut().zip(&found[..count]).enumerate() {
+            let shard = (*shard)?;
+            // Only the last shard may end mid-quantum; others must decode to whole bytes.
+            if shard.len() > MAX_OPEN_VALUE_LEN
+                || shard.is_empty()
+                || (i + 1 < count && shard.len() % 4 != 0)
+            {
+                return None;
+            }
+            total += shard.len();
+            *slot = shard;
+        }
+        (total >= MIN_ENCODED_LEN).then_some(Self {
+            base,
+            values,
+            count,
+        })
+    }
+
+    /// The shard values, `{base}-0` first.
+    pub fn iter(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.values[..self.count].iter().copied()
+    }
+
+    /// Bytes of sealed text over all shards.
+    pub fn text_len(&self) -> usize {
+        self.iter().map(str::len).sum()
+    }
+
+    /// The last 16 bytes of text (fewer if the last shard is shorter): they
+    /// encode the AES-GCM tag, so they are
+    /// evenly spread and a key for caches. Not a secret, and not a proof:
+    /// a cache must still compare the whole text.
+    pub fn tag_text(&self) -> u128 {
+        let last = self.values[self.count - 1].as_bytes();
+        let mut tail = [0u8; 16];
+        let take = last.len().min(16);
+        tail[16 - take..].copy_from_slice(&last[last.len() - take..]);
+        u128::from_le_bytes(tail)
     }
 }
 

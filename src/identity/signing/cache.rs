@@ -1,39 +1,24 @@
 //! A bounded cache of signed `x-amzn-oidc-data` tokens, so that a session's
 //! requests reuse one ECDSA signature until shortly before it expires.
 
-use std::collections::HashMap;
-use std::mem;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use aws_lc_rs::digest;
 
 use super::SigningError;
+use crate::cache::Cache;
 
 /// A token is reused only until this many seconds before its `exp`, so the
 /// upstream never receives one that expires while the request is in flight.
 pub const FRESHNESS_MARGIN_SECS: u64 = 30;
 
-/// Most shards used; with 2 to 16 cores this keeps lock contention negligible.
-const MAX_SHARDS: usize = 16;
-
-/// Tokens keyed by a fingerprint of (issuer, client, claims, exp).
-///
-/// Each shard keeps two generations: inserts go to `current`; when it is
-/// full, it becomes `previous` and the old `previous` is dropped. A hit in
-/// `previous` moves the entry back to `current`. That is O(1) per call, a
-/// close approximation of LRU, and a hard bound of `capacity` entries.
+/// Tokens keyed by a fingerprint of (issuer, client, claims, exp), at most
+/// `capacity` of them (see [`Cache`] for the eviction).
 pub struct DataTokenCache {
-    shards: Box<[Mutex<Shard>]>,
-    /// Entries per generation per shard; 0 disables caching.
-    generation_capacity: usize,
+    tokens: Cache<Entry>,
 }
 
-#[derive(Default)]
-struct Shard {
-    current: HashMap<u128, Entry>,
-    previous: HashMap<u128, Entry>,
-}
-
+#[derive(Clone)]
 struct Entry {
     token: Arc<str>,
     /// Unix seconds from which the token must no longer be handed out.
@@ -43,13 +28,8 @@ struct Entry {
 impl DataTokenCache {
     /// A cache holding at most `capacity` tokens (0 disables it).
     pub fn new(capacity: usize) -> Self {
-        let shard_count = (capacity / 1024).clamp(1, MAX_SHARDS);
-        let shards = (0..shard_count)
-            .map(|_| Mutex::new(Shard::default()))
-            .collect();
         Self {
-            shards,
-            generation_capacity: capacity / (2 * shard_count),
+            tokens: Cache::new(capacity, 1024),
         }
     }
 
@@ -65,11 +45,10 @@ impl DataTokenCache {
         sign: impl FnOnce() -> Result<String, SigningError>,
     ) -> Result<Arc<str>, SigningError> {
         let fresh_until = exp.saturating_sub(FRESHNESS_MARGIN_SECS);
-        let cacheable = now < fresh_until && self.generation_capacity > 0;
+        let cacheable = now < fresh_until;
         if cacheable {
-            let hit = self.lock(key).get(key, now, self.generation_capacity);
-            if let Some(token) = hit {
-                return Ok(token);
+            if let Some(entry) = self.tokens.get(key, |entry| now < entry.fresh_until) {
+                return Ok(entry.token);
             }
         }
         let token: Arc<str> = sign()?.into();
@@ -78,59 +57,18 @@ impl DataTokenCache {
                 token: Arc::clone(&token),
                 fresh_until,
             };
-            self.lock(key).insert(key, entry, self.generation_capacity);
+            self.tokens.insert(key, entry, 1);
         }
         Ok(token)
     }
 
     /// Entries held, fresh or not (for metrics and tests).
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|shard| {
-                let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
-                shard.current.len() + shard.previous.len()
-            })
-            .sum()
+        self.tokens.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn lock(&self, key: u128) -> MutexGuard<'_, Shard> {
-        // Keys are SHA-256 output, so any bits spread evenly over the shards.
-        let index = (key as u64 as usize) % self.shards.len();
-        // Nothing panics while a shard is held, and a shard is consistent
-        // between statements anyway, so a poisoned lock is still usable.
-        self.shards[index]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl Shard {
-    fn get(&mut self, key: u128, now: u64, generation_capacity: usize) -> Option<Arc<str>> {
-        if let Some(entry) = self.current.get(&key) {
-            return (now < entry.fresh_until).then(|| Arc::clone(&entry.token));
-        }
-        let entry = self.previous.remove(&key)?;
-        if now >= entry.fresh_until {
-            return None;
-        }
-        let token = Arc::clone(&entry.token);
-        self.insert(key, entry, generation_capacity);
-        Some(token)
-    }
-
-    fn insert(&mut self, key: u128, entry: Entry, generation_capacity: usize) {
-        if self.current.len() >= generation_capacity && !self.current.contains_key(&key) {
-            self.previous = mem::take(&mut self.current);
-            // A stale copy in `previous` would otherwise shadow nothing but
-            // still count against the bound.
-            self.previous.remove(&key);
-        }
-        self.current.insert(key, entry);
+        self.tokens.is_empty()
     }
 }
 

@@ -1,0 +1,166 @@
+//! A bounded, sharded map for the hot path's caches (signed data tokens,
+//! opened sessions): O(1) per call, close to LRU, never over its budget.
+
+use std::collections::HashMap;
+use std::mem;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Most shards used; with 2 to 16 cores this keeps lock contention negligible.
+const MAX_SHARDS: usize = 16;
+
+/// `u128` keys to values, bounded by a budget of cost units (entries or
+/// bytes: the caller says what one insert costs).
+///
+/// Each shard keeps two generations: inserts go to `current`; when it has
+/// spent its share of the budget, it becomes `previous` and the old
+/// `previous` is dropped. A hit in `previous` moves the entry back to
+/// `current`. Keys must already be spread evenly (a digest, a MAC tag): the
+/// low bits pick the shard.
+pub struct Cache<V> {
+    shards: Box<[Mutex<Generations<V>>]>,
+}
+
+impl<V: Clone> Cache<V> {
+    /// A cache that never holds more than `budget` cost units, over
+    /// `budget / shard_unit` shards (at least one, at most 16). A budget of
+    /// 0 disables it.
+    pub fn new(budget: usize, shard_unit: usize) -> Self {
+        let shard_count = (budget / shard_unit.max(1)).clamp(1, MAX_SHARDS);
+        let generation_budget = budget / (2 * shard_count);
+        let shards = (0..shard_count)
+            .map(|_| Mutex::new(Generations::new(generation_budget)))
+            .collect();
+        Self { shards }
+    }
+
+    /// The value for `key` if `usable` accepts it.
+    pub fn get(&self, key: u128, usable: impl FnOnce(&V) -> bool) -> Option<V> {
+        self.lock(key).get(key, usable)
+    }
+
+    /// Stores `value`; one that costs more than a generation's budget is not kept.
+    pub fn insert(&self, key: u128, value: V, cost: usize) {
+        self.lock(key).insert(key, value, cost);
+    }
+
+    /// Entries held, usable or not (for metrics and tests).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|shard| lock(shard).len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self, key: u128) -> MutexGuard<'_, Generations<V>> {
+        lock(&self.shards[(key as u64 as usize) % self.shards.len()])
+    }
+}
+
+fn lock<T>(shard: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while a shard is held, and a shard is consistent
+    // between statements anyway, so a poisoned lock is still usable.
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+struct Generations<V> {
+    current: HashMap<u128, Costed<V>>,
+    previous: HashMap<u128, Costed<V>>,
+    current_cost: usize,
+    generation_budget: usize,
+}
+
+struct Costed<V> {
+    value: V,
+    cost: usize,
+}
+
+impl<V: Clone> Generations<V> {
+    fn new(generation_budget: usize) -> Self {
+        Self {
+            current: HashMap::new(),
+            previous: HashMap::new(),
+            current_cost: 0,
+            generation_budget,
+        }
+    }
+
+    fn get(&mut self, key: u128, usable: impl FnOnce(&V) -> bool) -> Option<V> {
+        if let Some(entry) = self.current.get(&key) {
+            return usable(&entry.value).then(|| entry.value.clone());
+        }
+        let entry = self.previous.remove(&key)?;
+        if !usable(&entry.value) {
+            return None;
+        }
+        let value = entry.value.clone();
+        self.insert(key, entry.value, entry.cost);
+        Some(value)
+    }
+
+    fn insert(&mut self, key: u128, value: V, cost: usize) {
+        if cost > self.generation_budget {
+            return;
+        }
+        if let Some(old) = self.current.remove(&key) {
+            self.current_cost -= old.cost;
+        }
+        if self.current_cost + cost > self.generation_budget {
+            self.previous = mem::take(&mut self.current);
+            self.current_cost = 0;
+            // A stale copy in `previous` would still count against the bound.
+            self.previous.remove(&key);
+        }
+        self.current_cost += cost;
+        self.current.insert(key, Costed { value, cost });
+    }
+
+    fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_byte_budget_bounds_the_sum_of_costs() {
+        let cache: Cache<u32> = Cache::new(10_000, 10_000);
+        for key in 0u128..1_000 {
+            cache.insert(key, 0, 300);
+        }
+        // Two generations of at most 5,000 bytes: 16 entries of 300 each.
+        assert!(cache.len() <= 2 * (5_000 / 300), "{}", cache.len());
+        assert_eq!(cache.get(999, |_| true), Some(0));
+        assert_eq!(cache.get(0, |_| true), None);
+    }
+
+    #[test]
+    fn an_entry_larger_than_a_generation_is_not_kept() {
+        let cache: Cache<u32> = Cache::new(1_000, 1_000);
+        cache.insert(1, 7, 501);
+        assert!(cache.is_empty());
+        cache.insert(1, 7, 500);
+        assert_eq!(cache.get(1, |_| true), Some(7));
+    }
+
+    #[test]
+    fn replacing_a_key_does_not_spend_the_budget_twice() {
+        let cache: Cache<u32> = Cache::new(4, 4);
+        for value in 0..100 {
+            cache.insert(1, value, 1);
+        }
+        cache.insert(2, 0, 1);
+        assert_eq!(cache.get(1, |_| true), Some(99));
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn an_unusable_entry_is_not_returned() {
+        let cache: Cache<u32> = Cache::new(4, 4);
+        cache.insert(1, 5, 1);
+        assert_eq!(cache.get(1, |v| *v > 5), None);
+        assert_eq!(cache.get(1, |v| *v == 5), Some(5));
+    }
+}
