@@ -557,6 +557,34 @@ async fn idle_keep_alive_connections_are_closed() {
 }
 
 #[tokio::test]
+async fn a_connection_in_use_is_not_closed_as_idle() {
+    let mut config = config(vec![listener(
+        None,
+        vec![rule("ok", &[], &[], fixed(200, "ok"))],
+    )]);
+    config.limits.idle_timeout = Duration::from_millis(400);
+    let proxy = start(config).await;
+    let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
+    // Three idle timeouts of traffic, a request every 150 ms, on one connection.
+    for _ in 0..8 {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = [0u8; 1024];
+        let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut response))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(
+            response[..read].starts_with(b"HTTP/1.1 200"),
+            "closed while in use"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+#[tokio::test]
 async fn connection_limit_holds_excess_clients_back() {
     let mut config = config(vec![listener(
         None,

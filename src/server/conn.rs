@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,7 +15,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use crate::config::Limits;
 use crate::proxy::{Downstream, Proxy};
@@ -59,7 +58,8 @@ pub async fn serve<IO>(
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
 
-    let mut idle_checks = tokio::time::interval(idle_timeout / 4);
+    let mut idle_checks = tokio::time::interval(idle_timeout / IDLE_CHECKS);
+    let mut quiet_checks = 0;
     loop {
         tokio::select! {
             result = connection.as_mut() => {
@@ -70,7 +70,8 @@ pub async fn serve<IO>(
             }
             _ = stopping(&mut stop) => break,
             _ = idle_checks.tick() => {
-                if activity.idle_for() >= idle_timeout {
+                quiet_checks = if activity.take() { 0 } else { quiet_checks + 1 };
+                if quiet_checks >= IDLE_CHECKS {
                     break;
                 }
             }
@@ -83,29 +84,31 @@ pub async fn serve<IO>(
     }
 }
 
-/// When bytes last moved on a connection.
+/// Checks per `idle_timeout`: a connection is closed after this many checks
+/// in a row saw no byte move, between 1 and 1.25 idle timeouts after the last.
+const IDLE_CHECKS: u32 = 4;
+
+/// Whether bytes moved since the last idle check. A flag rather than a
+/// timestamp: reads and writes then cost no clock call.
 struct Activity {
-    opened: Instant,
-    /// Milliseconds after `opened`.
-    last: AtomicU64,
+    moved: AtomicBool,
 }
 
 impl Activity {
     fn new() -> Self {
+        // Accepting the connection counts as activity.
         Self {
-            opened: Instant::now(),
-            last: AtomicU64::new(0),
+            moved: AtomicBool::new(true),
         }
     }
 
     fn touch(&self) {
-        let now = self.opened.elapsed().as_millis() as u64;
-        self.last.store(now, Ordering::Relaxed);
+        self.moved.store(true, Ordering::Relaxed);
     }
 
-    fn idle_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
-        self.opened.elapsed().saturating_sub(last)
+    /// Whether bytes moved since the last call.
+    fn take(&self) -> bool {
+        self.moved.swap(false, Ordering::Relaxed)
     }
 }
 
