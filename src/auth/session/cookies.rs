@@ -279,7 +279,8 @@ pub fn strip_request_cookies(headers: &mut HeaderMap, is_own: impl Fn(&str) -> b
     let values: Vec<HeaderValue> = headers.get_all(COOKIE).iter().cloned().collect();
     headers.remove(COOKIE);
     for value in values {
-        let mut kept = Vec::with_capacity(value.len());
+        // Allocated only when another cookie is kept: often only ours are sent.
+        let mut kept = Vec::new();
         for piece in pieces(value.as_bytes()) {
             let piece = trim_ows(piece);
             if piece.is_empty() || is_own_piece(piece) {
