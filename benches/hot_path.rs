@@ -1,11 +1,13 @@
 //! Criterion micro-benchmarks of the authenticated request's hot pieces:
-//! opening the sealed session cookie (1 and 4 shards), the identity headers'
-//! `x-amzn-oidc-data` (cache hit vs miss, i.e. an ECDSA signature), and
-//! first-match rule selection over 100 rules.
+//! opening the sealed session cookie (1 and 4 shards) and, what a session's
+//! later requests do instead, finding it in the opened-session cache; the
+//! identity headers' `x-amzn-oidc-data` (cache hit vs miss, i.e. an ECDSA
+//! signature); and first-match rule selection over 100 rules.
 
 use criterion::{BenchmarkId, Criterion, black_box, criterion_group, criterion_main};
 use http::header::{COOKIE, HeaderMap, HeaderValue};
-use portcullis::auth::session::{CookieSealer, RequestCookies};
+use portcullis::auth::opened::OpenedSessions;
+use portcullis::auth::session::{CookieSealer, RequestCookies, SealedShards};
 use portcullis::config::{
     Conditions, FixedResponseAction, Rule, SessionKey, SigningConfig, TerminalAction, TokenEncoding,
 };
@@ -58,6 +60,30 @@ fn open_cookie(c: &mut Criterion) {
                     let session: portcullis::auth::state::Session =
                         serde_json::from_slice(&plaintext).unwrap();
                     black_box(session)
+                })
+            },
+        );
+        let opened = OpenedSessions::new(1 << 20);
+        let identity = std::sync::Arc::new(std::array::from_fn(|_| {
+            (
+                http::HeaderName::from_static("x-amzn-oidc-identity"),
+                HeaderValue::from_static("alice"),
+            )
+        }));
+        let cookies = RequestCookies::parse(&headers);
+        opened.insert(
+            &SealedShards::find(COOKIE_NAME, &cookies).unwrap(),
+            identity,
+            u64::MAX,
+        );
+        group.bench_with_input(
+            BenchmarkId::new("cache_hit_shards", shards_wanted),
+            &headers,
+            |b, headers| {
+                b.iter(|| {
+                    let cookies = RequestCookies::parse(black_box(headers));
+                    let shards = SealedShards::find(COOKIE_NAME, &cookies).unwrap();
+                    black_box(opened.get(&shards, 0).unwrap())
                 })
             },
         );

@@ -10,7 +10,7 @@ pub mod authenticator;
 pub mod cognito;
 pub mod error;
 pub mod oidc;
-mod opened;
+pub mod opened;
 pub mod policy;
 pub mod session;
 pub mod state;
