@@ -123,31 +123,41 @@ mod tests {
         format!("{}{tail}", fill.to_string().repeat(80))
     }
 
+    /// Runs `f` on the shards of a request whose `Cookie` header is `header`.
+    fn with_shards<R>(header: &str, f: impl FnOnce(&SealedShards<'_>) -> R) -> R {
+        let map = cookies(header);
+        let jar = RequestCookies::parse(&map);
+        f(&SealedShards::find(BASE, &jar).expect("shards"))
+    }
+
     #[test]
     fn the_same_text_hits_until_fresh_until() {
         let opened = OpenedSessions::new(1 << 20);
-        let map = cookies(&format!("S-0={}", text('a', "TAILTAILTAILTAIL")));
-        let jar = RequestCookies::parse(&map);
-        let shards = SealedShards::find(BASE, &jar).unwrap();
-        assert_eq!(opened.get(&shards, 10), None);
-        opened.insert(&shards, headers("alice"), 100);
-        assert_eq!(sub_of(opened.get(&shards, 99)).as_deref(), Some("alice"));
-        assert_eq!(opened.get(&shards, 100), None);
+        with_shards(
+            &format!("S-0={}", text('a', "TAILTAILTAILTAIL")),
+            |shards| {
+                assert_eq!(opened.get(shards, 10), None);
+                opened.insert(shards, headers("alice"), 100);
+                assert_eq!(sub_of(opened.get(shards, 99)).as_deref(), Some("alice"));
+                assert_eq!(opened.get(shards, 100), None);
+            },
+        );
     }
 
     #[test]
     fn another_text_with_the_same_tail_never_gets_the_identity() {
         let opened = OpenedSessions::new(1 << 20);
-        let alice = cookies(&format!("S-0={}", text('a', "TAILTAILTAILTAIL")));
-        let alice = RequestCookies::parse(&alice);
-        let alice = SealedShards::find(BASE, &alice).unwrap();
-        opened.insert(&alice, headers("alice"), 100);
-
-        let forged = cookies(&format!("S-0={}", text('b', "TAILTAILTAILTAIL")));
-        let forged = RequestCookies::parse(&forged);
-        let forged = SealedShards::find(BASE, &forged).unwrap();
-        assert_eq!(forged.tag_text(), alice.tag_text());
-        assert_eq!(opened.get(&forged, 10), None);
+        let alice_tag = with_shards(&format!("S-0={}", text('a', "TAILTAILTAILTAIL")), |alice| {
+            opened.insert(alice, headers("alice"), 100);
+            alice.tag_text()
+        });
+        with_shards(
+            &format!("S-0={}", text('b', "TAILTAILTAILTAIL")),
+            |forged| {
+                assert_eq!(forged.tag_text(), alice_tag);
+                assert_eq!(opened.get(forged, 10), None);
+            },
+        );
     }
 
     #[test]
@@ -155,21 +165,16 @@ mod tests {
         let opened = OpenedSessions::new(1 << 20);
         let whole = text('a', "TAILTAILTAILTAIL");
         let (first, rest) = whole.split_at(40);
-        let two = cookies(&format!("S-0={first}; S-1={rest}"));
-        let two = RequestCookies::parse(&two);
-        let two = SealedShards::find(BASE, &two).unwrap();
-        opened.insert(&two, headers("alice"), 100);
-        assert!(opened.get(&two, 10).is_some());
-
+        with_shards(&format!("S-0={first}; S-1={rest}"), |two| {
+            opened.insert(two, headers("alice"), 100);
+            assert!(opened.get(two, 10).is_some());
+        });
         let (first, rest) = whole.split_at(44);
-        let moved = cookies(&format!("S-0={first}; S-1={rest}"));
-        let moved = RequestCookies::parse(&moved);
-        let moved = SealedShards::find(BASE, &moved).unwrap();
-        assert_eq!(opened.get(&moved, 10), None);
-
-        let one = cookies(&format!("S-0={whole}"));
-        let one = RequestCookies::parse(&one);
-        let one = SealedShards::find(BASE, &one).unwrap();
-        assert_eq!(opened.get(&one, 10), None);
+        with_shards(&format!("S-0={first}; S-1={rest}"), |moved| {
+            assert_eq!(opened.get(moved, 10), None);
+        });
+        with_shards(&format!("S-0={whole}"), |one| {
+            assert_eq!(opened.get(one, 10), None);
+        });
     }
 }
