@@ -22,7 +22,7 @@ use super::session::{
 use super::state::{NONCE_COOKIE, PendingLogin, PendingLogins, Session, same_host_target};
 use crate::body::{self, Body};
 use crate::config::{ApiRequests, AuthCommon, UnauthenticatedPolicy};
-use crate::identity::signing::{DataSigner, DataTokenCache, FRESHNESS_MARGIN_SECS, fingerprint};
+use crate::identity::signing::{DataSigner, DataTokenCache, fingerprint};
 use crate::metrics::Metrics;
 
 /// The most a sealed single cookie can hold is about 3 KiB; logins beyond
@@ -175,12 +175,9 @@ impl Authenticator {
         if let Some(session) = shards.and_then(|shards| self.load_session(&shards, now)) {
             if session.access_expires_at > now {
                 let identity = self.identity(&session, Vec::new(), now)?;
-                // The data token's own freshness, never past the session or its access token.
-                let fresh_until = session
-                    .access_expires_at
-                    .min(session.expires_at)
-                    .saturating_sub(FRESHNESS_MARGIN_SECS);
-                if let Some(shards) = shards.filter(|_| now < fresh_until) {
+                // The data token's `exp`: the end of the access token or the session.
+                let fresh_until = session.access_expires_at.min(session.expires_at);
+                if let Some(shards) = shards {
                     self.opened
                         .insert(&shards, Arc::clone(&identity.headers), fresh_until);
                 }

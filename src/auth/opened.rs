@@ -6,8 +6,8 @@
 //! before, so the cache can never hand one session's identity to another
 //! cookie; the key (the text's last bytes, which encode the AES-GCM tag)
 //! only picks the slot. Entries end when the identity's `x-amzn-oidc-data`
-//! stops being fresh, which is never later than the session or its access
-//! token, so expiry, refresh and the policies work as if nothing were cached.
+//! expires, which is when the session or its access token ends, so expiry,
+//! refresh and the policies work as if nothing were cached.
 
 use std::sync::Arc;
 

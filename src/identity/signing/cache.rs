@@ -8,10 +8,6 @@ use aws_lc_rs::digest;
 use super::SigningError;
 use crate::cache::Cache;
 
-/// A token is reused only until this many seconds before its `exp`, so the
-/// upstream never receives one that expires while the request is in flight.
-pub const FRESHNESS_MARGIN_SECS: u64 = 30;
-
 /// Tokens keyed by a fingerprint of (issuer, client, claims, exp), at most
 /// `capacity` of them (see [`Cache`] for the eviction).
 pub struct DataTokenCache {
@@ -21,8 +17,8 @@ pub struct DataTokenCache {
 #[derive(Clone)]
 struct Entry {
     token: Arc<str>,
-    /// Unix seconds from which the token must no longer be handed out.
-    fresh_until: u64,
+    /// The token's `exp`: from then on it is never handed out.
+    exp: u64,
 }
 
 impl DataTokenCache {
@@ -33,10 +29,12 @@ impl DataTokenCache {
         }
     }
 
-    /// The cached token for `key` while it is fresh at `now` (before
-    /// `exp - 30 s`); otherwise the result of `sign`, cached when it is
-    /// still fresh. `sign` runs outside any lock; two requests missing the
-    /// same key at once may both sign, which costs time, not correctness.
+    /// The cached token for `key` until its `exp`; otherwise the result of
+    /// `sign`, cached when it has not expired. Signing again before `exp`
+    /// would only give another signature over the same claims and the same
+    /// `exp`, so a token is reused for its whole life. `sign` runs outside
+    /// any lock; two requests missing the same key at once may both sign,
+    /// which costs time, not correctness.
     pub fn get_or_sign(
         &self,
         key: u128,
@@ -44,10 +42,9 @@ impl DataTokenCache {
         now: u64,
         sign: impl FnOnce() -> Result<String, SigningError>,
     ) -> Result<Arc<str>, SigningError> {
-        let fresh_until = exp.saturating_sub(FRESHNESS_MARGIN_SECS);
-        let cacheable = now < fresh_until;
+        let cacheable = now < exp;
         if cacheable {
-            if let Some(entry) = self.tokens.get(key, |entry| now < entry.fresh_until) {
+            if let Some(entry) = self.tokens.get(key, |entry| now < entry.exp) {
                 return Ok(entry.token);
             }
         }
@@ -55,7 +52,7 @@ impl DataTokenCache {
         if cacheable {
             let entry = Entry {
                 token: Arc::clone(&token),
-                fresh_until,
+                exp,
             };
             self.tokens.insert(key, entry, 1);
         }
@@ -121,22 +118,22 @@ mod tests {
     }
 
     #[test]
-    fn resigns_from_thirty_seconds_before_exp() {
+    fn a_token_is_reused_until_its_exp_and_never_after() {
         let cache = DataTokenCache::new(16_384);
         cache.get_or_sign(7, 1000, 100, || ok("old")).unwrap();
-        let calls = Cell::new(0);
+        // The last seconds of its life: still the same token, no new signature.
         let token = cache
-            .get_or_sign(7, 1000, 970, || {
-                calls.set(calls.get() + 1);
-                ok("new")
-            })
+            .get_or_sign(7, 1000, 999, || panic!("signed again before exp"))
             .unwrap();
-        assert_eq!((&*token, calls.get()), ("new", 1));
-        // A token already inside the margin is not cached: the next call signs again.
-        cache.get_or_sign(7, 1000, 971, || ok("newer")).unwrap();
+        assert_eq!(&*token, "old");
+        // At `exp` it is over: signed afresh, and not cached, being born expired.
         assert_eq!(
-            &*cache.get_or_sign(7, 1000, 971, || ok("newest")).unwrap(),
-            "newest"
+            &*cache.get_or_sign(7, 1000, 1000, || ok("new")).unwrap(),
+            "new"
+        );
+        assert_eq!(
+            &*cache.get_or_sign(7, 1000, 1000, || ok("newer")).unwrap(),
+            "newer"
         );
     }
 

@@ -5,7 +5,7 @@
 mod cache;
 mod claims;
 
-pub use cache::{DataTokenCache, FRESHNESS_MARGIN_SECS, fingerprint};
+pub use cache::{DataTokenCache, fingerprint};
 
 use std::fmt;
 use std::sync::Arc;
@@ -177,7 +177,7 @@ impl DataSigner {
     }
 
     /// [`sign`](Self::sign) through `cache`: the same (issuer, client,
-    /// claims, exp) reuses one signature until 30 s before `exp`. `now` is
+    /// claims, exp) reuses one signature until `exp`. `now` is
     /// the current unix time in seconds.
     pub fn sign_cached(
         &self,

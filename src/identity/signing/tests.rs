@@ -398,8 +398,12 @@ fn sign_cached_reuses_a_signature_per_session_and_per_key() {
             .unwrap();
         assert_ne!(first, token, "{issuer} {client} {exp}");
     }
-    let resigned = signer_a
-        .sign_cached(&cache, ISSUER, CLIENT, claims, 1000, 970)
+    let last_second = signer_a
+        .sign_cached(&cache, ISSUER, CLIENT, claims, 1000, 999)
         .unwrap();
-    assert_ne!(first, resigned);
+    assert!(Arc::ptr_eq(&first, &last_second), "reused until exp");
+    let expired = signer_a
+        .sign_cached(&cache, ISSUER, CLIENT, claims, 1000, 1000)
+        .unwrap();
+    assert_ne!(first, expired);
 }
