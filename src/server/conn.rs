@@ -59,6 +59,9 @@ pub async fn serve<IO>(
     tokio::pin!(connection);
 
     let mut idle_checks = tokio::time::interval(idle_timeout / IDLE_CHECKS);
+    // After a stall, checks that were due must not run back to back: each
+    // counts as a quarter of the timeout.
+    idle_checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut quiet_checks = 0;
     loop {
         tokio::select! {
