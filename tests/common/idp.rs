@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// How long the provider may take to print its issuer line.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+const START_TIMEOUT: Duration = Duration::from_secs(90);
 
 pub struct NodeIdp {
     /// `http://127.0.0.1:PORT`, exactly as in the discovery document.
