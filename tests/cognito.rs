@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 use common::alb::{self, b64};
-use common::browser::{Browser, Page};
+use common::browser::Browser;
 use common::idp::NodeIdp;
 use common::*;
 use serde_json::{Value, json};
@@ -20,7 +20,6 @@ const POOL: &str = "eu-west-1_AbC123";
 const ARN: &str = "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_AbC123";
 const CLIENT_ID: &str = "3a33a02r5hn3onhtu1mr0dit20";
 const CLIENT_SECRET: &str = "cognito-client-secret";
-const SESSION_SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const SIGNER: &str = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/portcullis/50dc6c495c0c9188";
 /// An authorization response the tests that talk to the pool directly
 /// capture before it goes anywhere (`Browser::stop_before`).
@@ -76,12 +75,18 @@ impl Pool {
     }
 }
 
-/// The pool, the proxy and the upstream of one test.
+/// The pool and, in front of a real upstream, the proxy of one test.
 struct Stack {
     pool: Pool,
-    proxy: Running,
-    _upstream: upstream::Upstream,
-    pki: Pki,
+    tls: TlsStack,
+}
+
+impl std::ops::Deref for Stack {
+    type Target = TlsStack;
+
+    fn deref(&self) -> &TlsStack {
+        &self.tls
+    }
 }
 
 impl Stack {
@@ -90,21 +95,10 @@ impl Stack {
     /// forwarded to an echoing upstream.
     async fn start() -> Stack {
         let pool = Pool::start().await;
-        let upstream = upstream::start().await;
-        let pki = Pki::new();
-        let (files, _) = pki.issue("localhost", &["localhost"]);
-        let yaml = format!(
-            r#"
-admin: {{ address: "127.0.0.1:0" }}
-sessions: {{ secrets: ["${{SESSION_SECRET}}"] }}
-signing: {{ signer: "{SIGNER}" }}
-listeners:
-  - address: "127.0.0.1:0"
-    tls:
-      certificate_file: {cert}
-      private_key_file: {key}
-    rules:
-      - name: signed-out
+        let vars = [("COGNITO_SECRET", CLIENT_SECRET)];
+        let tls = TlsStack::start(SIGNER, &vars, |upstream| {
+            format!(
+                r#"      - name: signed-out
         conditions: {{ path: ["/bye"] }}
         actions:
           - fixed_response: {{ status: 200, content_type: text/plain, body: "bye" }}
@@ -117,48 +111,12 @@ listeners:
               user_pool_domain: my-app-auth
               endpoint_url: {endpoint_url}
               sign_out_redirect: /bye
-          - forward: {{ target: "http://{upstream}" }}
-"#,
-            cert = files.certificate_file.display(),
-            key = files.private_key_file.display(),
-            endpoint_url = pool.endpoint_url,
-            upstream = upstream.addr,
-        );
-        let config = load_yaml(
-            &yaml,
-            &[
-                ("SESSION_SECRET", SESSION_SECRET),
-                ("COGNITO_SECRET", CLIENT_SECRET),
-            ],
-        );
-        let proxy = start(config).await;
-        Stack {
-            pool,
-            proxy,
-            _upstream: upstream,
-            pki,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.proxy.addr().port())
-    }
-
-    fn browser(&self) -> Browser {
-        Browser::new(Some(self.pki.ca_der()))
-    }
-
-    /// Logs alice in starting at `path`; returns the final (upstream) page.
-    async fn login(&self, browser: &mut Browser, path: &str) -> Page {
-        let page = browser
-            .login(&self.url(path), "alice", "any password")
-            .await;
-        assert_eq!(
-            page.status, 200,
-            "login did not end on the upstream: {:#?}\n{}",
-            page.hops, page.body
-        );
-        page
+          - forward: {{ target: "http://{upstream}" }}"#,
+                endpoint_url = pool.endpoint_url,
+            )
+        })
+        .await;
+        Stack { pool, tls }
     }
 }
 

@@ -9,39 +9,25 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::alb::{self, b64};
-use common::browser::{Browser, Page};
 use common::idp::NodeIdp;
 use common::*;
 use serde_json::{Value, json};
 
 const CLIENT_ID: &str = "portcullis";
 const CLIENT_SECRET: &str = "portcullis-secret";
-const SESSION_SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const SIGNER: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/portcullis/50dc6c495c0c9188";
 
-/// The IdP, the proxy and the upstream of one test.
+/// The IdP and, in front of a real upstream, the proxy of one test.
 struct Stack {
     idp: NodeIdp,
-    proxy: Running,
-    upstream: upstream::Upstream,
-    pki: Pki,
+    tls: TlsStack,
 }
 
-impl Stack {
-    fn base(&self) -> String {
-        format!("https://localhost:{}", self.proxy.addr().port())
-    }
+impl std::ops::Deref for Stack {
+    type Target = TlsStack;
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base())
-    }
-
-    fn host(&self) -> String {
-        format!("localhost:{}", self.proxy.addr().port())
-    }
-
-    fn browser(&self) -> Browser {
-        Browser::new(Some(self.pki.ca_der()))
+    fn deref(&self) -> &TlsStack {
+        &self.tls
     }
 }
 
@@ -68,21 +54,10 @@ fn idp_config(extra: Value) -> Value {
 /// replaced by the real addresses.
 async fn stack(idp_extra: Value, action_extra: &str, rules_extra: &str) -> Stack {
     let idp = NodeIdp::start(idp_config(idp_extra)).await;
-    let upstream = upstream::start().await;
-    let pki = Pki::new();
-    let (files, _) = pki.issue("localhost", &["localhost"]);
-    let yaml = format!(
-        r#"
-admin: {{ address: "127.0.0.1:0" }}
-sessions: {{ secrets: ["${{SESSION_SECRET}}"] }}
-signing: {{ signer: "{SIGNER}" }}
-listeners:
-  - address: "127.0.0.1:0"
-    tls:
-      certificate_file: {cert}
-      private_key_file: {key}
-    rules:
-{rules_extra}
+    let vars = [("CLIENT_SECRET", CLIENT_SECRET)];
+    let tls = TlsStack::start(SIGNER, &vars, |upstream| {
+        format!(
+            r#"{rules_extra}
       - name: app
         actions:
           - authenticate_oidc:
@@ -93,34 +68,19 @@ listeners:
               authentication_request_extra_params: {{ prompt: login }}
               sign_out_redirect: /signed-out
 {action_extra}
-          - forward: {{ target: "http://{upstream}" }}
-"#,
-        cert = files.certificate_file.display(),
-        key = files.private_key_file.display(),
-        issuer = idp.issuer,
-        upstream = upstream.addr,
-        action_extra = indent(action_extra, 14),
-        rules_extra = indent_block(
-            &rules_extra
-                .replace("ISSUER", &idp.issuer)
-                .replace("UPSTREAM", &upstream.addr.to_string()),
-            6
-        ),
-    );
-    let config = load_yaml(
-        &yaml,
-        &[
-            ("SESSION_SECRET", SESSION_SECRET),
-            ("CLIENT_SECRET", CLIENT_SECRET),
-        ],
-    );
-    let proxy = start(config).await;
-    Stack {
-        idp,
-        proxy,
-        upstream,
-        pki,
-    }
+          - forward: {{ target: "http://{upstream}" }}"#,
+            issuer = idp.issuer,
+            action_extra = indent(action_extra, 14),
+            rules_extra = indent_block(
+                &rules_extra
+                    .replace("ISSUER", &idp.issuer)
+                    .replace("UPSTREAM", &upstream.to_string()),
+                6
+            ),
+        )
+    })
+    .await;
+    Stack { idp, tls }
 }
 
 /// Indents a YAML block, keeping its own relative indentation.
@@ -140,19 +100,6 @@ fn indent(text: &str, spaces: usize) -> String {
         .map(|line| format!("{pad}{}", line.trim_start()))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Logs alice in starting at `path`; returns the final (upstream) page.
-async fn login(stack: &Stack, browser: &mut Browser, path: &str) -> Page {
-    let page = browser
-        .login(&stack.url(path), "alice", "any password")
-        .await;
-    assert_eq!(
-        page.status, 200,
-        "login did not end on the upstream: {:#?}\n{}",
-        page.hops, page.body
-    );
-    page
 }
 
 #[tokio::test]
@@ -195,7 +142,7 @@ async fn the_redirect_to_the_idp_carries_every_parameter() {
 async fn full_login_reaches_the_original_url_with_verified_identity_headers() {
     let stack = stack(json!({}), "", "").await;
     let mut browser = stack.browser();
-    let page = login(&stack, &mut browser, "/app/page?x=1&y=two").await;
+    let page = stack.login(&mut browser, "/app/page?x=1&y=two").await;
     let echo = page.json();
     assert_eq!(echo["uri"], "/app/page?x=1&y=two");
     let headers = &echo["headers"];
@@ -348,7 +295,7 @@ async fn policies_deny_allow_and_api_requests() {
     assert_eq!(post.status, 401);
 
     // After login, `allow` and `deny` rules with the same cookie and client see the session.
-    login(&stack, &mut browser, "/app/").await;
+    stack.login(&mut browser, "/app/").await;
     let open = browser.get(&stack.url("/open/x")).await;
     assert_eq!(open.json()["headers"]["x-amzn-oidc-identity"][0], "alice");
     let denied = browser.get(&stack.url("/deny/x")).await;
@@ -369,7 +316,7 @@ async fn policies_deny_allow_and_api_requests() {
 async fn forged_truncated_and_oversized_cookies_are_no_session() {
     let stack = stack(json!({}), "", "").await;
     let mut browser = stack.browser();
-    login(&stack, &mut browser, "/app/").await;
+    stack.login(&mut browser, "/app/").await;
     let host = "localhost";
     let good = browser.cookie(host, "AWSELBAuthSessionCookie-0").unwrap();
 
@@ -502,7 +449,7 @@ async fn two_tabs_logging_in_at_once_both_succeed() {
 async fn the_session_ends_at_session_timeout() {
     let stack = stack(json!({}), "session_timeout: 2", "").await;
     let mut browser = stack.browser();
-    login(&stack, &mut browser, "/app/").await;
+    stack.login(&mut browser, "/app/").await;
     assert_eq!(browser.get(&stack.url("/app/")).await.status, 200);
     tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_eq!(
@@ -521,7 +468,7 @@ async fn an_expired_access_token_is_refreshed_once_for_twenty_concurrent_request
     )
     .await;
     let mut browser = stack.browser();
-    let first = login(&stack, &mut browser, "/app/").await;
+    let first = stack.login(&mut browser, "/app/").await;
     let old_token = first.json()["headers"]["x-amzn-oidc-accesstoken"][0].clone();
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
@@ -569,7 +516,7 @@ async fn an_expired_access_token_is_refreshed_once_for_twenty_concurrent_request
 async fn big_claims_are_sharded_and_claims_too_large_get_a_500_that_says_so() {
     let stack = stack(json!({ "bigClaims": 6000 }), "", "").await;
     let mut browser = stack.browser();
-    let page = login(&stack, &mut browser, "/app/").await;
+    let page = stack.login(&mut browser, "/app/").await;
     assert!(
         browser
             .cookie("localhost", "AWSELBAuthSessionCookie-1")
@@ -601,7 +548,7 @@ async fn stack_with_claims(size: usize) -> Stack {
 async fn sign_out_clears_every_shard_and_goes_to_the_idps_end_session() {
     let stack = stack(json!({}), "", "").await;
     let mut browser = stack.browser();
-    login(&stack, &mut browser, "/app/").await;
+    stack.login(&mut browser, "/app/").await;
     let page = browser.get(&stack.url("/oauth2/sign_out")).await;
     assert_eq!(page.status, 302);
     let location = url::Url::parse(&page.location().unwrap()).unwrap();
@@ -658,7 +605,7 @@ async fn client_secret_post_when_the_idp_supports_only_that() {
     )
     .await;
     let mut browser = stack.browser();
-    let page = login(&stack, &mut browser, "/app/").await;
+    let page = stack.login(&mut browser, "/app/").await;
     assert_eq!(page.json()["headers"]["x-amzn-oidc-identity"][0], "alice");
 }
 
@@ -669,7 +616,7 @@ async fn a_websocket_after_login() {
 
     let stack = stack(json!({}), "", "").await;
     let mut browser = stack.browser();
-    login(&stack, &mut browser, "/app/").await;
+    stack.login(&mut browser, "/app/").await;
     let cookie = browser
         .cookies("localhost")
         .iter()
@@ -732,7 +679,7 @@ async fn a_failed_refresh_sends_the_browser_to_login_and_api_clients_get_401() {
     )
     .await;
     let mut browser = stack.browser();
-    login(&stack, &mut browser, "/app/").await;
+    stack.login(&mut browser, "/app/").await;
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let api = browser
         .request(
@@ -793,18 +740,9 @@ async fn an_idp_that_is_down_or_hung_gives_561_and_readiness_waits_for_it() {
     });
     // A down IdP: a port nothing listens on, yet.
     let down_port = upstream::dead_port().await.port();
-    let upstream = upstream::start().await;
-    let pki = Pki::new();
-    let (files, _) = pki.issue("localhost", &["localhost"]);
-    let yaml = format!(
-        r#"
-admin: {{ address: "127.0.0.1:0" }}
-sessions: {{ secrets: ["{SESSION_SECRET}"] }}
-listeners:
-  - address: "127.0.0.1:0"
-    tls: {{ certificate_file: {cert}, private_key_file: {key} }}
-    rules:
-      - name: hung
+    let stack = TlsStack::start(SIGNER, &[], |upstream| {
+        format!(
+            r#"      - name: hung
         conditions: {{ path: ["/hung/*"] }}
         actions:
           - authenticate_oidc: {{ issuer: "http://{hung_addr}", client_id: c, client_secret: s, idp_timeout: 1, session_cookie_name: HungSession }}
@@ -812,17 +750,13 @@ listeners:
       - name: down
         actions:
           - authenticate_oidc: {{ issuer: "http://127.0.0.1:{down_port}", client_id: {CLIENT_ID}, client_secret: {CLIENT_SECRET} }}
-          - forward: {{ target: "http://{upstream}" }}
-"#,
-        cert = files.certificate_file.display(),
-        key = files.private_key_file.display(),
-        upstream = upstream.addr,
-    );
-    let config = load_yaml(&yaml, &[]);
-    let proxy = start(config).await;
-    let admin = proxy.admin.unwrap();
-    let mut browser = Browser::new(Some(pki.ca_der()));
-    let base = format!("https://localhost:{}", proxy.addr().port());
+          - forward: {{ target: "http://{upstream}" }}"#
+        )
+    })
+    .await;
+    let admin = stack.proxy.admin.unwrap();
+    let mut browser = stack.browser();
+    let base = stack.base();
 
     assert_eq!(admin_get(admin, "/readyz").await.status, 503);
     let started = std::time::Instant::now();
@@ -845,14 +779,10 @@ listeners:
     config["port"] = json!(down_port);
     let _idp = NodeIdp::start(config).await;
     let came_up = eventually(Duration::from_secs(10), || async {
-        browser_status(&pki, &format!("{base}/x")).await == 302
+        stack.browser().get(&format!("{base}/x")).await.status == 302
     })
     .await;
     assert!(came_up, "the proxy never picked up the IdP");
     // The hung one still holds readiness back.
     assert_eq!(admin_get(admin, "/readyz").await.status, 503);
-}
-
-async fn browser_status(pki: &Pki, url: &str) -> u16 {
-    Browser::new(Some(pki.ca_der())).get(url).await.status
 }

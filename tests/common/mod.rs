@@ -228,6 +228,87 @@ pub async fn start(config: Config) -> Running {
     }
 }
 
+/// The session key of every [`TlsStack`].
+pub const SESSION_SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+/// portcullis on `https://localhost:PORT` (a certificate from a test CA) in
+/// front of a real upstream: the stack the login tests build their rules on.
+pub struct TlsStack {
+    pub proxy: Running,
+    pub upstream: upstream::Upstream,
+    pub pki: Pki,
+}
+
+impl TlsStack {
+    /// Starts the upstream and the proxy. `rules` gets the upstream's address
+    /// and returns the listener's rules, YAML indented for `rules:` (six
+    /// spaces). The configuration has an admin listener, [`SESSION_SECRET`]
+    /// as its session key and `signer` as the data token's `signer`; `vars`
+    /// fill the rules' `${...}` references.
+    pub async fn start(
+        signer: &str,
+        vars: &[(&str, &str)],
+        rules: impl FnOnce(SocketAddr) -> String,
+    ) -> Self {
+        let upstream = upstream::start().await;
+        let pki = Pki::new();
+        let (files, _) = pki.issue("localhost", &["localhost"]);
+        let yaml = format!(
+            r#"
+admin: {{ address: "127.0.0.1:0" }}
+sessions: {{ secrets: ["{SESSION_SECRET}"] }}
+signing: {{ signer: "{signer}" }}
+listeners:
+  - address: "127.0.0.1:0"
+    tls:
+      certificate_file: {cert}
+      private_key_file: {key}
+    rules:
+{rules}
+"#,
+            cert = files.certificate_file.display(),
+            key = files.private_key_file.display(),
+            rules = rules(upstream.addr),
+        );
+        let proxy = start(load_yaml(&yaml, vars)).await;
+        Self {
+            proxy,
+            upstream,
+            pki,
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("https://localhost:{}", self.proxy.addr().port())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
+    }
+
+    pub fn host(&self) -> String {
+        format!("localhost:{}", self.proxy.addr().port())
+    }
+
+    /// A browser that trusts the test CA.
+    pub fn browser(&self) -> browser::Browser {
+        browser::Browser::new(Some(self.pki.ca_der()))
+    }
+
+    /// Logs alice in starting at `path`; returns the final (upstream) page.
+    pub async fn login(&self, browser: &mut browser::Browser, path: &str) -> browser::Page {
+        let page = browser
+            .login(&self.url(path), "alice", "any password")
+            .await;
+        assert_eq!(
+            page.status, 200,
+            "login did not end on the upstream: {:#?}\n{}",
+            page.hops, page.body
+        );
+        page
+    }
+}
+
 /// A response with its body read whole.
 pub struct Answer {
     pub status: u16,
