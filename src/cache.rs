@@ -64,14 +64,19 @@ fn lock<T>(shard: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 struct Generations<V> {
+    /// Where inserts and promoted hits go.
     current: HashMap<u128, Costed<V>>,
+    /// The generation before; dropped whole when `current` fills up.
     previous: HashMap<u128, Costed<V>>,
+    /// The sum of `current`'s costs, never above `generation_budget`.
     current_cost: usize,
+    /// Half a shard's share of the cache's budget; 0 keeps nothing.
     generation_budget: usize,
 }
 
 struct Costed<V> {
     value: V,
+    /// What the caller said this entry costs (bytes, or 1 for an entry).
     cost: usize,
 }
 

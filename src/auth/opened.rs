@@ -29,6 +29,7 @@ struct Opened {
     sealed: Box<[u8]>,
     /// Where each shard ends in `sealed`, so `{base}-0=ab; {base}-1=c` is not `a; bc`.
     ends: Box<[usize]>,
+    /// What those shards opened to, built once.
     headers: IdentityHeaders,
     /// Unix seconds from which the headers must be built afresh.
     fresh_until: u64,

@@ -302,7 +302,9 @@ fn with_aad<R>(count: u8, id: &[u8; KEY_ID_LEN], name: &str, f: impl FnOnce(&[u8
 /// order, checked for shape (count, lengths) but not yet opened.
 #[derive(Clone, Copy)]
 pub struct SealedShards<'a> {
+    /// The session cookie's base name; the shards are `{base}-0..`.
     base: &'a str,
+    /// `values[..count]` are the shards in order, none empty; the rest is unused.
     values: [&'a str; MAX_SHARDS],
     count: usize,
 }
