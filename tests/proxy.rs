@@ -570,6 +570,37 @@ async fn idle_keep_alive_connections_are_closed_and_busy_ones_are_not() {
 }
 
 #[tokio::test]
+async fn a_keep_alive_connection_may_idle_longer_than_the_header_read_timeout() {
+    let mut config = config(vec![listener(
+        None,
+        vec![rule("ok", &[], &[], fixed(200, "ok"))],
+    )]);
+    // header_read_timeout bounds a request head once it starts, not the wait
+    // for the next request: that is idle_timeout's job.
+    config.limits.header_read_timeout = Duration::from_millis(300);
+    config.limits.idle_timeout = Duration::from_secs(5);
+    let proxy = start(config).await;
+    let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
+    for pause in [Duration::ZERO, Duration::from_millis(1200)] {
+        tokio::time::sleep(pause).await;
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = [0u8; 1024];
+        let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut response))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(
+            response[..read].starts_with(b"HTTP/1.1 200"),
+            "after {pause:?} idle: {:?}",
+            String::from_utf8_lossy(&response[..read])
+        );
+    }
+}
+
+#[tokio::test]
 async fn connection_limit_holds_excess_clients_back() {
     let mut config = config(vec![listener(
         None,

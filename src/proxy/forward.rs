@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use crate::body::{self, Body};
 use crate::config::ForwardAction;
 use crate::error::ProxyError;
+use crate::proxy::upgrade::OnUpgrade;
 
 /// How the client reached us; the source of the `X-Forwarded-*` headers.
 #[derive(Debug, Clone, Copy)]
@@ -69,7 +70,11 @@ impl Upstream {
         mut request: Request<Incoming>,
         downstream: &Downstream,
     ) -> Result<(Response<Body>, Duration), ProxyError> {
-        let upgrade = is_upgrade(&request).then(|| hyper::upgrade::on(&mut request));
+        let upgrade = if is_upgrade(&request) {
+            request.extensions_mut().remove::<OnUpgrade>()
+        } else {
+            None
+        };
         let (mut parts, incoming) = request.into_parts();
 
         let host = original_host(&parts.uri, &parts.headers);
@@ -104,15 +109,18 @@ impl Upstream {
 }
 
 /// Copies bytes both ways between the two upgraded connections until either closes.
-async fn splice(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    let (downstream, upstream) = match tokio::try_join!(downstream, upstream) {
-        Ok(both) => both,
-        Err(error) => {
+async fn splice(downstream: OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (mut downstream, upstream) = match tokio::join!(downstream.upgraded(), upstream) {
+        (Ok(downstream), Ok(upstream)) => (downstream, upstream),
+        (Err(error), _) => {
+            tracing::debug!(%error, "upgrade did not complete");
+            return;
+        }
+        (_, Err(error)) => {
             tracing::debug!(%error, "upgrade did not complete");
             return;
         }
     };
-    let mut downstream = TokioIo::new(downstream);
     let mut upstream = TokioIo::new(upstream);
     if let Err(error) = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
         tracing::debug!(%error, "upgraded connection ended with an error");
@@ -120,7 +128,7 @@ async fn splice(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade:
 }
 
 /// An HTTP/1.1 request asking to switch protocols (`Connection: upgrade`).
-fn is_upgrade<B>(request: &Request<B>) -> bool {
+pub fn is_upgrade<B>(request: &Request<B>) -> bool {
     request.version() == Version::HTTP_11
         && request.headers().contains_key(header::UPGRADE)
         && connection_tokens(request.headers()).any(|token| token.eq_ignore_ascii_case("upgrade"))

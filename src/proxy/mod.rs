@@ -5,6 +5,7 @@
 pub mod actions;
 pub mod forward;
 pub mod rules;
+pub mod upgrade;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,164 +1,555 @@
-//! Serving one downstream connection: HTTP/1.1 or HTTP/2 (with upgrades),
-//! closed gracefully on shutdown or after `limits.idle_timeout` without a byte
-//! moving.
+//! Serving one downstream connection.
+//!
+//! HTTP/2 (ALPN `h2`, or the prior-knowledge preface on a plain listener) is
+//! served by hyper until the connection ends. HTTP/1.1 is served by hyper
+//! while requests come; once a keep-alive connection goes quiet between
+//! requests it is *parked*: hyper's state, with its 16 KiB of buffers, is
+//! dropped and the task waits for the socket to become readable, then serves
+//! the next request with a new hyper connection. An idle connection then costs
+//! its TLS session and its task, much as an idle keep-alive connection costs
+//! nginx. Parking also keeps hyper's `header_read_timeout`, which hyper
+//! applies to the wait between keep-alive requests as well, from closing an
+//! idle connection long before `idle_timeout`.
+//!
+//! Every connection is closed after `limits.idle_timeout` without a byte
+//! moving, and gracefully on shutdown.
 
 use std::convert::Infallible;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::service::service_fn;
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 
+use crate::body::Body;
 use crate::config::Limits;
+use crate::proxy::forward::is_upgrade;
+use crate::proxy::upgrade::{self, PendingUpgrade};
 use crate::proxy::{Downstream, Proxy};
 use crate::server::stopping;
 
-/// The HTTP/1.1 + HTTP/2 server settings every public connection shares.
-pub fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        // hyper's read buffer bounds the request head; 8 KiB is its floor.
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    builder
+/// The HTTP settings every public connection shares.
+pub struct Http {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    /// How often a connection checks whether bytes moved.
+    check_every: Duration,
+    /// Quiet checks in a row after which a connection is closed.
+    idle_checks: u32,
+    idle_timeout: Duration,
+    header_read_timeout: Duration,
 }
 
-pub async fn serve<IO>(
+/// Checks per period: a connection is closed between 1 and 1.25 idle
+/// timeouts after its last byte, and parked before hyper's header timer
+/// could fire.
+const CHECKS_PER_PERIOD: u32 = 4;
+
+impl Http {
+    pub fn new(limits: &Limits) -> Self {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            // hyper's read buffer bounds the request head; 8 KiB is its floor.
+            .max_buf_size(limits.max_header_bytes.max(8192));
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        // A quiet HTTP/1.1 connection is parked at the first check that saw
+        // nothing move, under two check periods after its last byte: within
+        // half of header_read_timeout.
+        let check_every = limits.idle_timeout.min(limits.header_read_timeout) / CHECKS_PER_PERIOD;
+        let idle_checks = (limits.idle_timeout.as_secs_f64() / check_every.as_secs_f64() - 1e-9)
+            .ceil()
+            .max(1.0) as u32;
+        Self {
+            http1,
+            http2,
+            check_every,
+            idle_checks,
+            idle_timeout: limits.idle_timeout,
+            header_read_timeout: limits.header_read_timeout,
+        }
+    }
+}
+
+/// How a connection's HTTP version is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    Http2,
+    /// A plain listener: HTTP/2 if the client opens with the HTTP/2
+    /// connection preface (prior knowledge, h2c), otherwise HTTP/1.1.
+    Detect,
+}
+
+/// A downstream byte stream the connection task can wait on without reading.
+pub trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Ready once bytes (or the end of the stream) can be read.
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl Socket for TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+}
+
+impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // hyper read until rustls had no plaintext left and the socket had no
+        // bytes, so new records can only be in the socket.
+        self.get_ref().0.poll_read_ready(cx)
+    }
+}
+
+pub async fn serve<IO: Socket>(
     io: IO,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    protocol: Protocol,
+    http: Arc<Http>,
     proxy: Arc<Proxy>,
     downstream: Downstream,
-    idle_timeout: Duration,
     mut stop: watch::Receiver<bool>,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Tracked {
+) {
+    let shared = Arc::new(Shared::new());
+    let mut io = Tracked {
         inner: io,
-        activity: activity.clone(),
-    });
-    let service = service_fn(move |request| {
-        let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(request, downstream).await) }
-    });
-    let connection = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(connection);
+        shared: shared.clone(),
+        replay: Bytes::new(),
+    };
+    let protocol = match protocol {
+        Protocol::Detect => {
+            match tokio::time::timeout(http.header_read_timeout, detect(&mut io)).await {
+                Ok(Ok(protocol)) => protocol,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, client = %downstream.client, "connection ended with an error");
+                    return;
+                }
+                Err(_elapsed) => return,
+            }
+        }
+        known => known,
+    };
+    let requests = Requests {
+        proxy,
+        downstream,
+        shared,
+    };
+    match protocol {
+        Protocol::Http2 => serve_http2(io, requests, &http, &mut stop).await,
+        _ => serve_http1(io, requests, &http, &mut stop).await,
+    }
+}
 
-    let mut idle_checks = tokio::time::interval(idle_timeout / IDLE_CHECKS);
-    // After a stall, checks that were due must not run back to back: each
-    // counts as a quarter of the timeout.
-    idle_checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut quiet_checks = 0;
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads until the first bytes are, or cannot be, the HTTP/2 preface, and
+/// keeps them for the server to read again.
+async fn detect<IO: Socket>(io: &mut Tracked<IO>) -> io::Result<Protocol> {
+    let mut start = BytesMut::with_capacity(H2_PREFACE.len());
+    while start.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&start) {
+        if io.read_buf(&mut start).await? == 0 {
+            break;
+        }
+    }
+    let protocol = if start[..] == H2_PREFACE[..] {
+        Protocol::Http2
+    } else {
+        Protocol::Http1
+    };
+    io.replay = start.freeze();
+    Ok(protocol)
+}
+
+async fn serve_http2<IO: Socket>(
+    io: Tracked<IO>,
+    requests: Requests,
+    http: &Http,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let shared = requests.shared.clone();
+    let client = requests.downstream.client;
+    let connection = http.http2.serve_connection(TokioIo::new(io), requests);
+    tokio::pin!(connection);
+    let mut checks = Checks::new(http);
     loop {
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
-                    tracing::debug!(%error, client = %downstream.client, "connection ended with an error");
+                    tracing::debug!(%error, %client, "connection ended with an error");
                 }
                 return;
             }
-            _ = stopping(&mut stop) => break,
-            _ = idle_checks.tick() => {
-                quiet_checks = if activity.take() { 0 } else { quiet_checks + 1 };
-                if quiet_checks >= IDLE_CHECKS {
-                    break;
+            _ = stopping(stop) => break,
+            quiet = checks.next(&shared) => if quiet == Quiet::TimedOut { break },
+        }
+    }
+    // Lets in-flight streams finish after a GOAWAY.
+    connection.as_mut().graceful_shutdown();
+    if let Err(error) = connection.await {
+        tracing::debug!(%error, %client, "connection ended with an error");
+    }
+}
+
+async fn serve_http1<IO: Socket>(
+    mut io: Tracked<IO>,
+    requests: Requests,
+    http: &Http,
+    stop: &mut watch::Receiver<bool>,
+) {
+    loop {
+        let quiet_for = match serve_until_quiet(io, &requests, http, stop).await {
+            Served::Ended => return,
+            Served::Parked {
+                io: parked,
+                quiet_for,
+            } => {
+                io = parked;
+                quiet_for
+            }
+        };
+        if !io.replay.is_empty() {
+            // Part of the next request head: a new hyper connection reads it
+            // at once, within its own header_read_timeout.
+            continue;
+        }
+        let deadline = Instant::now() + http.idle_timeout.saturating_sub(quiet_for);
+        tokio::select! {
+            ready = poll_fn(|cx| io.inner.poll_read_ready(cx)) => match ready {
+                Ok(()) => continue,
+                Err(error) => {
+                    tracing::debug!(%error, client = %requests.downstream.client, "connection ended with an error");
+                    return;
                 }
+            },
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = stopping(stop) => {}
+        }
+        close(io, http).await;
+        return;
+    }
+}
+
+enum Served<IO> {
+    /// Closed, failed, or handed over after an upgrade.
+    Ended,
+    /// Quiet between requests: hyper is gone, the connection is open, and
+    /// `io.replay` holds what hyper had read of a next request head.
+    Parked {
+        io: Tracked<IO>,
+        quiet_for: Duration,
+    },
+}
+
+/// Serves requests with one hyper connection until the client goes quiet
+/// between requests, the connection ends, or the server stops.
+async fn serve_until_quiet<IO: Socket>(
+    io: Tracked<IO>,
+    requests: &Requests,
+    http: &Http,
+    stop: &mut watch::Receiver<bool>,
+) -> Served<IO> {
+    let shared = &requests.shared;
+    // Parked only once this hyper connection has read a request: before
+    // that, hyper is waiting for a head (a new connection, or one parked
+    // mid-head) and its header_read_timeout must run on.
+    let requests_before = shared.started.load(Ordering::Relaxed);
+    let client = requests.downstream.client;
+    // Boxed, so a parked connection holds none of hyper's state.
+    let mut connection = Box::new(
+        http.http1
+            .serve_connection(TokioIo::new(io), requests.clone()),
+    );
+    let mut checks = Checks::new(http);
+    // Keep-alive is off: hyper finishes the exchange in progress, then the
+    // connection closes.
+    let mut closing = false;
+    let mut parking = false;
+    let result = loop {
+        tokio::select! {
+            result = poll_fn(|cx| connection.poll_without_shutdown(cx)) => break result,
+            _ = stopping(stop), if !closing => {
+                Pin::new(&mut *connection).graceful_shutdown();
+                closing = true;
+            }
+            quiet = checks.next(shared), if !closing => match quiet {
+                Quiet::No => {}
+                Quiet::TimedOut => {
+                    Pin::new(&mut *connection).graceful_shutdown();
+                    closing = true;
+                }
+                Quiet::Yes if shared.may_park(requests_before) => {
+                    // hyper closes an idle connection at once and hands it
+                    // back. One it turns out to be busy with (a request head
+                    // or body arriving, a response being written) finishes
+                    // that exchange and is closed, never reused: its read
+                    // buffer may hold part of a body.
+                    Pin::new(&mut *connection).graceful_shutdown();
+                    match poll_fn(|cx| Poll::Ready(connection.poll_without_shutdown(cx))).await {
+                        Poll::Ready(result) => {
+                            parking = true;
+                            break result;
+                        }
+                        Poll::Pending => closing = true,
+                    }
+                }
+                Quiet::Yes => {}
+            },
+        }
+    };
+    if let Err(error) = &result {
+        tracing::debug!(%error, %client, "connection ended with an error");
+    }
+    let upgrade = shared
+        .upgrade
+        .lock()
+        .map(|mut slot| slot.take())
+        .ok()
+        .flatten();
+    let parts = connection.into_parts();
+    let mut io = parts.io.into_inner();
+    io.replay_first(parts.read_buf);
+    match (result, upgrade, parking) {
+        (Ok(()), Some(upgrade), _) => {
+            upgrade.fulfill(Box::new(io));
+            Served::Ended
+        }
+        (Ok(()), None, true) => Served::Parked {
+            io,
+            quiet_for: checks.quiet_for(),
+        },
+        _ => {
+            close(io, http).await;
+            Served::Ended
+        }
+    }
+}
+
+/// Closes the connection as hyper would: TLS close_notify, then FIN.
+async fn close<IO: Socket>(mut io: Tracked<IO>, http: &Http) {
+    let _ = tokio::time::timeout(http.header_read_timeout, io.shutdown()).await;
+}
+
+/// What a check of a connection saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quiet {
+    /// Bytes moved since the last check.
+    No,
+    /// Nothing moved since the last check.
+    Yes,
+    /// Nothing moved for `idle_timeout`.
+    TimedOut,
+}
+
+/// Periodic checks of whether bytes moved: a flag rather than a timestamp, so
+/// reads and writes cost no clock call.
+struct Checks {
+    ticks: Interval,
+    every: Duration,
+    quiet: u32,
+    idle_checks: u32,
+}
+
+impl Checks {
+    fn new(http: &Http) -> Self {
+        let mut ticks =
+            tokio::time::interval_at(Instant::now() + http.check_every, http.check_every);
+        // After a stall, checks that were due must not run back to back: each
+        // counts as one period of quiet.
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self {
+            ticks,
+            every: http.check_every,
+            quiet: 0,
+            idle_checks: http.idle_checks,
+        }
+    }
+
+    async fn next(&mut self, shared: &Shared) -> Quiet {
+        self.ticks.tick().await;
+        if shared.moved.swap(false, Ordering::Relaxed) {
+            self.quiet = 0;
+            Quiet::No
+        } else {
+            self.quiet += 1;
+            if self.quiet >= self.idle_checks {
+                Quiet::TimedOut
+            } else {
+                Quiet::Yes
             }
         }
     }
-    // Lets an in-flight request finish, then closes (HTTP/2: GOAWAY).
-    connection.as_mut().graceful_shutdown();
-    if let Err(error) = connection.await {
-        tracing::debug!(%error, client = %downstream.client, "connection ended with an error");
+
+    /// How long nothing has moved, at least.
+    fn quiet_for(&self) -> Duration {
+        self.every * self.quiet
     }
 }
 
-/// Checks per `idle_timeout`: a connection is closed after this many checks
-/// in a row saw no byte move, between 1 and 1.25 idle timeouts after the last.
-const IDLE_CHECKS: u32 = 4;
-
-/// Whether bytes moved since the last idle check. A flag rather than a
-/// timestamp: reads and writes then cost no clock call.
-struct Activity {
+/// What the connection task and its requests share.
+struct Shared {
+    /// Whether bytes moved since the last check.
     moved: AtomicBool,
+    /// Requests handed to the proxy, and those it has answered.
+    started: AtomicU64,
+    answered: AtomicU64,
+    /// An upgrade whose `101` hyper is writing.
+    upgrade: Mutex<Option<PendingUpgrade>>,
 }
 
-impl Activity {
+impl Shared {
     fn new() -> Self {
-        // Accepting the connection counts as activity.
         Self {
+            // Accepting the connection counts as activity.
             moved: AtomicBool::new(true),
+            started: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            upgrade: Mutex::new(None),
         }
     }
 
-    fn touch(&self) {
-        self.moved.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether bytes moved since the last call.
-    fn take(&self) -> bool {
-        self.moved.swap(false, Ordering::Relaxed)
+    /// A request has started since `requests_before` were, and every
+    /// request has been answered.
+    fn may_park(&self, requests_before: u64) -> bool {
+        let started = self.started.load(Ordering::Relaxed);
+        started > requests_before && started == self.answered.load(Ordering::Relaxed)
     }
 }
 
-pin_project_lite::pin_project! {
-    /// An IO stream that records activity on every read and write.
-    struct Tracked<IO> {
-        #[pin]
-        inner: IO,
-        activity: Arc<Activity>,
+/// Counts a request as answered when its handler finishes or is dropped.
+struct Answering<'a>(&'a Shared);
+
+impl<'a> Answering<'a> {
+    fn start(shared: &'a Shared) -> Self {
+        shared.started.fetch_add(1, Ordering::Relaxed);
+        Self(shared)
     }
 }
 
-impl<IO: AsyncRead> AsyncRead for Tracked<IO> {
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0.answered.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The hyper service of one connection.
+#[derive(Clone)]
+struct Requests {
+    proxy: Arc<Proxy>,
+    downstream: Downstream,
+    shared: Arc<Shared>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Requests {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    // Boxed: hyper's HTTP/1 API that hands connections back wants an `Unpin`
+    // future.
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        let Self {
+            proxy,
+            downstream,
+            shared,
+        } = self.clone();
+        Box::pin(async move {
+            let _answering = Answering::start(&shared);
+            let upgrade = is_upgrade(&request).then(|| {
+                let (pending, on_upgrade) = upgrade::pending();
+                request.extensions_mut().insert(on_upgrade);
+                pending
+            });
+            let response = proxy.handle(request, downstream).await;
+            if let Some(pending) = upgrade
+                && response.status() == StatusCode::SWITCHING_PROTOCOLS
+                && let Ok(mut slot) = shared.upgrade.lock()
+            {
+                *slot = Some(pending);
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// A downstream stream that records activity on every read and write, and
+/// first replays bytes read ahead (the HTTP/2 preface check, or what hyper
+/// had read when it was parked or upgraded).
+struct Tracked<IO> {
+    inner: IO,
+    shared: Arc<Shared>,
+    replay: Bytes,
+}
+
+impl<IO> Tracked<IO> {
+    /// Puts `bytes`, read from this stream, back in front of it.
+    fn replay_first(&mut self, bytes: Bytes) {
+        if self.replay.is_empty() {
+            self.replay = bytes;
+        } else if !bytes.is_empty() {
+            let mut joined = BytesMut::with_capacity(bytes.len() + self.replay.len());
+            joined.extend_from_slice(&bytes);
+            joined.extend_from_slice(&self.replay);
+            self.replay = joined.freeze();
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.project();
-        let result = this.inner.poll_read(cx, buf);
+        let this = self.get_mut();
+        if !this.replay.is_empty() {
+            let take = this.replay.len().min(buf.remaining());
+            buf.put_slice(&this.replay[..take]);
+            this.replay.advance(take);
+            return Poll::Ready(Ok(()));
+        }
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         if result.is_ready() {
-            this.activity.touch();
+            this.shared.moved.store(true, Ordering::Relaxed);
         }
         result
     }
 }
 
-impl<IO: AsyncWrite> AsyncWrite for Tracked<IO> {
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.project();
-        let result = this.inner.poll_write(cx, buf);
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
         if result.is_ready() {
-            this.activity.touch();
+            this.shared.moved.store(true, Ordering::Relaxed);
         }
         result
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
@@ -166,10 +557,10 @@ impl<IO: AsyncWrite> AsyncWrite for Tracked<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.project();
-        let result = this.inner.poll_write_vectored(cx, bufs);
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if result.is_ready() {
-            this.activity.touch();
+            this.shared.moved.store(true, Ordering::Relaxed);
         }
         result
     }

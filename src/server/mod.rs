@@ -150,7 +150,7 @@ impl Portcullis {
             .limits
             .max_connections
             .map(|max| Arc::new(Semaphore::new(max)));
-        let builder = Arc::new(conn::http_builder(&self.limits));
+        let http = Arc::new(conn::Http::new(&self.limits));
         let ready = Arc::new(AtomicBool::new(false));
 
         if let Some(admin) = self.admin {
@@ -164,10 +164,9 @@ impl Portcullis {
         for listener in self.listeners {
             let accept = AcceptLoop {
                 listener,
-                builder: builder.clone(),
+                http: http.clone(),
                 metrics: self.metrics.clone(),
                 slots: connection_slots.clone(),
-                idle_timeout: self.limits.idle_timeout,
                 handshake_timeout: self.limits.header_read_timeout,
                 stop: stop_rx.clone(),
                 open: open_tx.clone(),
@@ -199,11 +198,10 @@ async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {
 
 struct AcceptLoop {
     listener: Listener,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    http: Arc<conn::Http>,
     metrics: Arc<Metrics>,
     /// Free connection slots when `limits.max_connections` is set.
     slots: Option<Arc<Semaphore>>,
-    idle_timeout: Duration,
     handshake_timeout: Duration,
     stop: watch::Receiver<bool>,
     open: mpsc::Sender<()>,
@@ -242,10 +240,9 @@ impl AcceptLoop {
             let downstream = Downstream { client, port, tls };
             let connection = Connection {
                 tls: self.listener.tls.clone(),
-                builder: self.builder.clone(),
+                http: self.http.clone(),
                 proxy: self.listener.proxy.clone(),
                 metrics: self.metrics.clone(),
-                idle_timeout: self.idle_timeout,
                 handshake_timeout: self.handshake_timeout,
                 stop: self.stop.clone(),
             };
@@ -261,10 +258,9 @@ impl AcceptLoop {
 /// What one connection task needs.
 struct Connection {
     tls: Option<TlsAcceptor>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    http: Arc<conn::Http>,
     proxy: Arc<Proxy>,
     metrics: Arc<Metrics>,
-    idle_timeout: Duration,
     handshake_timeout: Duration,
     stop: watch::Receiver<bool>,
 }
@@ -278,7 +274,13 @@ impl Connection {
         match &self.tls {
             Some(acceptor) => {
                 match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => self.serve(stream, downstream).await,
+                    Ok(Ok(stream)) => {
+                        let protocol = match stream.get_ref().1.alpn_protocol() {
+                            Some(b"h2") => conn::Protocol::Http2,
+                            _ => conn::Protocol::Http1,
+                        };
+                        self.serve(stream, protocol, downstream).await
+                    }
                     Ok(Err(error)) => {
                         tracing::debug!(%error, client = %downstream.client, "TLS handshake failed")
                     }
@@ -287,21 +289,23 @@ impl Connection {
                     }
                 }
             }
-            None => self.serve(stream, downstream).await,
+            None => self.serve(stream, conn::Protocol::Detect, downstream).await,
         }
         self.metrics.connection_closed();
     }
 
-    async fn serve<IO>(&self, io: IO, downstream: Downstream)
-    where
-        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
+    async fn serve<IO: conn::Socket>(
+        &self,
+        io: IO,
+        protocol: conn::Protocol,
+        downstream: Downstream,
+    ) {
         conn::serve(
             io,
-            self.builder.clone(),
+            protocol,
+            self.http.clone(),
             self.proxy.clone(),
             downstream,
-            self.idle_timeout,
             self.stop.clone(),
         )
         .await;
