@@ -10,7 +10,7 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use portcullis::config::{RedirectAction, TerminalAction};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -569,35 +569,187 @@ async fn idle_keep_alive_connections_are_closed_and_busy_ones_are_not() {
     assert!(rest.is_empty(), "unexpected bytes: {rest:?}");
 }
 
-#[tokio::test]
-async fn a_keep_alive_connection_may_idle_longer_than_the_header_read_timeout() {
-    let mut config = config(vec![listener(
-        None,
-        vec![rule("ok", &[], &[], fixed(200, "ok"))],
-    )]);
-    // header_read_timeout bounds a request head once it starts, not the wait
-    // for the next request: that is idle_timeout's job.
+/// Sends `request` on `stream` and reads one response; `None` if the
+/// connection closed instead.
+async fn exchange<S>(stream: &mut S, request: &[u8]) -> Option<String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream.write_all(request).await.ok()?;
+    let mut response = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut response))
+        .await
+        .expect("an answer or a close")
+        .ok()?;
+    (read > 0).then(|| String::from_utf8_lossy(&response[..read]).into_owned())
+}
+
+/// A proxy on a TLS listener answering 200 to every request, with a short
+/// header_read_timeout: quiet keep-alive connections are parked after
+/// 75–150 ms.
+async fn quick_parking_proxy() -> (Running, Pki) {
+    let pki = Pki::new();
+    let (files, _) = pki.issue("site", &["localhost"]);
+    let mut config = config(vec![
+        listener(None, vec![rule("ok", &[], &[], fixed(200, "ok"))]),
+        listener(
+            Some(tls_config(files, vec![])),
+            vec![rule("ok", &[], &[], fixed(200, "ok"))],
+        ),
+    ]);
     config.limits.header_read_timeout = Duration::from_millis(300);
     config.limits.idle_timeout = Duration::from_secs(5);
-    let proxy = start(config).await;
-    let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
-    for pause in [Duration::ZERO, Duration::from_millis(1200)] {
+    (start(config).await, pki)
+}
+
+const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n";
+
+#[tokio::test]
+async fn a_keep_alive_connection_may_idle_longer_than_the_header_read_timeout() {
+    // header_read_timeout bounds a request head once it starts, not the wait
+    // for the next request: that is idle_timeout's job. Over the quiet
+    // second, the connection is parked and picked up again.
+    let (proxy, pki) = quick_parking_proxy().await;
+    // A new connection is not parked before its first request (hyper is
+    // waiting for a head): one quiet for a check still gets keep-alive.
+    let mut late = tls_connect(
+        proxy.addrs[1],
+        Some("localhost"),
+        &pki.ca_der(),
+        &[b"http/1.1"],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = exchange(&mut late, GET).await.expect("an answer");
+    assert!(
+        !answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    let mut plain = TcpStream::connect(proxy.addrs[0]).await.unwrap();
+    let mut tls = tls_connect(
+        proxy.addrs[1],
+        Some("localhost"),
+        &pki.ca_der(),
+        &[b"http/1.1"],
+    )
+    .await;
+    for pause in [
+        Duration::ZERO,
+        Duration::from_millis(1200),
+        Duration::from_millis(700),
+    ] {
         tokio::time::sleep(pause).await;
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
-            .await
-            .unwrap();
-        let mut response = [0u8; 1024];
-        let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut response))
-            .await
-            .expect("an answer")
-            .unwrap();
-        assert!(
-            response[..read].starts_with(b"HTTP/1.1 200"),
-            "after {pause:?} idle: {:?}",
-            String::from_utf8_lossy(&response[..read])
-        );
+        for (name, answer) in [
+            ("plain", exchange(&mut plain, GET).await),
+            ("TLS", exchange(&mut tls, GET).await),
+        ] {
+            let answer = answer.unwrap_or_else(|| panic!("{name}: closed after {pause:?} idle"));
+            assert!(answer.starts_with("HTTP/1.1 200"), "{name}: {answer}");
+            assert!(
+                !answer.to_ascii_lowercase().contains("connection: close"),
+                "{name}: {answer}"
+            );
+        }
     }
+}
+
+#[tokio::test]
+async fn an_unread_body_is_never_taken_for_the_next_request() {
+    // The proxy answers before reading the body. The client pauses past the
+    // point where a quiet connection is parked, then sends the rest of the
+    // body: a request of its own. It must never be served as one.
+    let (proxy, _pki) = quick_parking_proxy().await;
+    let smuggled = b"GET /smuggled HTTP/1.1\r\nHost: app.test\r\n\r\n";
+    let body_length = 10 + smuggled.len();
+    let mut stream = TcpStream::connect(proxy.addrs[0]).await.unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: {body_length}\r\n\r\n0123456789"
+    );
+    let first = exchange(&mut stream, head.as_bytes())
+        .await
+        .expect("an answer");
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let _ = stream.write_all(smuggled).await;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut rest)).await;
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        !rest.contains("HTTP/1.1"),
+        "the body was served as a request: {rest}"
+    );
+    assert!(closed.is_ok(), "the connection stayed open");
+}
+
+#[tokio::test]
+async fn a_head_dribbled_onto_a_kept_alive_connection_is_still_cut_off() {
+    // Slowloris on a kept-alive connection: after a first request, the next
+    // head arrives a byte every 200 ms, so the connection is parked holding
+    // part of it (a quiet check comes every 75 ms). Parking must not restart the head's clock: the connection
+    // is closed within about header_read_timeout and a half.
+    let (proxy, pki) = quick_parking_proxy().await;
+    let mut stream = TcpStream::connect(proxy.addrs[0]).await.unwrap();
+    assert!(exchange(&mut stream, GET).await.is_some());
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    for byte in b"GET / HTTP/1.1\r\nHost: app.test\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+        if stream.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buffer = [0u8; 256];
+        match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(_)) => panic!("an answer to half a head"),
+            Err(_still_open) => {}
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(closed, "a head dribbled for {elapsed:?} was not cut off");
+    assert!(
+        elapsed < Duration::from_millis(1000),
+        "cut off only after {elapsed:?}"
+    );
+
+    // A new connection is not parked before its first request: one that
+    // sends nothing is closed after header_read_timeout, not idle_timeout.
+    let mut silent = tls_connect(
+        proxy.addrs[1],
+        Some("localhost"),
+        &pki.ca_der(),
+        &[b"http/1.1"],
+    )
+    .await;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(1), silent.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "a silent new connection was kept past header_read_timeout"
+    );
+}
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_on_a_plain_listener() {
+    let proxy = start(config(vec![listener(
+        None,
+        vec![rule("ok", &[], &[], fixed(200, "ok"))],
+    )]))
+    .await;
+    let stream = TcpStream::connect(proxy.addr()).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let mut request = get("app.test", "http://app.test/");
+    request.headers_mut().remove("host");
+    *request.version_mut() = http::Version::HTTP_2;
+    let answer = read_answer(sender.send_request(request).await.unwrap()).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.version, http::Version::HTTP_2);
 }
 
 #[tokio::test]

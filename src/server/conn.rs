@@ -109,6 +109,12 @@ impl Socket for TcpStream {
     }
 }
 
+impl<S: Socket + ?Sized> Socket for Box<S> {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        (**self).poll_read_ready(cx)
+    }
+}
+
 impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // hyper read until rustls had no plaintext left and the socket had no
@@ -150,7 +156,9 @@ pub async fn serve<IO: Socket>(
         shared,
     };
     match protocol {
-        Protocol::Http2 => serve_http2(io, requests, &http, &mut stop).await,
+        // Boxed, so a parked HTTP/1.1 connection's task has no room reserved
+        // for hyper's HTTP/2 state.
+        Protocol::Http2 => Box::pin(serve_http2(io, requests, &http, &mut stop)).await,
         _ => serve_http1(io, requests, &http, &mut stop).await,
     }
 }
@@ -212,7 +220,9 @@ async fn serve_http1<IO: Socket>(
     stop: &mut watch::Receiver<bool>,
 ) {
     loop {
-        let quiet_for = match serve_until_quiet(io, &requests, http, stop).await {
+        // Boxed: hyper's state and the serving machinery exist only while
+        // the connection is served, not while it is parked.
+        let quiet_for = match Box::pin(serve_until_quiet(io, &requests, http, stop)).await {
             Served::Ended => return,
             Served::Parked {
                 io: parked,
@@ -269,11 +279,9 @@ async fn serve_until_quiet<IO: Socket>(
     // mid-head) and its header_read_timeout must run on.
     let requests_before = shared.started.load(Ordering::Relaxed);
     let client = requests.downstream.client;
-    // Boxed, so a parked connection holds none of hyper's state.
-    let mut connection = Box::new(
-        http.http1
-            .serve_connection(TokioIo::new(io), requests.clone()),
-    );
+    let mut connection = http
+        .http1
+        .serve_connection(TokioIo::new(io), requests.clone());
     let mut checks = Checks::new(http);
     // Keep-alive is off: hyper finishes the exchange in progress, then the
     // connection closes.
@@ -283,13 +291,13 @@ async fn serve_until_quiet<IO: Socket>(
         tokio::select! {
             result = poll_fn(|cx| connection.poll_without_shutdown(cx)) => break result,
             _ = stopping(stop), if !closing => {
-                Pin::new(&mut *connection).graceful_shutdown();
+                Pin::new(&mut connection).graceful_shutdown();
                 closing = true;
             }
             quiet = checks.next(shared), if !closing => match quiet {
                 Quiet::No => {}
                 Quiet::TimedOut => {
-                    Pin::new(&mut *connection).graceful_shutdown();
+                    Pin::new(&mut connection).graceful_shutdown();
                     closing = true;
                 }
                 Quiet::Yes if shared.may_park(requests_before) => {
@@ -298,7 +306,7 @@ async fn serve_until_quiet<IO: Socket>(
                     // or body arriving, a response being written) finishes
                     // that exchange and is closed, never reused: its read
                     // buffer may hold part of a body.
-                    Pin::new(&mut *connection).graceful_shutdown();
+                    Pin::new(&mut connection).graceful_shutdown();
                     match poll_fn(|cx| Poll::Ready(connection.poll_without_shutdown(cx))).await {
                         Poll::Ready(result) => {
                             parking = true;
@@ -498,9 +506,12 @@ struct Tracked<IO> {
 impl<IO> Tracked<IO> {
     /// Puts `bytes`, read from this stream, back in front of it.
     fn replay_first(&mut self, bytes: Bytes) {
-        if self.replay.is_empty() {
+        if bytes.is_empty() {
+            // Dropped, not kept: an empty view still holds hyper's whole
+            // read buffer.
+        } else if self.replay.is_empty() {
             self.replay = bytes;
-        } else if !bytes.is_empty() {
+        } else {
             let mut joined = BytesMut::with_capacity(bytes.len() + self.replay.len());
             joined.extend_from_slice(&bytes);
             joined.extend_from_slice(&self.replay);

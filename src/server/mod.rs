@@ -273,13 +273,18 @@ impl Connection {
         self.metrics.connection_opened();
         match &self.tls {
             Some(acceptor) => {
-                match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
+                // Boxed: the task outlives the handshake and need not keep
+                // room for it.
+                let handshake = Box::pin(acceptor.accept(stream));
+                match tokio::time::timeout(self.handshake_timeout, handshake).await {
                     Ok(Ok(stream)) => {
                         let protocol = match stream.get_ref().1.alpn_protocol() {
                             Some(b"h2") => conn::Protocol::Http2,
                             _ => conn::Protocol::Http1,
                         };
-                        self.serve(stream, protocol, downstream).await
+                        // Boxed once: the TLS state (1.2 KiB) is not copied
+                        // into every future that passes it on.
+                        Box::pin(self.serve(Box::new(stream), protocol, downstream)).await
                     }
                     Ok(Err(error)) => {
                         tracing::debug!(%error, client = %downstream.client, "TLS handshake failed")
@@ -289,7 +294,7 @@ impl Connection {
                     }
                 }
             }
-            None => self.serve(stream, conn::Protocol::Detect, downstream).await,
+            None => Box::pin(self.serve(stream, conn::Protocol::Detect, downstream)).await,
         }
         self.metrics.connection_closed();
     }
