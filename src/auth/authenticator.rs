@@ -184,7 +184,9 @@ impl Authenticator {
                 return Ok(Decision::Authenticated(identity));
             }
             if session.refresh_token.is_some() {
-                if let Some(refreshed) = self.refresh(&session).await {
+                // Boxed: a refresh is rare, and its HTTP exchange would
+                // otherwise enlarge every request's future (see server::conn).
+                if let Some(refreshed) = Box::pin(self.refresh(&session)).await {
                     return self
                         .identity(&refreshed.session, refreshed.cookies.clone(), now)
                         .map(Decision::Authenticated);

@@ -172,8 +172,9 @@ impl Proxy {
         //    must never forward `/oauth2/...` upstream.
         if request.uri().path().starts_with(OWNED_PREFIX) {
             outcome.rule = &self.owned;
-            return self
-                .owned_path(&request, &authority, &host, downstream, outcome)
+            // Boxed: the login callback's token exchange would otherwise
+            // enlarge every request's future (see server::conn).
+            return Box::pin(self.owned_path(&request, &authority, &host, downstream, outcome))
                 .await;
         }
 
