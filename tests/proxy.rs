@@ -604,6 +604,17 @@ async fn quick_parking_proxy() -> (Running, Pki) {
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n";
 
+/// A TLS connection (ALPN http/1.1) to `quick_parking_proxy`'s TLS listener.
+async fn http1_over_tls(proxy: &Running, pki: &Pki) -> tokio_rustls::client::TlsStream<TcpStream> {
+    tls_connect(
+        proxy.addrs[1],
+        Some("localhost"),
+        &pki.ca_der(),
+        &[b"http/1.1"],
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_keep_alive_connection_may_idle_longer_than_the_header_read_timeout() {
     // header_read_timeout bounds a request head once it starts, not the wait
@@ -612,13 +623,7 @@ async fn a_keep_alive_connection_may_idle_longer_than_the_header_read_timeout() 
     let (proxy, pki) = quick_parking_proxy().await;
     // A new connection is not parked before its first request (hyper is
     // waiting for a head): one quiet for a check still gets keep-alive.
-    let mut late = tls_connect(
-        proxy.addrs[1],
-        Some("localhost"),
-        &pki.ca_der(),
-        &[b"http/1.1"],
-    )
-    .await;
+    let mut late = http1_over_tls(&proxy, &pki).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let answer = exchange(&mut late, GET).await.expect("an answer");
     assert!(
@@ -626,13 +631,7 @@ async fn a_keep_alive_connection_may_idle_longer_than_the_header_read_timeout() 
         "{answer}"
     );
     let mut plain = TcpStream::connect(proxy.addrs[0]).await.unwrap();
-    let mut tls = tls_connect(
-        proxy.addrs[1],
-        Some("localhost"),
-        &pki.ca_der(),
-        &[b"http/1.1"],
-    )
-    .await;
+    let mut tls = http1_over_tls(&proxy, &pki).await;
     for pause in [
         Duration::ZERO,
         Duration::from_millis(1200),
@@ -716,13 +715,7 @@ async fn a_head_dribbled_onto_a_kept_alive_connection_is_still_cut_off() {
 
     // A new connection is not parked before its first request: one that
     // sends nothing is closed after header_read_timeout, not idle_timeout.
-    let mut silent = tls_connect(
-        proxy.addrs[1],
-        Some("localhost"),
-        &pki.ca_der(),
-        &[b"http/1.1"],
-    )
-    .await;
+    let mut silent = http1_over_tls(&proxy, &pki).await;
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(1), silent.read_to_end(&mut rest)).await;
     assert!(
@@ -833,13 +826,7 @@ async fn several_listeners_each_with_their_own_rules() {
     assert_eq!(proxy.addrs.len(), 2);
     let plain = http1(proxy.addrs[0], get("a.test", "/")).await;
     assert_eq!(plain.text(), "plain listener");
-    let stream = tls_connect(
-        proxy.addrs[1],
-        Some("localhost"),
-        &pki.ca_der(),
-        &[b"http/1.1"],
-    )
-    .await;
+    let stream = http1_over_tls(&proxy, &pki).await;
     let tls = send_tls(stream, get("localhost", "/")).await;
     assert_eq!(tls.text(), "tls listener");
     let metrics = admin_get(proxy.admin.unwrap(), "/metrics").await.text();
