@@ -16,8 +16,14 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// How long the provider may take to print its issuer line.
-const START_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long the provider may take to print its issuer line. It normally
+/// takes well under a second, but twice so far (CI runs of 2026-11-22 and
+/// 2026-12-02) one printed nothing within 90 s, only oidc-provider's runtime
+/// warning on stderr, while the providers of the tests beside it started. A
+/// stuck start is killed and tried again, with what /proc said about it in
+/// the log.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const START_ATTEMPTS: usize = 3;
 
 pub struct NodeIdp {
     /// `http://127.0.0.1:PORT`, exactly as in the discovery document.
@@ -39,6 +45,24 @@ impl NodeIdp {
     /// loopback port and waits until it listens. Panics with its log when it
     /// does not start.
     pub async fn start(config: serde_json::Value) -> NodeIdp {
+        let mut failures = Vec::new();
+        for attempt in 1..=START_ATTEMPTS {
+            match Self::spawn(&config).await {
+                Ok(idp) => return idp,
+                Err(failure) => {
+                    eprintln!("OpenID provider start, attempt {attempt}: {failure}");
+                    failures.push(failure);
+                }
+            }
+        }
+        panic!(
+            "the OpenID provider did not start in {START_ATTEMPTS} attempts.\n\
+             If node_modules is missing or stale: npm ci --prefix tests/oidc\n{}",
+            failures.join("\n")
+        );
+    }
+
+    async fn spawn(config: &serde_json::Value) -> Result<NodeIdp, String> {
         let dir = oidc_dir();
         if !dir.join("node_modules").join("oidc-provider").is_dir() {
             panic!(
@@ -89,20 +113,19 @@ impl NodeIdp {
             Ok(Ok(Some(line))) => line,
             other => {
                 let status = child.try_wait().ok().flatten();
+                let proc_state = child.id().map(proc_state).unwrap_or_default();
                 let _ = child.start_kill();
                 // Let the stderr reader catch up with a dying process.
                 tokio::time::sleep(Duration::from_millis(300)).await;
-                panic!(
-                    "the OpenID provider did not start ({}; exit status {status:?}).\n\
-                     If node_modules is missing or stale: npm ci --prefix tests/oidc\n\
-                     --- provider log ---\n{}",
+                return Err(format!(
+                    "{} (exit status {status:?}{proc_state})\n--- provider log ---\n{}",
                     match other {
                         Err(_) => format!("no issuer line within {START_TIMEOUT:?}"),
                         Ok(Err(error)) => format!("reading its stdout: {error}"),
                         _ => "it closed stdout".to_string(),
                     },
                     log.lock().unwrap()
-                );
+                ));
             }
         };
         // Keep draining stdout so that the provider never writes to a closed pipe.
@@ -122,12 +145,12 @@ impl NodeIdp {
             .as_str()
             .unwrap_or_else(|| panic!("no issuer in {line:?}"))
             .to_string();
-        NodeIdp {
+        Ok(NodeIdp {
             issuer,
             child,
             log,
             _config: file,
-        }
+        })
     }
 
     /// `issuer` + `path`.
@@ -208,4 +231,23 @@ impl Drop for NodeIdp {
         }
         let _ = self.child.start_kill();
     }
+}
+
+/// A running process's scheduler state, CPU time and wait channel, for the
+/// report of a provider that did not start.
+fn proc_state(pid: u32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command: state is the 1st, utime and
+    // stime the 12th and 13th (clock ticks).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    format!(
+        "; state {} utime {} stime {} ticks, wchan {wchan:?}",
+        fields.first().unwrap_or(&"?"),
+        fields.get(11).unwrap_or(&"?"),
+        fields.get(12).unwrap_or(&"?"),
+    )
 }
