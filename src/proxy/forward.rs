@@ -70,11 +70,8 @@ impl Upstream {
         mut request: Request<Incoming>,
         downstream: &Downstream,
     ) -> Result<(Response<Body>, Duration), ProxyError> {
-        let upgrade = if is_upgrade(&request) {
-            request.extensions_mut().remove::<OnUpgrade>()
-        } else {
-            None
-        };
+        // The connection task put this in an upgrade request (`is_upgrade`).
+        let upgrade = request.extensions_mut().remove::<OnUpgrade>();
         let (mut parts, incoming) = request.into_parts();
 
         let host = original_host(&parts.uri, &parts.headers);

@@ -73,9 +73,12 @@ impl Http {
         // nothing move, under two check periods after its last byte: within
         // half of header_read_timeout.
         let check_every = limits.idle_timeout.min(limits.header_read_timeout) / CHECKS_PER_PERIOD;
-        let idle_checks = (limits.idle_timeout.as_secs_f64() / check_every.as_secs_f64() - 1e-9)
-            .ceil()
-            .max(1.0) as u32;
+        let idle_checks = limits
+            .idle_timeout
+            .as_nanos()
+            .div_ceil(check_every.as_nanos().max(1))
+            .try_into()
+            .unwrap_or(u32::MAX);
         Self {
             http1,
             http2,
@@ -142,7 +145,7 @@ pub async fn serve<IO: Socket>(
             match tokio::time::timeout(http.header_read_timeout, detect(&mut io)).await {
                 Ok(Ok(protocol)) => protocol,
                 Ok(Err(error)) => {
-                    tracing::debug!(%error, client = %downstream.client, "connection ended with an error");
+                    ended_with(&error, downstream.client);
                     return;
                 }
                 Err(_elapsed) => return,
@@ -198,7 +201,7 @@ async fn serve_http2<IO: Socket>(
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
-                    tracing::debug!(%error, %client, "connection ended with an error");
+                    ended_with(&error, client);
                 }
                 return;
             }
@@ -209,7 +212,7 @@ async fn serve_http2<IO: Socket>(
     // Lets in-flight streams finish after a GOAWAY.
     connection.as_mut().graceful_shutdown();
     if let Err(error) = connection.await {
-        tracing::debug!(%error, %client, "connection ended with an error");
+        ended_with(&error, client);
     }
 }
 
@@ -242,7 +245,7 @@ async fn serve_http1<IO: Socket>(
             ready = poll_fn(|cx| io.inner.poll_read_ready(cx)) => match ready {
                 Ok(()) => continue,
                 Err(error) => {
-                    tracing::debug!(%error, client = %requests.downstream.client, "connection ended with an error");
+                    ended_with(&error, requests.downstream.client);
                     return;
                 }
             },
@@ -320,7 +323,7 @@ async fn serve_until_quiet<IO: Socket>(
         }
     };
     if let Err(error) = &result {
-        tracing::debug!(%error, %client, "connection ended with an error");
+        ended_with(&error, client);
     }
     let upgrade = shared
         .upgrade
@@ -345,6 +348,11 @@ async fn serve_until_quiet<IO: Socket>(
             Served::Ended
         }
     }
+}
+
+/// At debug level: clients hang up mid-exchange all the time.
+fn ended_with(error: &dyn std::fmt::Display, client: std::net::SocketAddr) {
+    tracing::debug!(%error, %client, "connection ended with an error");
 }
 
 /// Closes the connection as hyper would: TLS close_notify, then FIN.
