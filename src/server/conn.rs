@@ -376,6 +376,7 @@ enum Quiet {
 struct Checks {
     ticks: Interval,
     every: Duration,
+    /// Checks in a row that saw nothing move; reset by any byte.
     quiet: u32,
     idle_checks: u32,
 }
@@ -508,6 +509,7 @@ impl hyper::service::Service<Request<Incoming>> for Requests {
 struct Tracked<IO> {
     inner: IO,
     shared: Arc<Shared>,
+    /// Bytes already read from `inner`, served to the next reader first.
     replay: Bytes,
 }
 
