@@ -22,9 +22,9 @@ pub enum ProxyError {
     #[error("not found")]
     OwnedPathNotFound,
     #[error("the upstream could not be reached")]
-    UpstreamConnect(#[source] hyper_util::client::legacy::Error),
+    UpstreamConnect(#[source] crate::body::BoxError),
     #[error("the upstream failed while answering")]
-    UpstreamProtocol(#[source] hyper_util::client::legacy::Error),
+    UpstreamProtocol(#[source] hyper::Error),
     #[error("the upstream did not answer within {0:?}")]
     UpstreamTimeout(std::time::Duration),
     #[error("the request could not be turned into an upstream request")]

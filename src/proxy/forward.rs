@@ -1,22 +1,23 @@
-//! The `forward` action: a pooled HTTP/1.1 client to http and https upstreams,
-//! bodies streamed both ways, hop-by-hop headers dropped, `X-Forwarded-*` set,
-//! and HTTP/1.1 upgrades (WebSocket) spliced through.
+//! The `forward` action: HTTP/1.1 to http and https upstreams over pooled
+//! connections ([`super::pool`]), bodies streamed both ways, hop-by-hop
+//! headers dropped, `X-Forwarded-*` set, and HTTP/1.1 upgrades (WebSocket)
+//! spliced through.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 
 use crate::body::{self, Body};
 use crate::config::ForwardAction;
 use crate::error::ProxyError;
+use crate::proxy::pool::Pool;
 use crate::proxy::upgrade::OnUpgrade;
 
 /// How the client reached us; the source of the `X-Forwarded-*` headers.
@@ -34,10 +35,10 @@ impl Downstream {
     }
 }
 
-/// The pooled client every `forward` action shares.
+/// The connection pool every `forward` action shares.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    pool: Arc<Pool>,
 }
 
 impl Default for Upstream {
@@ -53,13 +54,8 @@ impl Upstream {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
         // Targets get HTTP/1.1, as behind ALB; WebSocket upgrades need it too.
-        let https = crate::client::https_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https);
-        Self { client }
+        let pool = Pool::new(crate::client::https_connector(http));
+        Self { pool }
     }
 
     /// Sends the request to the action's target and returns the upstream's
@@ -77,22 +73,29 @@ impl Upstream {
         let host = original_host(&parts.uri, &parts.headers);
         remove_hop_by_hop(&mut parts.headers, upgrade.is_some());
         set_forwarded_headers(&mut parts.headers, downstream, host.as_ref());
-        if let Some(host) = host {
-            parts.headers.insert(header::HOST, host);
-        }
+        let host = match host {
+            Some(host) => host,
+            // An HTTP/1.0 client may send none; HTTP/1.1 requires one.
+            None => target_authority(&action.target).map_err(ProxyError::UpstreamRequest)?,
+        };
+        parts.headers.insert(header::HOST, host);
         join_cookie_headers(&mut parts.headers);
-        parts.uri =
-            upstream_uri(&action.target, &parts.uri).map_err(ProxyError::UpstreamRequest)?;
+        parts.uri = origin_form(&parts.uri);
         parts.version = Version::HTTP_11;
 
         let started = Instant::now();
-        let sent = self.client.request(Request::from_parts(parts, incoming));
-        let mut response = match tokio::time::timeout(action.timeout, sent).await {
-            Err(_elapsed) => return Err(ProxyError::UpstreamTimeout(action.timeout)),
-            Ok(Err(error)) if error.is_connect() => return Err(ProxyError::UpstreamConnect(error)),
-            Ok(Err(error)) => return Err(ProxyError::UpstreamProtocol(error)),
-            Ok(Ok(response)) => response,
+        let request = Request::from_parts(parts, incoming);
+        let upgrading = upgrade.is_some();
+        let sent = async {
+            if upgrading {
+                Box::pin(self.pool.send_upgrade(&action.target, request)).await
+            } else {
+                self.pool.send(&action.target, request).await
+            }
         };
+        let mut response = tokio::time::timeout(action.timeout, sent)
+            .await
+            .map_err(|_elapsed| ProxyError::UpstreamTimeout(action.timeout))??;
         let latency = started.elapsed();
 
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -230,21 +233,24 @@ fn set_forwarded_headers(
     };
 }
 
-/// The target's scheme and authority with the request's path and query.
-fn upstream_uri(target: &url::Url, original: &Uri) -> Result<Uri, http::Error> {
-    let path_and_query = original
+/// The request's path and query alone, as an HTTP/1.1 request line to an
+/// origin server carries them (RFC 9112 §3.2.1).
+fn origin_form(original: &Uri) -> Uri {
+    original
         .path_and_query()
         .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        .unwrap_or_else(|| PathAndQuery::from_static("/"))
+        .into()
+}
+
+/// The target's host, and its port unless it is the scheme's default.
+fn target_authority(target: &url::Url) -> Result<HeaderValue, http::Error> {
+    let host = target.host_str().unwrap_or_default();
     let authority = match target.port() {
-        Some(port) => format!("{}:{port}", target.host_str().unwrap_or_default()),
-        None => target.host_str().unwrap_or_default().to_owned(),
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
     };
-    Uri::builder()
-        .scheme(target.scheme())
-        .authority(authority)
-        .path_and_query(path_and_query)
-        .build()
+    Ok(HeaderValue::try_from(authority)?)
 }
 
 #[cfg(test)]
@@ -309,13 +315,21 @@ mod tests {
     }
 
     #[test]
-    fn upstream_uri_keeps_path_and_query() {
-        let target = url::Url::parse("https://backend.internal:9443").unwrap();
+    fn the_upstream_gets_path_and_query_in_origin_form() {
         let original: Uri = "https://app.example.com/a/b?x=1&y=%20".parse().unwrap();
-        let uri = upstream_uri(&target, &original).unwrap();
+        assert_eq!(origin_form(&original).to_string(), "/a/b?x=1&y=%20");
+        let authority_only: Uri = "app.example.com:443".parse().unwrap();
+        assert_eq!(origin_form(&authority_only).to_string(), "/");
+    }
+
+    #[test]
+    fn a_request_without_host_gets_the_targets() {
+        let with_port = url::Url::parse("https://backend.internal:9443").unwrap();
         assert_eq!(
-            uri.to_string(),
-            "https://backend.internal:9443/a/b?x=1&y=%20"
+            target_authority(&with_port).unwrap(),
+            "backend.internal:9443"
         );
+        let default_port = url::Url::parse("https://backend.internal").unwrap();
+        assert_eq!(target_authority(&default_port).unwrap(), "backend.internal");
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod forward;
+pub mod pool;
 pub mod rules;
 pub mod upgrade;
 

@@ -9,6 +9,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +36,14 @@ pub struct Signals {
     pub first_chunk: Notify,
     /// Requests seen, as `METHOD path`.
     pub seen: Mutex<Vec<String>>,
+    /// Connections accepted.
+    pub accepted: AtomicUsize,
+}
+
+impl Signals {
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
 }
 
 pub struct Upstream {
@@ -52,6 +61,7 @@ pub async fn start() -> Upstream {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            shared.accepted.fetch_add(1, Ordering::SeqCst);
             let signals = shared.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request| handle(request, signals.clone()));
