@@ -21,15 +21,38 @@ use crate::proxy::pool::Pool;
 use crate::proxy::upgrade::OnUpgrade;
 
 /// How the client reached us; the source of the `X-Forwarded-*` headers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Downstream {
     pub client: SocketAddr,
     /// The listener's port.
     pub port: u16,
     pub tls: bool,
+    /// The client's address and the listener's port as header values, made
+    /// once per connection rather than formatted for each request.
+    forwarded: Forwarded,
+}
+
+#[derive(Debug, Clone)]
+struct Forwarded {
+    client_ip: HeaderValue,
+    port: HeaderValue,
 }
 
 impl Downstream {
+    pub fn new(client: SocketAddr, port: u16, tls: bool) -> Self {
+        let client_ip = HeaderValue::try_from(client.ip().to_string())
+            .expect("an IP address is a valid header value");
+        Self {
+            client,
+            port,
+            tls,
+            forwarded: Forwarded {
+                client_ip,
+                port: HeaderValue::from(port),
+            },
+        }
+    }
+
     pub fn protocol(&self) -> &'static str {
         if self.tls { "https" } else { "http" }
     }
@@ -160,17 +183,35 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Removes hop-by-hop headers and those the `Connection` header names. An
 /// upgrade keeps `Connection: upgrade` and `Upgrade`, which it needs.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if keep_upgrade {
+        remove_connection_headers(headers, |token| token.eq_ignore_ascii_case("upgrade"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else if headers
+        .keys()
+        .any(|name| name == header::UPGRADE || HOP_BY_HOP.contains(name))
+    {
+        // Most messages carry none of these (or only `Connection:
+        // keep-alive`): one pass over the names spares a lookup for each.
+        remove_connection_headers(headers, |_| false);
+        headers.remove(header::UPGRADE);
+    }
+}
+
+fn remove_connection_headers(headers: &mut HeaderMap, keep: impl Fn(&str) -> bool) {
+    // Tokens that name a header removed anyway (`keep-alive`) or none at all
+    // (`close`) are skipped, so the usual `Connection` header allocates nothing.
     let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter(|token| !(keep_upgrade && token.eq_ignore_ascii_case("upgrade")))
+        .filter(|token| {
+            !keep(token)
+                && !token.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|name| name.as_str().eq_ignore_ascii_case(token))
+        })
         .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .collect();
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
-    }
-    if keep_upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::UPGRADE);
     }
 }
 
@@ -210,23 +251,26 @@ fn set_forwarded_headers(
     const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
     const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-    let client_ip = downstream.client.ip().to_string();
-    let chain = match headers
+    let Forwarded { client_ip, port } = &downstream.forwarded;
+    let earlier = headers
         .get(&X_FORWARDED_FOR)
         .and_then(|value| value.to_str().ok())
-    {
-        Some(earlier) if !earlier.trim().is_empty() => format!("{earlier}, {client_ip}"),
-        _ => client_ip,
+        .filter(|earlier| !earlier.trim().is_empty());
+    let chain = match earlier {
+        Some(earlier) => {
+            HeaderValue::try_from(format!("{earlier}, {}", downstream.client.ip())).ok()
+        }
+        None => Some(client_ip.clone()),
     };
-    headers.remove(&X_FORWARDED_FOR);
-    if let Ok(chain) = HeaderValue::from_str(&chain) {
-        headers.insert(X_FORWARDED_FOR, chain);
-    }
+    match chain {
+        Some(chain) => headers.insert(X_FORWARDED_FOR, chain),
+        None => headers.remove(&X_FORWARDED_FOR),
+    };
     headers.insert(
         X_FORWARDED_PROTO,
         HeaderValue::from_static(downstream.protocol()),
     );
-    headers.insert(X_FORWARDED_PORT, HeaderValue::from(downstream.port));
+    headers.insert(X_FORWARDED_PORT, port.clone());
     match host {
         Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
         None => headers.remove(X_FORWARDED_HOST),
@@ -291,11 +335,7 @@ mod tests {
         headers.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
         headers.insert("x-forwarded-proto", "https".parse().unwrap());
         headers.insert("x-forwarded-host", "evil.example".parse().unwrap());
-        let downstream = Downstream {
-            client: "192.0.2.1:5555".parse().unwrap(),
-            port: 8080,
-            tls: false,
-        };
+        let downstream = Downstream::new("192.0.2.1:5555".parse().unwrap(), 8080, false);
         let host = HeaderValue::from_static("app.example.com");
         set_forwarded_headers(&mut headers, &downstream, Some(&host));
         assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 192.0.2.1");
