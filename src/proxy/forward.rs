@@ -167,52 +167,71 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|token| !token.is_empty())
 }
 
-/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), and
+/// `Upgrade`, which only an upgrade keeps.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
     // Credentials for this proxy, never for the application behind it.
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
 ];
 
 /// Removes hop-by-hop headers and those the `Connection` header names. An
 /// upgrade keeps `Connection: upgrade` and `Upgrade`, which it needs.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let kept = |name: &str| keep_upgrade && name.eq_ignore_ascii_case("upgrade");
+    // Most messages carry none of these, or only `Connection: keep-alive`:
+    // one pass over the names spares a lookup for each.
+    if headers.keys().any(is_hop_by_hop) {
+        // Tokens naming a header removed below anyway (`keep-alive`) or none
+        // at all (`close`) are skipped: the usual `Connection` allocates nothing.
+        let named: Vec<HeaderName> = connection_tokens(headers)
+            .filter(|token| {
+                !kept(token)
+                    && !token.eq_ignore_ascii_case("close")
+                    && !HOP_BY_HOP
+                        .iter()
+                        .any(|name| name.eq_ignore_ascii_case(token))
+            })
+            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+            .collect();
+        for name in &named {
+            headers.remove(name);
+        }
+        while let Some(name) = headers
+            .keys()
+            .find(|name| is_hop_by_hop(name) && !kept(name.as_str()))
+            .cloned()
+        {
+            headers.remove(name);
+        }
+    }
     if keep_upgrade {
-        remove_connection_headers(headers, |token| token.eq_ignore_ascii_case("upgrade"));
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else if headers
-        .keys()
-        .any(|name| name == header::UPGRADE || HOP_BY_HOP.contains(name))
-    {
-        // Most messages carry none of these (or only `Connection:
-        // keep-alive`): one pass over the names spares a lookup for each.
-        remove_connection_headers(headers, |_| false);
-        headers.remove(header::UPGRADE);
     }
 }
 
-fn remove_connection_headers(headers: &mut HeaderMap, keep: impl Fn(&str) -> bool) {
-    // Tokens that name a header removed anyway (`keep-alive`) or none at all
-    // (`close`) are skipped, so the usual `Connection` header allocates nothing.
-    let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter(|token| {
-            !keep(token)
-                && !token.eq_ignore_ascii_case("close")
-                && !HOP_BY_HOP
-                    .iter()
-                    .any(|name| name.as_str().eq_ignore_ascii_case(token))
-        })
-        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
-    }
+/// One of [`HOP_BY_HOP`]: a match on the name's text, which the compiler
+/// turns into a few comparisons rather than one per entry.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
 }
 
 /// HTTP/2 clients may send each cookie in its own `Cookie` header; an
@@ -317,6 +336,15 @@ mod tests {
         remove_hop_by_hop(&mut headers, false);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert!(headers.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn the_quick_hop_by_hop_check_knows_every_hop_by_hop_header() {
+        for name in HOP_BY_HOP {
+            assert!(is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        }
+        assert!(!is_hop_by_hop(&header::ACCEPT));
+        assert!(!is_hop_by_hop(&HeaderName::from_static("x-private")));
     }
 
     #[test]

@@ -117,7 +117,8 @@ impl Proxy {
         identity::strip_inbound(request.headers_mut());
 
         let method = request.method().clone();
-        let path = request.uri().path().to_owned();
+        // For the access log: a reference to the bytes hyper parsed, not a copy.
+        let uri = request.uri().clone();
         let wants_json = wants_json(&request);
         let mut outcome = Outcome {
             rule: &self.no_rule,
@@ -149,7 +150,7 @@ impl Proxy {
             target: "portcullis::access",
             rule = &*outcome.rule.0,
             method = %method,
-            path = %path,
+            path = %uri.path(),
             status,
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
             upstream = outcome.upstream.unwrap_or("-"),
