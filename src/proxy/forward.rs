@@ -3,7 +3,7 @@
 //! headers dropped, `X-Forwarded-*` set, and HTTP/1.1 upgrades (WebSocket)
 //! spliced through.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,38 +21,15 @@ use crate::proxy::pool::Pool;
 use crate::proxy::upgrade::OnUpgrade;
 
 /// How the client reached us; the source of the `X-Forwarded-*` headers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Downstream {
     pub client: SocketAddr,
     /// The listener's port.
     pub port: u16,
     pub tls: bool,
-    /// The client's address and the listener's port as header values, made
-    /// once per connection rather than formatted for each request.
-    forwarded: Forwarded,
-}
-
-#[derive(Debug, Clone)]
-struct Forwarded {
-    client_ip: HeaderValue,
-    port: HeaderValue,
 }
 
 impl Downstream {
-    pub fn new(client: SocketAddr, port: u16, tls: bool) -> Self {
-        let client_ip = HeaderValue::try_from(client.ip().to_string())
-            .expect("an IP address is a valid header value");
-        Self {
-            client,
-            port,
-            tls,
-            forwarded: Forwarded {
-                client_ip,
-                port: HeaderValue::from(port),
-            },
-        }
-    }
-
     pub fn protocol(&self) -> &'static str {
         if self.tls { "https" } else { "http" }
     }
@@ -270,26 +247,26 @@ fn set_forwarded_headers(
     const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
     const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-    let Forwarded { client_ip, port } = &downstream.forwarded;
+    let client_ip = client_ip_value(downstream.client.ip());
     let earlier = headers
         .get(&X_FORWARDED_FOR)
         .and_then(|value| value.to_str().ok())
         .filter(|earlier| !earlier.trim().is_empty());
     let chain = match earlier {
         Some(earlier) => {
-            HeaderValue::try_from(format!("{earlier}, {}", downstream.client.ip())).ok()
+            HeaderValue::from_bytes(&[earlier.as_bytes(), client_ip.as_bytes()].join(&b", "[..]))
         }
-        None => Some(client_ip.clone()),
+        None => Ok(client_ip),
     };
     match chain {
-        Some(chain) => headers.insert(X_FORWARDED_FOR, chain),
-        None => headers.remove(&X_FORWARDED_FOR),
+        Ok(chain) => headers.insert(X_FORWARDED_FOR, chain),
+        Err(_) => headers.remove(&X_FORWARDED_FOR),
     };
     headers.insert(
         X_FORWARDED_PROTO,
         HeaderValue::from_static(downstream.protocol()),
     );
-    headers.insert(X_FORWARDED_PORT, port.clone());
+    headers.insert(X_FORWARDED_PORT, HeaderValue::from(downstream.port));
     match host {
         Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
         None => headers.remove(X_FORWARDED_HOST),
@@ -304,6 +281,33 @@ fn origin_form(original: &Uri) -> Uri {
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"))
         .into()
+}
+
+/// The client's address as a header value. IPv4 is written by hand: through
+/// `Display` it cost as much as all the other forwarding headers together.
+fn client_ip_value(ip: IpAddr) -> HeaderValue {
+    let IpAddr::V4(ip) = ip else {
+        return HeaderValue::try_from(ip.to_string()).expect("an IP address is a header value");
+    };
+    let mut text = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            text[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            text[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            text[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        text[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    HeaderValue::from_bytes(&text[..len]).expect("digits and dots are a header value")
 }
 
 /// The target's host, and its port unless it is the scheme's default.
@@ -363,13 +367,32 @@ mod tests {
         headers.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
         headers.insert("x-forwarded-proto", "https".parse().unwrap());
         headers.insert("x-forwarded-host", "evil.example".parse().unwrap());
-        let downstream = Downstream::new("192.0.2.1:5555".parse().unwrap(), 8080, false);
+        let downstream = Downstream {
+            client: "192.0.2.1:5555".parse().unwrap(),
+            port: 8080,
+            tls: false,
+        };
         let host = HeaderValue::from_static("app.example.com");
         set_forwarded_headers(&mut headers, &downstream, Some(&host));
         assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 192.0.2.1");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-port"], "8080");
         assert_eq!(headers["x-forwarded-host"], "app.example.com");
+    }
+
+    #[test]
+    fn client_addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "10.0.100.9",
+            "192.168.1.20",
+            "255.255.255.255",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:192.0.2.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(client_ip_value(ip), ip.to_string());
+        }
     }
 
     #[test]

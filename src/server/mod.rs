@@ -237,7 +237,7 @@ impl AcceptLoop {
                 },
                 _ = stopping(&mut self.stop) => return,
             };
-            let downstream = Downstream::new(client, port, tls);
+            let downstream = Downstream { client, port, tls };
             let connection = Connection {
                 tls: self.listener.tls.clone(),
                 http: self.http.clone(),
