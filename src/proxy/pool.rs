@@ -63,33 +63,32 @@ impl Pool {
         mut request: Request<Incoming>,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
         let idle = self.idle(target);
-        while let Some(mut connection) = idle.pop() {
-            // The upstream may have closed it while it sat in the pool.
-            if !poll_fn(|cx| Poll::Ready(connection.poll_open(cx))).await {
-                continue;
-            }
+        loop {
+            let (connection, pooled) = match idle.pop() {
+                Some(mut connection) => {
+                    // The upstream may have closed it while it sat in the pool.
+                    if !poll_fn(|cx| Poll::Ready(connection.poll_open(cx))).await {
+                        continue;
+                    }
+                    (connection, true)
+                }
+                // Boxed: a handshake's future is large and rare, and would
+                // otherwise be part of every request's future.
+                None => (Box::pin(self.connect(target)).await?, false),
+            };
             match connection.exchange(request).await {
                 Exchange::Answered(response, connection) => {
                     return Ok(UpstreamBody::wrap(response, connection, idle));
                 }
-                // Closed before a byte of the request was written: safe to
-                // send again, on another connection.
-                Exchange::Unsent(unsent, error) => {
+                // A pooled connection closed before a byte of the request was
+                // written: safe to send again, on another connection.
+                Exchange::Unsent(unsent, error) if pooled => {
                     tracing::debug!(%error, "a pooled upstream connection closed; trying another");
                     request = unsent;
                 }
-                Exchange::Failed(error) => return Err(ProxyError::UpstreamProtocol(error)),
-            }
-        }
-        // Boxed: a handshake's future is large and rare, and would otherwise
-        // be part of every request's future.
-        let connection = Box::pin(self.connect(target)).await?;
-        match connection.exchange(request).await {
-            Exchange::Answered(response, connection) => {
-                Ok(UpstreamBody::wrap(response, connection, idle))
-            }
-            Exchange::Unsent(_, error) | Exchange::Failed(error) => {
-                Err(ProxyError::UpstreamProtocol(error))
+                Exchange::Unsent(_, error) | Exchange::Failed(error) => {
+                    return Err(ProxyError::UpstreamProtocol(error));
+                }
             }
         }
     }
