@@ -15,7 +15,7 @@ use std::future::poll_fn;
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, Uri};
@@ -26,6 +26,7 @@ use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tower_service::Service;
 use url::Url;
 
@@ -167,18 +168,25 @@ async fn expire(pool: Weak<Pool>) {
     }
 }
 
-/// One target's idle connections, the most recently used last.
-#[derive(Default)]
-struct Idle(Mutex<Vec<Parked>>);
+/// One target's idle connections, the most recently used last. Generic only
+/// so that the tests can park numbers.
+struct Idle<C = Box<Connection>>(Mutex<Vec<Parked<C>>>);
 
-struct Parked {
-    connection: Box<Connection>,
+struct Parked<C> {
+    connection: C,
+    /// tokio's clock, which the tests can move.
     since: Instant,
 }
 
-impl Idle {
+impl<C> Default for Idle<C> {
+    fn default() -> Self {
+        Self(Mutex::new(Vec::new()))
+    }
+}
+
+impl<C> Idle<C> {
     /// The most recently used connection, if it has not been idle too long.
-    fn pop(&self) -> Option<Box<Connection>> {
+    fn pop(&self) -> Option<C> {
         let mut parked = lock(&self.0);
         let newest = parked.pop()?;
         if newest.since.elapsed() < IDLE_TIMEOUT {
@@ -191,7 +199,7 @@ impl Idle {
         None
     }
 
-    fn put(&self, connection: Box<Connection>) {
+    fn put(&self, connection: C) {
         let mut parked = lock(&self.0);
         if parked.len() < MAX_IDLE_PER_TARGET {
             parked.push(Parked {
@@ -204,7 +212,7 @@ impl Idle {
     fn expire(&self) {
         let mut parked = lock(&self.0);
         let fresh = parked.partition_point(|p| p.since.elapsed() >= IDLE_TIMEOUT);
-        let stale: Vec<Parked> = parked.drain(..fresh).collect();
+        let stale: Vec<Parked<C>> = parked.drain(..fresh).collect();
         drop(parked);
         drop(stale);
     }
@@ -367,5 +375,41 @@ impl Drop for UpstreamBody {
         if self.incoming.is_end_stream() {
             self.release(&mut Context::from_waker(Waker::noop()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parked(idle: &Idle<u32>) -> Vec<u32> {
+        lock(&idle.0).iter().map(|p| p.connection).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_newest_idle_connection_is_taken_and_old_ones_expire() {
+        let idle = Idle::<u32>::default();
+        idle.put(1);
+        tokio::time::advance(IDLE_TIMEOUT / 2).await;
+        idle.put(2);
+        assert_eq!(idle.pop(), Some(2), "the most recently used first");
+        idle.put(2);
+
+        tokio::time::advance(IDLE_TIMEOUT / 2 + Duration::from_secs(1)).await;
+        idle.expire();
+        assert_eq!(parked(&idle), [2], "1 has been idle too long, 2 not yet");
+
+        tokio::time::advance(IDLE_TIMEOUT).await;
+        assert_eq!(idle.pop(), None, "too old, though no sweep ran");
+        assert!(parked(&idle).is_empty());
+    }
+
+    #[test]
+    fn no_more_than_the_cap_is_kept() {
+        let idle = Idle::<u32>::default();
+        for n in 0..=MAX_IDLE_PER_TARGET as u32 {
+            idle.put(n);
+        }
+        assert_eq!(parked(&idle).len(), MAX_IDLE_PER_TARGET);
     }
 }
