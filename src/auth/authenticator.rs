@@ -164,13 +164,13 @@ impl Authenticator {
     ) -> Result<Decision, AuthError> {
         let now = unix_now();
         let shards = self.session_shards(context.cookies);
-        if let Some(shards) = shards {
-            if let Some(headers) = self.opened.get(&shards, now) {
-                return Ok(Decision::Authenticated(Identity {
-                    headers,
-                    set_cookies: Vec::new(),
-                }));
-            }
+        if let Some(shards) = shards
+            && let Some(headers) = self.opened.get(&shards, now)
+        {
+            return Ok(Decision::Authenticated(Identity {
+                headers,
+                set_cookies: Vec::new(),
+            }));
         }
         if let Some(session) = shards.and_then(|shards| self.load_session(&shards, now)) {
             if session.access_expires_at > now {

@@ -23,10 +23,10 @@ pub fn fixed_response(action: &FixedResponseAction) -> Response<Body> {
     let mut response = Response::new(body::full(action.body.clone()));
     // Validated as 200..=599 when the configuration was loaded.
     *response.status_mut() = StatusCode::from_u16(action.status).unwrap_or(StatusCode::OK);
-    if let Some(content_type) = &action.content_type {
-        if let Ok(value) = HeaderValue::from_str(content_type) {
-            response.headers_mut().insert(header::CONTENT_TYPE, value);
-        }
+    if let Some(content_type) = &action.content_type
+        && let Ok(value) = HeaderValue::from_str(content_type)
+    {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
     }
     response
 }

@@ -119,12 +119,11 @@ async fn token_request(
         .post_form(endpoints.token.as_str(), &form, basic)
         .await
         .map_err(AuthError::TokenEndpoint)?;
-    if response.status == 400 {
-        if let Ok(error) = response.json::<TokenErrorResponse>() {
-            if error.error == "invalid_grant" {
-                return Err(AuthError::InvalidGrant);
-            }
-        }
+    if response.status == 400
+        && let Ok(error) = response.json::<TokenErrorResponse>()
+        && error.error == "invalid_grant"
+    {
+        return Err(AuthError::InvalidGrant);
     }
     let response = response.success().map_err(AuthError::TokenEndpoint)?;
     serde_json::from_slice(&response.body).map_err(AuthError::InvalidTokenResponse)

@@ -43,10 +43,8 @@ impl DataTokenCache {
         sign: impl FnOnce() -> Result<String, SigningError>,
     ) -> Result<Arc<str>, SigningError> {
         let cacheable = now < exp;
-        if cacheable {
-            if let Some(entry) = self.tokens.get(key, |entry| now < entry.exp) {
-                return Ok(entry.token);
-            }
+        if cacheable && let Some(entry) = self.tokens.get(key, |entry| now < entry.exp) {
+            return Ok(entry.token);
         }
         let token: Arc<str> = sign()?.into();
         if cacheable {
