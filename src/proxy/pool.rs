@@ -1,14 +1,14 @@
 //! Kept-alive HTTP/1.1 connections to upstreams, driven by the request that
 //! holds one rather than by a task of their own.
 //!
-//! hyper-util's pooled client gives every connection its own task. The
-//! response head and then each body chunk cross over to the request's task,
-//! and the server flushes the head before the body has crossed: two TLS
-//! records, two writes, and task wake-ups in between. Here the request's own
-//! task polls the connection, first until the response head arrives, then
-//! from the response body as the server reads it ([`UpstreamBody`]), so a
-//! small response leaves in one write. A connection goes back to the pool
-//! once its response body has been read to the end, and is otherwise closed.
+//! hyper-util's pooled client gives every connection its own task: the
+//! response head and then each body chunk cross over to the request's task
+//! through channels, with a task wake-up at each crossing. Here the request's
+//! own task polls the connection, first until the response head arrives,
+//! then from the response body as the server reads it ([`UpstreamBody`]):
+//! 7–8 % fewer instructions per proxied request (callgrind; README,
+//! Performance). A connection goes back to the pool once its response body
+//! has been read to the end, and is otherwise closed.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
