@@ -16,8 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 #[tokio::test]
 async fn upstream_connections_are_reused_once_each_body_is_read() {
     let upstream = upstream::start().await;
-    let rules = vec![rule("app", &[], &[], forward(upstream.addr))];
-    let proxy = start(config(vec![listener(None, rules)])).await;
+    let proxy = proxy_to(upstream.addr).await;
 
     for round in 0..3 {
         let echo = http1(proxy.addr(), get("app.test", &format!("/echo/{round}"))).await;
@@ -41,8 +40,7 @@ async fn upstream_connections_are_reused_once_each_body_is_read() {
 #[tokio::test]
 async fn a_body_left_half_read_closes_its_upstream_connection() {
     let upstream = upstream::start().await;
-    let rules = vec![rule("app", &[], &[], forward(upstream.addr))];
-    let proxy = start(config(vec![listener(None, rules)])).await;
+    let proxy = proxy_to(upstream.addr).await;
 
     let mut client = TcpStream::connect(proxy.addr()).await.unwrap();
     client
@@ -67,8 +65,7 @@ async fn a_body_left_half_read_closes_its_upstream_connection() {
 async fn a_connection_the_upstream_closed_while_idle_is_not_used() {
     // Like Node's http server, which closes idle connections after 5 s.
     let upstream = Scripted::start(|_| Reply::KeepAliveThenClose(Duration::from_millis(50))).await;
-    let rules = vec![rule("app", &[], &[], forward(upstream.addr))];
-    let proxy = start(config(vec![listener(None, rules)])).await;
+    let proxy = proxy_to(upstream.addr).await;
 
     for round in 0..3 {
         let answer = http1(proxy.addr(), get("app.test", "/")).await;
@@ -90,8 +87,7 @@ async fn close_delimited_answers_are_read_whole_and_their_connections_not_reused
         _ => Reply::KeepAlive,
     })
     .await;
-    let rules = vec![rule("app", &[], &[], forward(upstream.addr))];
-    let proxy = start(config(vec![listener(None, rules)])).await;
+    let proxy = proxy_to(upstream.addr).await;
 
     for round in 0..4 {
         let answer = http1(proxy.addr(), get("app.test", "/")).await;
@@ -115,13 +111,18 @@ async fn a_garbled_upstream_answer_is_502_and_the_proxy_keeps_serving() {
         _ => Reply::KeepAlive,
     })
     .await;
-    let rules = vec![rule("app", &[], &[], forward(upstream.addr))];
-    let proxy = start(config(vec![listener(None, rules)])).await;
+    let proxy = proxy_to(upstream.addr).await;
 
     let garbled = http1(proxy.addr(), get("app.test", "/")).await;
     assert_eq!(garbled.status, 502);
     let answer = http1(proxy.addr(), get("app.test", "/")).await;
     assert_eq!((answer.status, answer.text()), (200, "answer".into()));
+}
+
+/// portcullis on a plain listener, forwarding everything to `upstream`.
+async fn proxy_to(upstream: SocketAddr) -> Running {
+    let rules = vec![rule("app", &[], &[], forward(upstream))];
+    start(config(vec![listener(None, rules)])).await
 }
 
 /// How the scripted upstream answers its n-th request (counted over all
