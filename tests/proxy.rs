@@ -604,7 +604,7 @@ async fn quick_parking_proxy() -> (Running, Pki) {
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n";
 
-/// A TLS connection (ALPN http/1.1) to `quick_parking_proxy`'s TLS listener.
+/// A TLS connection (ALPN http/1.1) to the proxy's second listener, its TLS one.
 async fn http1_over_tls(proxy: &Running, pki: &Pki) -> tokio_rustls::client::TlsStream<TcpStream> {
     tls_connect(
         proxy.addrs[1],

@@ -68,9 +68,8 @@ async fn a_connection_the_upstream_closed_while_idle_is_not_used() {
     let proxy = proxy_to(upstream.addr).await;
 
     for round in 0..3 {
-        let answer = http1(proxy.addr(), get("app.test", "/")).await;
         assert_eq!(
-            (answer.status, answer.text()),
+            answer(&proxy).await,
             (200, "answer".into()),
             "round {round}"
         );
@@ -90,9 +89,8 @@ async fn close_delimited_answers_are_read_whole_and_their_connections_not_reused
     let proxy = proxy_to(upstream.addr).await;
 
     for round in 0..4 {
-        let answer = http1(proxy.addr(), get("app.test", "/")).await;
         assert_eq!(
-            (answer.status, answer.text()),
+            answer(&proxy).await,
             (200, "answer".into()),
             "round {round}"
         );
@@ -115,14 +113,19 @@ async fn a_garbled_upstream_answer_is_502_and_the_proxy_keeps_serving() {
 
     let garbled = http1(proxy.addr(), get("app.test", "/")).await;
     assert_eq!(garbled.status, 502);
-    let answer = http1(proxy.addr(), get("app.test", "/")).await;
-    assert_eq!((answer.status, answer.text()), (200, "answer".into()));
+    assert_eq!(answer(&proxy).await, (200, "answer".into()));
 }
 
 /// portcullis on a plain listener, forwarding everything to `upstream`.
 async fn proxy_to(upstream: SocketAddr) -> Running {
     let rules = vec![rule("app", &[], &[], forward(upstream))];
     start(config(vec![listener(None, rules)])).await
+}
+
+/// Status and body of a `GET /` through the proxy, on a new client connection.
+async fn answer(proxy: &Running) -> (u16, String) {
+    let answer = http1(proxy.addr(), get("app.test", "/")).await;
+    (answer.status, answer.text())
 }
 
 /// How the scripted upstream answers its n-th request (counted over all

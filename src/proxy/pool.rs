@@ -44,6 +44,8 @@ type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
 /// Idle connections for every target the proxy has forwarded to.
 pub struct Pool {
     connector: HttpsConnector<HttpConnector>,
+    /// Made on a target's first request, kept for the pool's life; the
+    /// first one starts the expiry sweep.
     targets: Mutex<HashMap<Url, Arc<Idle>>>,
 }
 
@@ -292,6 +294,7 @@ pub struct UpstreamBody {
 
 struct Held {
     connection: Box<Connection>,
+    /// Where the connection goes back once the body has been read.
     idle: Arc<Idle>,
 }
 
