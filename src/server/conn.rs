@@ -38,6 +38,7 @@ use crate::config::Limits;
 use crate::proxy::forward::is_upgrade;
 use crate::proxy::upgrade::{self, PendingUpgrade};
 use crate::proxy::{Downstream, Proxy};
+use crate::server::read_ahead::ReadAhead;
 use crate::server::stopping;
 
 /// The HTTP settings every public connection shares.
@@ -118,10 +119,10 @@ impl<S: Socket + ?Sized> Socket for Box<S> {
     }
 }
 
-impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
+impl Socket for tokio_rustls::server::TlsStream<ReadAhead> {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // hyper read until rustls had no plaintext left and the socket had no
-        // bytes, so new records can only be in the socket.
+        // hyper read until rustls had no plaintext left and the transport had no
+        // bytes, so new records can only be in the transport.
         self.get_ref().0.poll_read_ready(cx)
     }
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod conn;
+mod read_ahead;
 pub mod tls;
 
 use std::future::Future;
@@ -22,6 +23,7 @@ use crate::auth::oidc::provider::Provider;
 use crate::config::{Config, Limits};
 use crate::metrics::Metrics;
 use crate::proxy::{Downstream, Proxy, Route, Upstream};
+use read_ahead::ReadAhead;
 
 pub use tls::TlsError;
 
@@ -275,7 +277,7 @@ impl Connection {
             Some(acceptor) => {
                 // Boxed: the task outlives the handshake and need not keep
                 // room for it.
-                let handshake = Box::pin(acceptor.accept(stream));
+                let handshake = Box::pin(acceptor.accept(ReadAhead::new(stream)));
                 match tokio::time::timeout(self.handshake_timeout, handshake).await {
                     Ok(Ok(stream)) => {
                         let protocol = match stream.get_ref().1.alpn_protocol() {
