@@ -43,7 +43,7 @@ impl Opened {
             let Some(&end) = ends.next() else {
                 return false;
             };
-            let same = self.sealed[start..end] == *shard.as_bytes();
+            let same = self.sealed[start..end] == *shard;
             start = end;
             same
         }) && ends.next().is_none()
@@ -71,7 +71,7 @@ impl OpenedSessions {
         let mut sealed = Vec::with_capacity(shards.text_len());
         let mut ends = Vec::with_capacity(4);
         for shard in shards.iter() {
-            sealed.extend_from_slice(shard.as_bytes());
+            sealed.extend_from_slice(shard);
             ends.push(sealed.len());
         }
         let cost = sealed.len()

@@ -107,7 +107,8 @@ impl CookieSealer {
 
     /// The plaintext of a value from [`seal`](Self::seal) under the same `name`;
     /// `None` for anything else (forged, truncated, other name, unknown key, bad base64, too long).
-    pub fn open(&self, name: &str, value: &str) -> Option<Vec<u8>> {
+    pub fn open(&self, name: &str, value: impl AsRef<[u8]>) -> Option<Vec<u8>> {
+        let value = value.as_ref();
         if !(MIN_ENCODED_LEN..=MAX_OPEN_VALUE_LEN).contains(&value.len()) {
             return None;
         }
@@ -305,7 +306,7 @@ pub struct SealedShards<'a> {
     /// The session cookie's base name; the shards are `{base}-0..`.
     base: &'a str,
     /// `values[..count]` are the shards in order, none empty; the rest is unused.
-    values: [&'a str; MAX_SHARDS],
+    values: [&'a [u8]; MAX_SHARDS],
     count: usize,
 }
 
@@ -316,7 +317,7 @@ impl<'a> SealedShards<'a> {
     /// sealed text.
     pub fn find(base: &'a str, cookies: &RequestCookies<'a>) -> Option<Self> {
         // Slot MAX_SHARDS catches `{base}-4`, which we never write.
-        let mut found: [Option<&str>; MAX_SHARDS + 1] = [None; MAX_SHARDS + 1];
+        let mut found: [Option<&[u8]>; MAX_SHARDS + 1] = [None; MAX_SHARDS + 1];
         for (name, value) in cookies.iter() {
             let Some(index) = shard_index(base, name) else {
                 continue;
@@ -328,7 +329,7 @@ impl<'a> SealedShards<'a> {
         if count == 0 || count > MAX_SHARDS || found[count..].iter().any(Option::is_some) {
             return None;
         }
-        let mut values = [""; MAX_SHARDS];
+        let mut values: [&[u8]; MAX_SHARDS] = [&[]; MAX_SHARDS];
         let mut total = 0;
         for (i, (slot, shard)) in values.iter_mut().zip(&found[..count]).enumerate() {
             let shard = (*shard)?;
@@ -350,13 +351,13 @@ impl<'a> SealedShards<'a> {
     }
 
     /// The shard values, `{base}-0` first.
-    pub fn iter(&self) -> impl Iterator<Item = &'a str> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
         self.values[..self.count].iter().copied()
     }
 
     /// Bytes of sealed text over all shards.
     pub fn text_len(&self) -> usize {
-        self.iter().map(str::len).sum()
+        self.iter().map(<[u8]>::len).sum()
     }
 
     /// The last 16 bytes of text (fewer if the last shard is shorter): they
@@ -364,7 +365,7 @@ impl<'a> SealedShards<'a> {
     /// evenly spread and a key for caches. Not a secret, and not a proof:
     /// a cache must still compare the whole text.
     pub fn tag_text(&self) -> u128 {
-        let last = self.values[self.count - 1].as_bytes();
+        let last = self.values[self.count - 1];
         let mut tail = [0u8; 16];
         let take = last.len().min(16);
         tail[16 - take..].copy_from_slice(&last[last.len() - take..]);
