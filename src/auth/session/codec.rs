@@ -615,7 +615,7 @@ mod tests {
                 let mut bad = raw.clone();
                 bad[i] ^= 1 << bit;
                 assert_eq!(
-                    s.open("n", &URL_SAFE_NO_PAD.encode(&bad)),
+                    s.open("n", URL_SAFE_NO_PAD.encode(&bad)),
                     None,
                     "byte {i} bit {bit}"
                 );
@@ -648,11 +648,11 @@ mod tests {
             .decode(&sealed)
             .expect("sealed text is base64url");
         for len in 0..raw.len() {
-            assert_eq!(s.open("n", &URL_SAFE_NO_PAD.encode(&raw[..len])), None);
+            assert_eq!(s.open("n", URL_SAFE_NO_PAD.encode(&raw[..len])), None);
         }
         // Appending is no better.
-        assert_eq!(s.open("n", &format!("{sealed}A")), None);
-        assert_eq!(s.open("n", &format!("{sealed}AAAA")), None);
+        assert_eq!(s.open("n", format!("{sealed}A")), None);
+        assert_eq!(s.open("n", format!("{sealed}AAAA")), None);
     }
 
     #[test]
