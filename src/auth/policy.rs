@@ -1,7 +1,13 @@
 //! Telling a browser navigation from an API call, and a CORS preflight from
 //! a real request: the two questions the unauthenticated policy asks.
 
-use http::{Method, Request, header};
+use http::header::{self, HeaderName};
+use http::{Method, Request};
+
+// Looked up on every request (for an error's format): as `HeaderName`s, not
+// strings a lookup would parse first.
+const X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
+const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
 
 /// A top-level browser navigation can follow a redirect to the IdP; anything
 /// else (XHR, fetch, a JSON client, a POST) would only see a useless 302.
@@ -10,10 +16,10 @@ pub fn is_navigation<B>(request: &Request<B>) -> bool {
     let text = |name| headers.get(name).and_then(|value| value.to_str().ok());
     let method_ok = request.method() == Method::GET || request.method() == Method::HEAD;
     let xhr =
-        text("x-requested-with").is_some_and(|value| value.eq_ignore_ascii_case("XMLHttpRequest"));
+        text(X_REQUESTED_WITH).is_some_and(|value| value.eq_ignore_ascii_case("XMLHttpRequest"));
     let fetch_mode_ok =
-        text("sec-fetch-mode").is_none_or(|mode| mode.eq_ignore_ascii_case("navigate"));
-    let accept = text(header::ACCEPT.as_str()).unwrap_or("");
+        text(SEC_FETCH_MODE).is_none_or(|mode| mode.eq_ignore_ascii_case("navigate"));
+    let accept = text(header::ACCEPT).unwrap_or("");
     let wants_json_only = accept.contains("json") && !accept.contains("text/html");
     method_ok && !xhr && fetch_mode_ok && !wants_json_only
 }
