@@ -375,8 +375,6 @@ enum Quiet {
     TimedOut,
 }
 
-/// Periodic checks of whether bytes moved: a flag rather than a timestamp, so
-/// reads and writes cost no clock call.
 /// `future`, polled only after its own waker fired. A connection's task
 /// wakes several times per request (client socket, upstream), and `select!`
 /// would poll the stop signal and the idle checks at each wake: about 1.4k
@@ -430,6 +428,8 @@ impl<F: Future> Future for Gated<F> {
     }
 }
 
+/// Periodic checks of whether bytes moved: a flag rather than a timestamp, so
+/// reads and writes cost no clock call.
 struct Checks {
     ticks: Interval,
     every: Duration,
