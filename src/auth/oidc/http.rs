@@ -51,6 +51,9 @@ impl IdpClient {
     /// `timeout` bounds each call from connect to the last body byte.
     pub fn new(timeout: Duration) -> Self {
         let mut http = HttpConnector::new();
+        // As for upstreams: a request body written after its head must not
+        // wait for the IdP's delayed ACK.
+        http.set_nodelay(true);
         http.set_connect_timeout(Some(timeout));
         let https = crate::client::https_connector(http);
         let client = Client::builder(TokioExecutor::new())
