@@ -63,11 +63,16 @@ fn lock<T>(shard: &Mutex<T>) -> MutexGuard<'_, T> {
     shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// foldhash, not the standard library's SipHash: ~170 instructions per lookup
+/// less, on every authenticated request. Keys are digests and MAC tags, and
+/// foldhash's per-map seed still keeps clients from picking collisions.
+type Generation<V> = HashMap<u128, Costed<V>, foldhash::fast::RandomState>;
+
 struct Generations<V> {
     /// Where inserts and promoted hits go.
-    current: HashMap<u128, Costed<V>>,
+    current: Generation<V>,
     /// The generation before; dropped whole when `current` fills up.
-    previous: HashMap<u128, Costed<V>>,
+    previous: Generation<V>,
     /// The sum of `current`'s costs, never above `generation_budget`.
     current_cost: usize,
     /// Half a shard's share of the cache's budget; 0 keeps nothing.
@@ -83,8 +88,8 @@ struct Costed<V> {
 impl<V: Clone> Generations<V> {
     fn new(generation_budget: usize) -> Self {
         Self {
-            current: HashMap::new(),
-            previous: HashMap::new(),
+            current: Generation::default(),
+            previous: Generation::default(),
             current_cost: 0,
             generation_budget,
         }

@@ -537,6 +537,34 @@ async fn oversized_headers_get_431_and_slow_headers_are_cut_off() {
 }
 
 #[tokio::test]
+async fn a_half_head_is_cut_off_when_the_idle_timeout_comes_first() {
+    // With idle_timeout shorter than header_read_timeout, the idle check asks
+    // hyper to close first. hyper does not close a connection that is reading
+    // a head at that point: it goes on reading, and its header timer must
+    // still cut the connection off.
+    let mut config = config(vec![listener(
+        None,
+        vec![rule("ok", &[], &[], fixed(200, "ok"))],
+    )]);
+    config.limits.idle_timeout = Duration::from_millis(200);
+    config.limits.header_read_timeout = Duration::from_millis(600);
+    let proxy = start(config).await;
+    let mut slow = TcpStream::connect(proxy.addr()).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buffer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(3), slow.read_to_end(&mut buffer)).await;
+    assert!(
+        closed.is_ok(),
+        "half a head was still open after {:?}",
+        started.elapsed()
+    );
+    assert!(buffer.is_empty(), "an answer to half a head");
+}
+
+#[tokio::test]
 async fn idle_keep_alive_connections_are_closed_and_busy_ones_are_not() {
     let mut config = config(vec![listener(
         None,
