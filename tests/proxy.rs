@@ -395,8 +395,19 @@ async fn dead_upstream_is_502_silent_upstream_is_504_and_the_proxy_keeps_serving
     let dead = http1(proxy.addr(), get("app.test", "/dead")).await;
     assert_eq!(dead.status, 502);
     assert!(dead.text().contains("502 Bad Gateway"));
+    // On a new upstream connection, then on a pooled one left by a rule with
+    // the default (longer) timeout: the shorter deadline still holds.
     let silent = http1(proxy.addr(), get("app.test", "/slow?ms=5000")).await;
     assert_eq!(silent.status, 504);
+    assert_eq!(http1(proxy.addr(), get("app.test", "/")).await.status, 200);
+    let started = std::time::Instant::now();
+    let silent = http1(proxy.addr(), get("app.test", "/slow?ms=5000")).await;
+    assert_eq!(silent.status, 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "504 after {:?}",
+        started.elapsed()
+    );
     let json = Request::builder()
         .uri("/dead")
         .header("host", "app.test")

@@ -86,16 +86,16 @@ impl Upstream {
         let started = Instant::now();
         let request = Request::from_parts(parts, incoming);
         let upgrading = upgrade.is_some();
-        let sent = async {
-            if upgrading {
-                Box::pin(self.pool.send_upgrade(&action.target, request)).await
-            } else {
-                self.pool.send(&action.target, request).await
-            }
+        let mut response = if upgrading {
+            let sent = Box::pin(self.pool.send_upgrade(&action.target, request));
+            tokio::time::timeout(action.timeout, sent)
+                .await
+                .map_err(|_elapsed| ProxyError::UpstreamTimeout(action.timeout))??
+        } else {
+            self.pool
+                .send(&action.target, request, action.timeout)
+                .await?
         };
-        let mut response = tokio::time::timeout(action.timeout, sent)
-            .await
-            .map_err(|_elapsed| ProxyError::UpstreamTimeout(action.timeout))??;
         let latency = started.elapsed();
 
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
