@@ -256,11 +256,12 @@ struct Connection {
     sender: http1::SendRequest<Incoming>,
     driver: http1::Connection<Io, Incoming>,
     /// When the exchange in progress times out. One timer for the
-    /// connection's life: moving a registered tokio timer later is one atomic
-    /// exchange, where a timer per request goes into and out of tokio's timer
-    /// wheel under its lock (390 instructions per request more, callgrind). Left running
-    /// while the connection is idle; it wakes the last task that used the
-    /// connection at most once per timeout, for nothing.
+    /// connection's life: moving a registered tokio timer later is one
+    /// atomic exchange, where a timer per request goes into and out of
+    /// tokio's timer wheel under its lock (390 instructions more per request,
+    /// callgrind). Left running while the connection is idle; it wakes the
+    /// last task that used the connection at most once per timeout, for
+    /// nothing.
     deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
