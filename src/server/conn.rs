@@ -98,13 +98,15 @@ impl Http {
 /// hyper starts a timer for every request head it waits for, and stops it
 /// once the head is read. With tokio's timer that is a boxed `Sleep` put into
 /// and taken out of the timer wheel under its lock, for every request: 810
-/// instructions per authenticated request (callgrind), for a timer that fires
-/// only against a stalled client. A [`Deadline`] is a clock reading compared when polled; it
-/// arranges no wake-up of its own. The connection's checks do: they wake the
-/// task every `check_every` for as long as hyper serves the connection (see
-/// [`serve_until_quiet`]), and every wake polls hyper's connection first, so a
-/// stalled head is cut off between `header_read_timeout` and
-/// `header_read_timeout + check_every` after it started, at most 1.25 times
+/// instructions per authenticated request (callgrind), for a timer that
+/// fires only against a stalled client.
+///
+/// A [`Deadline`] is a clock reading compared when polled; it arranges no
+/// wake-up of its own. The connection's checks do: they wake the task every
+/// `check_every` for as long as hyper serves the connection, closing or not
+/// (see [`serve_until_quiet`]), and every wake polls hyper's connection
+/// first. So a stalled head is cut off between `header_read_timeout` and
+/// `header_read_timeout + check_every` after it started: at most 1.25 times
 /// the timeout.
 #[derive(Clone, Copy)]
 struct CheckedTimer;
