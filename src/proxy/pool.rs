@@ -71,12 +71,14 @@ impl Pool {
         let deadline = Instant::now() + timeout;
         let idle = self.idle(target);
         loop {
-            let (mut connection, pooled) = match idle.pop() {
+            let (connection, pooled) = match idle.pop() {
                 Some(mut connection) => {
                     // The upstream may have closed it while it sat in the pool.
                     if !poll_fn(|cx| Poll::Ready(connection.poll_open(cx))).await {
                         continue;
                     }
+                    // Still set to the deadline of its previous request.
+                    connection.deadline.as_mut().reset(deadline);
                     (connection, true)
                 }
                 // Boxed: a handshake's future is large and rare, and would
@@ -90,7 +92,6 @@ impl Pool {
                     )
                 }
             };
-            connection.deadline.as_mut().reset(deadline);
             match connection.exchange(request).await {
                 Exchange::Answered(response, connection) => {
                     return Ok(UpstreamBody::wrap(response, connection, idle));
