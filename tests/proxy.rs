@@ -538,13 +538,19 @@ async fn oversized_headers_get_431_and_slow_headers_are_cut_off() {
     assert_eq!(answer.status(), 431);
 
     // Slowloris: half a request head, then nothing. The proxy hangs up.
-    let mut slow = TcpStream::connect(proxy.addr()).await.unwrap();
-    slow.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n")
-        .await
-        .unwrap();
+    let mut slow = half_a_head(proxy.addr()).await;
     let mut buffer = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buffer)).await;
     assert!(closed.is_ok(), "the connection was not closed");
+}
+
+/// A plain connection that has sent half a request head, and will send no more.
+async fn half_a_head(addr: std::net::SocketAddr) -> TcpStream {
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n")
+        .await
+        .unwrap();
+    slow
 }
 
 #[tokio::test]
@@ -560,10 +566,7 @@ async fn a_half_head_is_cut_off_when_the_idle_timeout_comes_first() {
     config.limits.idle_timeout = Duration::from_millis(200);
     config.limits.header_read_timeout = Duration::from_millis(600);
     let proxy = start(config).await;
-    let mut slow = TcpStream::connect(proxy.addr()).await.unwrap();
-    slow.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n")
-        .await
-        .unwrap();
+    let mut slow = half_a_head(proxy.addr()).await;
     let started = std::time::Instant::now();
     let mut buffer = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(3), slow.read_to_end(&mut buffer)).await;
