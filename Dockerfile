@@ -18,27 +18,36 @@
 FROM rust:1-bookworm AS builder
 WORKDIR /src
 
-# Dependencies first, in a layer of their own: with a placeholder lib.rs and
-# main.rs, this layer is rebuilt only when Cargo.toml or Cargo.lock change,
-# not on every edit of the sources. aws-lc-sys needs only the C compiler the
-# image already has (no cmake on x86_64/aarch64 Linux).
+# Dependencies first, in a layer of their own, rebuilt only when Cargo.toml
+# or Cargo.lock change: their sources are fetched here. They are compiled in
+# the next step, because a PGO build compiles them twice with flags that
+# depend on the training profile. aws-lc-sys needs only the C compiler the
+# image already has (no cmake on x86_64/aarch64 Linux). Cargo.toml names
+# the two files under benches/, and cargo refuses a manifest whose named
+# targets are missing, so they come too (they are not built).
 COPY Cargo.toml Cargo.lock ./
+COPY benches ./benches
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && cargo build --release --locked \
+    && cargo fetch --locked \
     && rm -rf src
 
-# The real sources. COPY keeps the files' own modification times, which may
-# be older than the placeholder build above; forget portcullis' own build
-# results so cargo cannot mistake the placeholder for the real thing.
+# The binary is built with profile-guided optimisation (scripts/build-pgo:
+# an instrumented build, a training run of `portcullis demo` driven by curl
+# on the builder's loopback, and the optimised build; ~20 minutes on 2
+# cores). In bench/run it served 1.1-1.2x the requests of the plain build.
+# `--build-arg PGO=0` builds with plain `cargo build --release` instead.
 # The binary is stripped of its symbol table (15 MB -> 12 MB); a panic's
 # backtrace then has no function names.
+ARG PGO=1
 COPY src ./src
-RUN rm -rf target/release/.fingerprint/portcullis-* \
-        target/release/deps/portcullis-* target/release/deps/libportcullis-* \
-    && cargo build --release --locked \
-    && cp target/release/portcullis /usr/local/bin/portcullis \
+COPY scripts/build-pgo ./scripts/build-pgo
+RUN if [ "$PGO" = 1 ]; then \
+        cp "$(scripts/build-pgo)" /usr/local/bin/portcullis; \
+    else \
+        cargo build --release --locked && cp target/release/portcullis /usr/local/bin/portcullis; \
+    fi \
     && strip /usr/local/bin/portcullis \
     && /usr/local/bin/portcullis --version
 
