@@ -42,7 +42,7 @@ RUN mkdir src \
 # backtrace then has no function names.
 ARG PGO=1
 COPY src ./src
-COPY scripts/build-pgo ./scripts/build-pgo
+COPY scripts/build-pgo scripts/pgo-train ./scripts/
 RUN if [ "$PGO" = 1 ]; then \
         cp "$(scripts/build-pgo)" /usr/local/bin/portcullis; \
     else \
