@@ -93,6 +93,88 @@ async fn sni_chooses_the_certificate_and_no_sni_gets_the_default() {
     assert_eq!(peer_leaf(&unknown), default_der);
 }
 
+/// The suite a client offering `suites` (in that order) and `versions`
+/// negotiates with `addr`.
+async fn negotiated_suite(
+    addr: std::net::SocketAddr,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    suites: &[rustls::CipherSuite],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::CipherSuite {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.cipher_suites = suites
+        .iter()
+        .map(|wanted| {
+            *provider
+                .cipher_suites
+                .iter()
+                .find(|suite| suite.suite() == *wanted)
+                .unwrap()
+        })
+        .collect();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect("localhost".try_into().unwrap(), stream)
+        .await
+        .unwrap();
+    tls.get_ref().1.negotiated_cipher_suite().unwrap().suite()
+}
+
+#[tokio::test]
+async fn the_server_prefers_aes_128_gcm_whatever_the_clients_order() {
+    use rustls::CipherSuite::*;
+    use rustls::version::{TLS12, TLS13};
+
+    let pki = Pki::new();
+    let (files, _) = pki.issue("site", &["localhost"]);
+    let proxy = start(config(vec![listener(
+        Some(tls_config(files, vec![])),
+        vec![rule("ok", &[], &[], fixed(200, "ok"))],
+    )]))
+    .await;
+    let ca = pki.ca_der();
+
+    // rustls' own client, like OpenSSL's, lists AES-256-GCM first.
+    let defaults: Vec<_> = rustls::crypto::aws_lc_rs::default_provider()
+        .cipher_suites
+        .iter()
+        .map(|suite| suite.suite())
+        .collect();
+    assert_eq!(defaults[0], TLS13_AES_256_GCM_SHA384);
+    let tls13 = [
+        TLS13_AES_256_GCM_SHA384,
+        TLS13_CHACHA20_POLY1305_SHA256,
+        TLS13_AES_128_GCM_SHA256,
+    ];
+    assert_eq!(
+        negotiated_suite(proxy.addr(), &ca, &tls13, &[&TLS13]).await,
+        TLS13_AES_128_GCM_SHA256
+    );
+    let tls12 = [
+        TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    ];
+    assert_eq!(
+        negotiated_suite(proxy.addr(), &ca, &tls12, &[&TLS12]).await,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+    );
+    // Every suite is still offered: a client with only another one gets it.
+    for only in [TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256] {
+        assert_eq!(
+            negotiated_suite(proxy.addr(), &ca, &[only], &[&TLS13]).await,
+            only
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_replaced_certificate_is_served_to_new_connections_while_open_ones_keep_working() {
     let pki = Pki::new();
