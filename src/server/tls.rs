@@ -65,9 +65,9 @@ struct Loaded {
 /// alike, every suite still offered: the order of ALB's TLS 1.3 security
 /// policies. Clients usually list AES-256-GCM first, and with it comes
 /// SHA-384 for the handshake, which aws-lc computes without its AVX code on
-/// AMD CPUs (`sha512_avx_capable` requires an Intel CPU): 16 % of a
-/// handshake's CPU on the benchmark's AMD EPYC (perf). AES-128 also takes 10
-/// rounds per block where AES-256 takes 14.
+/// AMD CPUs (`sha512_avx_capable` requires an Intel CPU): 16 % of the CPU
+/// for new connections on the benchmark's AMD EPYC (perf), and 1.07× the
+/// handshakes per second once AES-128-GCM comes first (README, Performance).
 fn server_suites(provider: &CryptoProvider) -> CryptoProvider {
     let mut provider = provider.clone();
     provider.cipher_suites.sort_by_key(|suite| {
