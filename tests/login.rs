@@ -672,15 +672,19 @@ async fn a_websocket_after_login() {
 
 #[tokio::test]
 async fn a_failed_refresh_sends_the_browser_to_login_and_api_clients_get_401() {
+    // oidc-provider sets exp to the whole second it issues in plus the TTL,
+    // so a token lives between TTL - 1 and TTL seconds. With 1 s the access
+    // token could expire between the token request and the userinfo one of
+    // the login itself (it did, in CI); 2 s leaves the login at least one.
     let stack = stack(
-        json!({ "accessTokenTtl": 1, "refreshTokenTtl": 1, "issueRefreshToken": true }),
+        json!({ "accessTokenTtl": 2, "refreshTokenTtl": 2, "issueRefreshToken": true }),
         "",
         "",
     )
     .await;
     let mut browser = stack.browser();
     stack.login(&mut browser, "/app/").await;
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let api = browser
         .request(
             "GET",
