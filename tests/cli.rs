@@ -415,6 +415,21 @@ impl Process {
         self.all.lock().unwrap().join("\n")
     }
 
+    /// The whole log, once the process has closed stderr (at exit) and the
+    /// reader thread has taken in every line.
+    async fn whole_log(&mut self) -> String {
+        let closed = tokio::time::timeout(PATIENCE, async {
+            while self.lines.recv().await.is_some() {}
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "stderr still open after {PATIENCE:?}:\n{}",
+            self.log()
+        );
+        self.log()
+    }
+
     fn terminate(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -543,7 +558,7 @@ async fn run_forwards_and_writes_a_json_access_log_without_secrets() {
 
     process.terminate();
     assert!(process.exit(PATIENCE).await.success(), "{}", process.log());
-    let log = process.log();
+    let log = process.whole_log().await;
     for secret in [
         COOKIE_SECRET,
         AUTHORIZATION_SECRET,
@@ -569,7 +584,10 @@ async fn sigterm_lets_a_slow_request_finish_exits_0_and_refuses_new_connections(
     let admin = process.address("admin listening").await;
     let addr = process.address("listening").await;
 
-    let slow = tokio::spawn(http1(addr, get("app.test", "/slow?ms=1500")));
+    // The upstream holds the answer's end until the gate opens, so the
+    // request is in flight for as long as the test needs, however slow the
+    // machine.
+    let slow = tokio::spawn(http1(addr, get("app.test", "/gated")));
     let arrived = eventually(Duration::from_secs(5), || async {
         upstream
             .signals
@@ -577,7 +595,7 @@ async fn sigterm_lets_a_slow_request_finish_exits_0_and_refuses_new_connections(
             .lock()
             .unwrap()
             .iter()
-            .any(|seen| seen == "GET /slow")
+            .any(|seen| seen == "GET /gated")
     })
     .await;
     assert!(arrived, "the slow request reached the upstream");
@@ -601,9 +619,10 @@ async fn sigterm_lets_a_slow_request_finish_exits_0_and_refuses_new_connections(
     );
     assert!(!slow.is_finished(), "the slow request is still in flight");
 
+    upstream.signals.gate.notify_one();
     let answer = slow.await.unwrap();
     assert_eq!(answer.status, 200);
-    assert_eq!(answer.text(), "slow answer");
+    assert_eq!(answer.text(), "first;rest");
 
     let status = process.exit(shutdown_timeout).await;
     assert!(status.success(), "{status:?}\n{}", process.log());
@@ -614,25 +633,20 @@ async fn sigterm_lets_a_slow_request_finish_exits_0_and_refuses_new_connections(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_with_a_bad_key_exits_2_without_binding() {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let free = upstream::dead_port();
+    let port = free.addr.port();
     let config = format!(
         "listeners:\n  - address: 127.0.0.1:{port}\n    rulez: []\n    rules:\n      - actions: [ {{ fixed_response: {{ status: 200 }} }} ]\n"
     );
     let mut process = Process::run_with(&config, &[], &[]);
     let status = process.exit(PATIENCE).await;
-    // Let the reader thread drain stderr before looking at it.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let log = process.log();
+    let log = process.whole_log().await;
     assert_eq!(status.code(), Some(2), "{log}");
     assert!(
         log.contains("listeners[0].rulez: unknown key `rulez` (fix: did you mean `rules`?)"),
         "{log}"
     );
     assert!(!log.contains("listening"), "{log}");
-    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port was never taken");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -644,8 +658,7 @@ async fn run_on_a_taken_port_exits_1_naming_the_address() {
     );
     let mut process = Process::run_with(&config, &[], &[]);
     let status = process.exit(PATIENCE).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let log = process.log();
+    let log = process.whole_log().await;
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(
         log.contains(&format!("cannot listen on {address}")),

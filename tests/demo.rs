@@ -228,9 +228,13 @@ async fn healthcheck_probes_the_admin_endpoint() {
         .await
         .unwrap();
     assert_eq!(missing.code(), Some(1));
-    let dead = common::upstream::dead_port().await;
+    let dead = common::upstream::dead_port();
     let down = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["healthcheck", "--url", &format!("http://{dead}/healthz")])
+        .args([
+            "healthcheck",
+            "--url",
+            &format!("http://{}/healthz", dead.addr),
+        ])
         .status()
         .await
         .unwrap();

@@ -75,12 +75,25 @@ pub async fn start() -> Upstream {
     Upstream { addr, signals }
 }
 
-/// A port with nothing listening on it.
-pub async fn dead_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    addr
+/// A port with nothing listening on it, for as long as the value lives.
+///
+/// The port stays bound (not listening: connections to it are refused), so
+/// no other socket of the test run, bound to port 0 or connecting out, is
+/// given it meanwhile, as it could be if it were only bound and let go.
+/// SO_REUSEADDR lets a server of the test's own listen on it later.
+pub struct DeadPort {
+    pub addr: SocketAddr,
+    _held: tokio::net::TcpSocket,
+}
+
+pub fn dead_port() -> DeadPort {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    DeadPort {
+        addr: socket.local_addr().unwrap(),
+        _held: socket,
+    }
 }
 
 fn query_number(request: &Request<Incoming>, key: &str) -> u64 {
