@@ -222,7 +222,9 @@ async fn code_flow_with_pkce_userinfo_refresh_and_stats() {
     let idp = NodeIdp::start(json!({
         "clients": [client_config(&rp, json!({}))],
         "issueRefreshToken": true,
-        "accessTokenTtl": 2,
+        // oidc-provider's exp is the whole second of issue plus the TTL: a
+        // 4 s token lives at least 3, time for the userinfo calls below.
+        "accessTokenTtl": 4,
         "bigClaims": 5000,
         "claims": { "department": "engineering" },
     }))
@@ -299,7 +301,7 @@ async fn code_flow_with_pkce_userinfo_refresh_and_stats() {
         .as_str()
         .expect("a refresh token (issueRefreshToken)");
     assert_eq!(tokens["token_type"], "Bearer");
-    assert!(tokens["expires_in"].as_u64().unwrap() <= 2, "{tokens:#}");
+    assert!(tokens["expires_in"].as_u64().unwrap() <= 4, "{tokens:#}");
     let id_token = tokens["id_token"].as_str().expect("an ID token");
     assert_eq!(jwt_header(id_token)["alg"], "RS256");
     let claims = jwt_payload(id_token);
@@ -333,8 +335,8 @@ async fn code_flow_with_pkce_userinfo_refresh_and_stats() {
         .sum();
     assert_eq!(big, 5000, "{info:#}");
 
-    // The access token expires after accessTokenTtl (2 s).
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    // The access token expires after accessTokenTtl (4 s).
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
     let expired = userinfo(&mut browser, &discovery, access_token).await;
     assert_eq!(expired.status, 401, "{}", expired.body);
 
