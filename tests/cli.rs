@@ -554,7 +554,8 @@ async fn run_forwards_and_writes_a_json_access_log_without_secrets() {
         "{}",
         metrics.text()
     );
-    assert_eq!(common::admin_get(admin, "/readyz").await.status, 200);
+    let ready = common::admin_get(admin, "/readyz").await;
+    assert_eq!(ready.status, 200, "{}\n{}", ready.text(), process.log());
 
     process.terminate();
     assert!(process.exit(PATIENCE).await.success(), "{}", process.log());

@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 /// What the admin endpoints report on.
 pub struct Admin {
     pub metrics: Arc<Metrics>,
-    /// Set once every public listener is accepting connections.
+    /// True while the public listeners take connections, false once shutdown begins.
     pub ready: Arc<AtomicBool>,
     /// Each must have loaded its endpoints and keys.
     pub providers: Vec<Arc<Provider>>,

@@ -153,7 +153,9 @@ impl Portcullis {
             .max_connections
             .map(|max| Arc::new(Semaphore::new(max)));
         let http = Arc::new(conn::Http::new(&self.limits));
-        let ready = Arc::new(AtomicBool::new(false));
+        // Ready from the start: the listeners are bound, so the kernel queues
+        // connections until the accept loops below take them.
+        let ready = Arc::new(AtomicBool::new(true));
 
         if let Some(admin) = self.admin {
             let admin_state = Arc::new(admin::Admin {
@@ -175,7 +177,6 @@ impl Portcullis {
             };
             tokio::spawn(accept.run());
         }
-        ready.store(true, Ordering::Release);
 
         shutdown.await;
         tracing::info!(timeout = ?self.shutdown_timeout, "shutting down: no new connections, finishing in-flight requests");
