@@ -3,10 +3,10 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use tokio::sync::watch;
 
 use crate::auth::oidc::provider::Provider;
 use crate::body::{self, Body};
@@ -15,16 +15,16 @@ use crate::metrics::Metrics;
 /// What the admin endpoints report on.
 pub struct Admin {
     pub metrics: Arc<Metrics>,
-    /// True while the public listeners take connections, false once shutdown begins.
-    pub ready: Arc<AtomicBool>,
+    /// Turns true when shutdown begins. The listeners are bound before the
+    /// admin listener serves, so until then the kernel queues connections.
+    pub stop: watch::Receiver<bool>,
     /// Each must have loaded its endpoints and keys.
     pub providers: Vec<Arc<Provider>>,
 }
 
 impl Admin {
     fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-            && self.providers.iter().all(|provider| provider.is_ready())
+        !*self.stop.borrow() && self.providers.iter().all(|provider| provider.is_ready())
     }
 }
 

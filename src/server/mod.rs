@@ -9,7 +9,6 @@ pub mod tls;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -153,14 +152,11 @@ impl Portcullis {
             .max_connections
             .map(|max| Arc::new(Semaphore::new(max)));
         let http = Arc::new(conn::Http::new(&self.limits));
-        // Ready from the start: the listeners are bound, so the kernel queues
-        // connections until the accept loops below take them.
-        let ready = Arc::new(AtomicBool::new(true));
 
         if let Some(admin) = self.admin {
             let admin_state = Arc::new(admin::Admin {
                 metrics: self.metrics.clone(),
-                ready: ready.clone(),
+                stop: stop_rx.clone(),
                 providers: self.providers.clone(),
             });
             tokio::spawn(serve_admin(admin, admin_state, stop_rx.clone()));
@@ -180,7 +176,6 @@ impl Portcullis {
 
         shutdown.await;
         tracing::info!(timeout = ?self.shutdown_timeout, "shutting down: no new connections, finishing in-flight requests");
-        ready.store(false, Ordering::Release);
         // `send` fails only when no receiver is left, i.e. nothing to stop.
         let _ = stop_tx.send(true);
         drop(open_tx);
