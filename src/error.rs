@@ -10,8 +10,13 @@ use crate::auth::AuthError;
 use crate::auth::error::Blame;
 use crate::body::{self, Body};
 
-/// ALB's status for a login the IdP failed (SPEC §6).
+/// ALB's status for a login the IdP failed.
 pub const IDP_FAILED: u16 = 561;
+
+/// The methods the proxy forwards, for `Allow` (405 and `OPTIONS *`):
+/// every method but `CONNECT` (a tunnel past the rules) and `TRACE` (it
+/// would echo the identity headers back to the client).
+pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -19,6 +24,10 @@ pub enum ProxyError {
     NoRuleMatched,
     #[error("the request has no usable Host")]
     MissingHost,
+    #[error("the request's path is refused")]
+    BadPath(#[from] crate::proxy::path::PathError),
+    #[error("CONNECT and TRACE are not proxied")]
+    MethodRefused,
     #[error("not found")]
     OwnedPathNotFound,
     #[error("the upstream could not be reached")]
@@ -39,7 +48,8 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRuleMatched | ProxyError::OwnedPathNotFound => StatusCode::NOT_FOUND,
-            ProxyError::MissingHost => StatusCode::BAD_REQUEST,
+            ProxyError::MissingHost | ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
+            ProxyError::MethodRefused => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::UpstreamConnect(_) | ProxyError::UpstreamProtocol(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -109,8 +119,14 @@ impl ProxyError {
             );
             ("text/html; charset=utf-8", page)
         };
+        let method_refused = matches!(self, ProxyError::MethodRefused);
         let mut response = Response::new(body::full(text));
         *response.status_mut() = status;
+        if method_refused {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        }
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -128,6 +144,9 @@ mod tests {
         assert_eq!(ProxyError::NoRuleMatched.status(), 404);
         assert_eq!(ProxyError::OwnedPathNotFound.status(), 404);
         assert_eq!(ProxyError::MissingHost.status(), 400);
+        let climbing = crate::proxy::path::PathError::AboveRoot;
+        assert_eq!(ProxyError::BadPath(climbing).status(), 400);
+        assert_eq!(ProxyError::MethodRefused.status(), 405);
         assert_eq!(ProxyError::UpstreamTimeout(timeout).status(), 504);
         let bad = http::Request::builder().uri("\u{0}").body(()).unwrap_err();
         assert_eq!(ProxyError::UpstreamRequest(bad).status(), 500);

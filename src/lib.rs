@@ -26,5 +26,6 @@ pub mod keys;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
+pub mod untrusted;
 
 pub use server::Portcullis;

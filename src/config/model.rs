@@ -119,6 +119,28 @@ pub struct ListenerConfig {
     pub address: SocketAddr,
     pub tls: Option<TlsConfig>,
     pub rules: Vec<Rule>,
+    pub headers: HeaderPolicy,
+}
+
+/// What a listener does with client headers that are not about identity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeaderPolicy {
+    /// Forward header names containing `_` (nginx's `underscores_in_headers`);
+    /// identity look-alikes are removed whatever this says.
+    pub allow_underscores: bool,
+    pub x_forwarded_for: XForwardedFor,
+}
+
+/// ALB's `routing.http.xff_header_processing.mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum XForwardedFor {
+    /// The client's address is appended to the chain the client sent.
+    #[default]
+    Append,
+    /// The client's header is sent unchanged (none is added when it sent none).
+    Preserve,
+    /// No `X-Forwarded-For` reaches the upstream.
+    Remove,
 }
 
 #[derive(Debug, Clone)]

@@ -69,6 +69,8 @@ pub struct RawListener {
     pub address: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub tls: Option<RawTls>,
+    pub allow_underscore_headers: Option<bool>,
+    pub x_forwarded_for: Option<String>,
     pub rules: Option<Vec<RawRule>>,
 }
 

@@ -177,6 +177,7 @@ fn demo_config(
                 certificates: Vec::new(),
                 reload_interval: Duration::from_secs(3600),
             }),
+            headers: HeaderPolicy::default(),
             rules: vec![Rule {
                 name: "demo".to_owned(),
                 conditions: Conditions::default(),

@@ -1,10 +1,9 @@
 //! The `x-amzn-oidc-*` identity headers.
 //!
 //! Only the proxy may speak about identity: whatever a client sends under the
-//! `x-amzn-oidc-` prefix is removed on every request, before anything else
-//! looks at it.
-
-use http::HeaderMap;
+//! `x-amzn-oidc-` prefix, or under a name a server could read as one
+//! (`x_amzn_oidc_identity`), is removed on every request before anything
+//! else looks at it ([`crate::proxy::headers`]).
 
 pub mod keys;
 pub mod signing;
@@ -12,17 +11,17 @@ pub mod signing;
 /// Prefix of every identity header portcullis (like ALB) sends upstream.
 pub const IDENTITY_HEADER_PREFIX: &str = "x-amzn-oidc-";
 
-/// Removes every client-sent identity header. `HeaderName`s are stored
-/// lower-case, so this catches any spelling the client used.
-pub fn strip_inbound(headers: &mut HeaderMap) {
-    let spoofed: Vec<_> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with(IDENTITY_HEADER_PREFIX))
-        .cloned()
-        .collect();
-    for name in spoofed {
-        headers.remove(name);
-    }
+/// True for an identity header and every look-alike a server could read
+/// as one: `_` and `-` are the same character to WSGI, Rack, PHP and CGI
+/// (`HTTP_X_AMZN_OIDC_IDENTITY`). `name` is lower case, as `HeaderName`s are.
+pub fn is_identity_header(name: &str) -> bool {
+    let prefix = IDENTITY_HEADER_PREFIX.as_bytes();
+    let name = name.as_bytes();
+    name.len() >= prefix.len()
+        && name
+            .iter()
+            .zip(prefix)
+            .all(|(&byte, &expected)| byte == expected || (byte == b'_' && expected == b'-'))
 }
 
 #[cfg(test)]
@@ -30,16 +29,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn removes_every_identity_header_whatever_its_case() {
-        let mut headers = HeaderMap::new();
-        headers.insert("X-Amzn-Oidc-Identity", "admin".parse().unwrap());
-        headers.append("x-amzn-oidc-data", "forged".parse().unwrap());
-        headers.append("x-amzn-oidc-data", "forged-again".parse().unwrap());
-        headers.insert("X-AMZN-OIDC-ACCESSTOKEN", "t".parse().unwrap());
-        headers.insert("x-amzn-oidc-anything-else", "t".parse().unwrap());
-        headers.insert("x-amzn-trace-id", "keep".parse().unwrap());
-        strip_inbound(&mut headers);
-        assert_eq!(headers.len(), 1);
-        assert_eq!(headers["x-amzn-trace-id"], "keep");
+    fn identity_headers_and_their_look_alikes_are_recognised() {
+        for name in [
+            "x-amzn-oidc-identity",
+            "x-amzn-oidc-data",
+            "x-amzn-oidc-accesstoken",
+            "x-amzn-oidc-anything-else",
+            "x_amzn_oidc_identity",
+            "x-amzn_oidc-data",
+            "x_amzn-oidc_accesstoken",
+        ] {
+            assert!(is_identity_header(name), "{name}");
+        }
+        for name in [
+            "x-amzn-trace-id",
+            "x-amzn-oidc",
+            "x-amzn-oidcdata",
+            "amzn-oidc-data",
+        ] {
+            assert!(!is_identity_header(name), "{name}");
+        }
     }
 }

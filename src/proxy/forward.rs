@@ -15,8 +15,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 
 use crate::body::{self, Body};
-use crate::config::ForwardAction;
+use crate::config::{ForwardAction, XForwardedFor};
 use crate::error::ProxyError;
+use crate::proxy::headers;
 use crate::proxy::pool::Pool;
 use crate::proxy::upgrade::OnUpgrade;
 
@@ -65,14 +66,21 @@ impl Upstream {
         action: &ForwardAction,
         mut request: Request<Incoming>,
         downstream: &Downstream,
+        x_forwarded_for: XForwardedFor,
     ) -> Result<(Response<Body>, Duration), ProxyError> {
         // The connection task put this in an upgrade request (`is_upgrade`).
         let upgrade = request.extensions_mut().remove::<OnUpgrade>();
         let (mut parts, incoming) = request.into_parts();
 
         let host = original_host(&parts.uri, &parts.headers);
-        remove_hop_by_hop(&mut parts.headers, upgrade.is_some());
-        set_forwarded_headers(&mut parts.headers, downstream, host.as_ref());
+        // The client's hop-by-hop headers were removed before the proxy
+        // added its own (`headers::sanitize_request`).
+        set_forwarded_headers(
+            &mut parts.headers,
+            downstream,
+            x_forwarded_for,
+            host.as_ref(),
+        );
         let host = match host {
             Some(host) => host,
             // An HTTP/1.0 client may send none; HTTP/1.1 requires one.
@@ -103,7 +111,7 @@ impl Upstream {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             tokio::spawn(splice(downstream_upgrade, upstream_upgrade));
         }
-        remove_hop_by_hop(response.headers_mut(), switching);
+        headers::sanitize_response(response.headers_mut(), switching);
         Ok((response.map(body::stream), latency))
     }
 }
@@ -127,77 +135,21 @@ async fn splice(downstream: OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
     }
 }
 
-/// An HTTP/1.1 request asking to switch protocols (`Connection: upgrade`).
+/// A WebSocket handshake (RFC 6455 §4.1): an HTTP/1.1 `GET` with
+/// `Connection: upgrade` and `Upgrade: websocket`. No other protocol is
+/// tunnelled: an `h2c` tunnel would carry requests no rule ever sees.
 pub fn is_upgrade<B>(request: &Request<B>) -> bool {
     request.version() == Version::HTTP_11
-        && request.headers().contains_key(header::UPGRADE)
-        && connection_tokens(request.headers()).any(|token| token.eq_ignore_ascii_case("upgrade"))
-}
-
-fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .filter(|token| !token.is_empty())
-}
-
-/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), and
-/// `Upgrade`, which only an upgrade keeps. As `HeaderName`s: every name of
-/// every message is checked against them, and the standard ones compare as
-/// one byte each.
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    // Credentials for this proxy, never for the application behind it.
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-/// Removes hop-by-hop headers and those the `Connection` header names. An
-/// upgrade keeps `Connection: upgrade` and `Upgrade`, which it needs.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let kept = |name: &str| keep_upgrade && name.eq_ignore_ascii_case("upgrade");
-    // Most messages carry none of these, or only `Connection: keep-alive`:
-    // one pass over the names spares a lookup for each.
-    if headers.keys().any(is_hop_by_hop) {
-        // Tokens naming a header removed below anyway (`keep-alive`) or none
-        // at all (`close`) are skipped: the usual `Connection` allocates nothing.
-        let named: Vec<HeaderName> = connection_tokens(headers)
-            .filter(|token| {
-                !kept(token)
-                    && !token.eq_ignore_ascii_case("close")
-                    && !HOP_BY_HOP
-                        .iter()
-                        .any(|name| name.as_str().eq_ignore_ascii_case(token))
-            })
-            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
-            .collect();
-        for name in &named {
-            headers.remove(name);
-        }
-        while let Some(name) = headers
-            .keys()
-            .find(|name| is_hop_by_hop(name) && !kept(name.as_str()))
-            .cloned()
-        {
-            headers.remove(name);
-        }
-    }
-    if keep_upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
-}
-
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
+        && request.method() == http::Method::GET
+        && request
+            .headers()
+            .get_all(header::UPGRADE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("websocket"))
+        && headers::connection_tokens(request.headers())
+            .any(|token| token.eq_ignore_ascii_case("upgrade"))
 }
 
 /// HTTP/2 clients may send each cookie in its own `Cookie` header; an
@@ -225,10 +177,12 @@ fn original_host(uri: &Uri, headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Never trusts what the client said about forwarding, except the chain in
-/// `X-Forwarded-For`, which is appended to as ALB does.
+/// `X-Forwarded-For`, which is appended to, kept or removed as ALB's
+/// `xff_header_processing` says.
 fn set_forwarded_headers(
     headers: &mut HeaderMap,
     downstream: &Downstream,
+    x_forwarded_for: XForwardedFor,
     host: Option<&HeaderValue>,
 ) {
     const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -236,9 +190,29 @@ fn set_forwarded_headers(
     const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
     const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+    match x_forwarded_for {
+        XForwardedFor::Append => append_client(headers, &X_FORWARDED_FOR, downstream),
+        XForwardedFor::Preserve => {}
+        XForwardedFor::Remove => {
+            headers.remove(&X_FORWARDED_FOR);
+        }
+    }
+    headers.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(downstream.protocol()),
+    );
+    headers.insert(X_FORWARDED_PORT, HeaderValue::from(downstream.port));
+    match host {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
+}
+
+/// Appends the client's address to the chain it sent, or starts one.
+fn append_client(headers: &mut HeaderMap, name: &HeaderName, downstream: &Downstream) {
     let client_ip = client_ip_value(downstream.client.ip());
     let earlier = headers
-        .get(&X_FORWARDED_FOR)
+        .get(name)
         .and_then(|value| value.to_str().ok())
         .filter(|earlier| !earlier.trim().is_empty());
     let chain = match earlier {
@@ -248,17 +222,8 @@ fn set_forwarded_headers(
         None => Ok(client_ip),
     };
     match chain {
-        Ok(chain) => headers.insert(X_FORWARDED_FOR, chain),
-        Err(_) => headers.remove(&X_FORWARDED_FOR),
-    };
-    headers.insert(
-        X_FORWARDED_PROTO,
-        HeaderValue::from_static(downstream.protocol()),
-    );
-    headers.insert(X_FORWARDED_PORT, HeaderValue::from(downstream.port));
-    match host {
-        Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
-        None => headers.remove(X_FORWARDED_HOST),
+        Ok(chain) => headers.insert(name, chain),
+        Err(_) => headers.remove(name),
     };
 }
 
@@ -314,57 +279,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hop_by_hop_and_connection_named_headers_are_removed() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, "keep-alive, X-Private".parse().unwrap());
-        headers.insert("keep-alive", "timeout=5".parse().unwrap());
-        headers.insert(
-            header::PROXY_AUTHORIZATION,
-            "Basic c2VjcmV0".parse().unwrap(),
-        );
-        headers.insert("x-private", "secret".parse().unwrap());
-        headers.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
-        headers.insert(header::UPGRADE, "websocket".parse().unwrap());
-        headers.insert(header::ACCEPT, "*/*".parse().unwrap());
-        remove_hop_by_hop(&mut headers, false);
-        assert_eq!(headers.len(), 1, "{headers:?}");
-        assert!(headers.contains_key(header::ACCEPT));
-    }
-
-    #[test]
-    fn hop_by_hop_names_are_known_as_parsed_from_the_wire() {
-        // Parsed names are lowercased; custom ones hold the received bytes.
-        for spelling in [
-            "Connection",
-            "Keep-Alive",
-            "Proxy-Connection",
-            "Proxy-Authenticate",
-            "Proxy-Authorization",
-            "TE",
-            "Trailer",
-            "Transfer-Encoding",
-            "Upgrade",
-        ] {
-            let name = HeaderName::from_bytes(spelling.as_bytes()).expect("a valid name");
-            assert!(is_hop_by_hop(&name), "{spelling}");
-        }
-        for spelling in ["Accept", "X-Private", "Keep-Alive-Not", "Tex"] {
-            let name = HeaderName::from_bytes(spelling.as_bytes()).expect("a valid name");
-            assert!(!is_hop_by_hop(&name), "{spelling}");
-        }
-    }
-
-    #[test]
-    fn upgrades_keep_what_they_need() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, "Upgrade".parse().unwrap());
-        headers.insert(header::UPGRADE, "websocket".parse().unwrap());
-        remove_hop_by_hop(&mut headers, true);
-        assert_eq!(headers[header::CONNECTION], "upgrade");
-        assert_eq!(headers[header::UPGRADE], "websocket");
-    }
-
-    #[test]
     fn forwarded_headers_replace_the_clients_and_append_the_chain() {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
@@ -376,11 +290,48 @@ mod tests {
             tls: false,
         };
         let host = HeaderValue::from_static("app.example.com");
-        set_forwarded_headers(&mut headers, &downstream, Some(&host));
+        set_forwarded_headers(
+            &mut headers,
+            &downstream,
+            XForwardedFor::Append,
+            Some(&host),
+        );
         assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 192.0.2.1");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-port"], "8080");
         assert_eq!(headers["x-forwarded-host"], "app.example.com");
+    }
+
+    #[test]
+    fn x_forwarded_for_is_appended_preserved_or_removed() {
+        let downstream = Downstream {
+            client: "192.0.2.1:5555".parse().unwrap(),
+            port: 8080,
+            tls: false,
+        };
+        let after = |mode, sent: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(sent) = sent {
+                headers.insert("x-forwarded-for", sent.parse().unwrap());
+            }
+            set_forwarded_headers(&mut headers, &downstream, mode, None);
+            headers
+                .get("x-forwarded-for")
+                .map(|value| value.to_str().unwrap().to_owned())
+        };
+        use XForwardedFor::*;
+        assert_eq!(after(Append, None).as_deref(), Some("192.0.2.1"));
+        assert_eq!(
+            after(Append, Some("203.0.113.9")).as_deref(),
+            Some("203.0.113.9, 192.0.2.1")
+        );
+        assert_eq!(after(Preserve, None), None);
+        assert_eq!(
+            after(Preserve, Some("203.0.113.9")).as_deref(),
+            Some("203.0.113.9")
+        );
+        assert_eq!(after(Remove, Some("203.0.113.9")), None);
+        assert_eq!(after(Remove, None), None);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 pub mod actions;
 pub mod forward;
+pub mod headers;
+pub mod path;
 pub mod pool;
 pub mod rules;
 pub mod upgrade;
@@ -11,7 +13,8 @@ pub mod upgrade;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{Request, Response, header};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 
 use crate::auth::authenticator::{
@@ -20,11 +23,14 @@ use crate::auth::authenticator::{
 use crate::auth::session::{RequestCookies, is_shard_name, strip_request_cookies};
 use crate::auth::state::NONCE_COOKIE;
 use crate::auth::{AuthError, AuthShared, Authenticator, Decision, RequestContext};
-use crate::body::Body;
-use crate::config::{Rule, TerminalAction};
-use crate::error::ProxyError;
+use crate::body::{self, Body};
+use crate::config::{HeaderPolicy, Rule, TerminalAction};
+use crate::error::{ALLOWED_METHODS, ProxyError};
 use crate::identity;
 use crate::metrics::{Metrics, RuleLabel};
+use crate::untrusted::Untrusted;
+use path::PathError;
+use upgrade::OnUpgrade;
 
 pub use forward::{Downstream, Upstream};
 
@@ -52,6 +58,8 @@ impl Route {
 /// Everything one listener needs to answer requests.
 pub struct Proxy {
     routes: Vec<Route>,
+    /// What this listener forwards of the client's headers.
+    headers: HeaderPolicy,
     upstream: Upstream,
     metrics: Arc<Metrics>,
     /// Sealer and signer, when any rule of the process authenticates.
@@ -75,6 +83,7 @@ struct Outcome<'a> {
 impl Proxy {
     pub fn new(
         routes: Vec<Route>,
+        headers: HeaderPolicy,
         upstream: Upstream,
         metrics: Arc<Metrics>,
         auth: Option<Arc<AuthShared>>,
@@ -88,6 +97,7 @@ impl Proxy {
         session_cookies.dedup();
         Self {
             routes,
+            headers,
             upstream,
             metrics,
             auth,
@@ -112,10 +122,16 @@ impl Proxy {
         downstream: Downstream,
     ) -> Response<Body> {
         let started = Instant::now();
-        // 1. Identity headers are the proxy's alone: drop the client's before
-        //    anything, so no later phase can mistake them for verified ones.
-        identity::strip_inbound(request.headers_mut());
+        // 1. Hygiene, before any phase reads a header and before the proxy
+        //    adds one: identity headers and their look-alikes, hop-by-hop
+        //    headers and routing overrides go, so nothing the client sends
+        //    can pass for, remove or shadow what the proxy adds later.
+        let websocket = request.extensions().get::<OnUpgrade>().is_some();
+        headers::sanitize_request(request.headers_mut(), &self.headers, websocket);
 
+        // 2. One path from here on: the rules, the `/oauth2/` check, the log
+        //    and the upstream all see the canonical one.
+        let target = canonical_target(&mut request);
         let method = request.method().clone();
         // For the access log: a reference to the bytes hyper parsed, not a copy.
         let uri = request.uri().clone();
@@ -127,7 +143,12 @@ impl Proxy {
             error_reason: None,
         };
 
-        let response = match self.route(request, downstream, &mut outcome).await {
+        let routed = match target {
+            Ok(Target::Path) => self.route(request, downstream, &mut outcome).await,
+            Ok(Target::Server) => Ok(server_options()),
+            Err(error) => Err(error),
+        };
+        let response = match routed {
             Ok(response) => response,
             Err(error) => {
                 if let Some(reason) = error.reason() {
@@ -150,7 +171,7 @@ impl Proxy {
             target: "portcullis::access",
             rule = &*outcome.rule.0,
             method = %method,
-            path = %uri.path(),
+            path = %Untrusted(uri.path()),
             status,
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
             upstream = outcome.upstream.unwrap_or("-"),
@@ -170,9 +191,9 @@ impl Proxy {
             .to_owned();
         let host = rules::normalize_host(&authority);
 
-        // 2. The proxy's own paths come before the rules: a rule for `/*`
+        // 3. The proxy's own paths come before the rules: a rule for `/*`
         //    must never forward `/oauth2/...` upstream.
-        if request.uri().path().starts_with(OWNED_PREFIX) {
+        if path::is_owned(request.uri().path(), OWNED_PREFIX) {
             outcome.rule = &self.owned;
             // Boxed: the login callback's token exchange would otherwise
             // enlarge every request's future (see server::conn).
@@ -180,7 +201,7 @@ impl Proxy {
                 .await;
         }
 
-        // 3. First matching rule wins.
+        // 4. First matching rule wins.
         let route = self
             .routes
             .iter()
@@ -188,7 +209,7 @@ impl Proxy {
             .ok_or(ProxyError::NoRuleMatched)?;
         outcome.rule = &route.label;
 
-        // 4. Session and unauthenticated policy; identity headers when logged in.
+        // 5. Session and unauthenticated policy; identity headers when logged in.
         let mut set_cookies = Vec::new();
         if let Some(authenticator) = &route.authenticator {
             let decision = {
@@ -213,7 +234,7 @@ impl Proxy {
         // The proxy's cookies are its own business, never the upstream's.
         strip_request_cookies(request.headers_mut(), |name| self.is_proxy_cookie(name));
 
-        // 5. The terminal action.
+        // 6. The terminal action.
         let mut response = match &route.rule.action {
             TerminalAction::FixedResponse(action) => actions::fixed_response(action),
             TerminalAction::Redirect(action) => {
@@ -228,12 +249,19 @@ impl Proxy {
             }
             TerminalAction::Forward(action) => {
                 outcome.upstream = Some(action.target.as_str());
-                let (response, latency) =
-                    self.upstream.forward(action, request, &downstream).await?;
+                let (response, latency) = self
+                    .upstream
+                    .forward(action, request, &downstream, self.headers.x_forwarded_for)
+                    .await?;
                 outcome.upstream_latency = Some(latency);
                 response
             }
         };
+        if !set_cookies.is_empty() {
+            // A refreshed session is this user's alone: no shared cache may
+            // keep it, whatever the upstream said about its own response.
+            keep_private(response.headers_mut());
+        }
         for cookie in set_cookies {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
@@ -300,11 +328,14 @@ impl Proxy {
             "/oauth2/sign_out" => {
                 let rd =
                     crate::auth::state::same_host_target(param("rd").unwrap_or("/")).to_owned();
+                // The rule `rd` would reach, found as the request for it would be.
                 let rd_path = rd.split('?').next().unwrap_or("/");
+                let rd_path =
+                    path::canonicalize(rd_path).unwrap_or(std::borrow::Cow::Borrowed("/"));
                 let route = self
                     .routes
                     .iter()
-                    .find(|route| rules::rule_matches(&route.rule, host, rd_path));
+                    .find(|route| rules::rule_matches(&route.rule, host, &rd_path));
                 match route.and_then(|route| route.authenticator.as_ref()) {
                     Some(authenticator) => Ok(authenticator.sign_out(&context, &rd).await),
                     None => {
@@ -328,6 +359,87 @@ impl Proxy {
     }
 }
 
+/// What a request is for, once its target has been checked.
+enum Target {
+    /// A path, now canonical in the request's URI.
+    Path,
+    /// `OPTIONS *`: the server itself, answered by the proxy.
+    Server,
+}
+
+/// Refuses the methods that would open a tunnel or echo headers, and makes
+/// the request's path canonical ([`path::canonicalize`]) in place, so that
+/// every later phase reads the one spelling. The query is kept as sent.
+fn canonical_target<B>(request: &mut Request<B>) -> Result<Target, ProxyError> {
+    let method = request.method();
+    if method == Method::CONNECT || method == Method::TRACE {
+        return Err(ProxyError::MethodRefused);
+    }
+    let uri = request.uri();
+    if method == Method::OPTIONS && uri.path() == "*" {
+        return Ok(Target::Server);
+    }
+    let canonical = match path::canonicalize(uri.path())? {
+        std::borrow::Cow::Borrowed(_) => return Ok(Target::Path),
+        std::borrow::Cow::Owned(canonical) => canonical,
+    };
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{canonical}?{query}"),
+        None => canonical,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query =
+        Some(PathAndQuery::try_from(path_and_query).map_err(|_| PathError::Unrepresentable)?);
+    *request.uri_mut() = Uri::from_parts(parts).map_err(|_| PathError::Unrepresentable)?;
+    Ok(Target::Path)
+}
+
+/// `OPTIONS *` asks what the server supports; the upstream is not asked.
+fn server_options() -> Response<Body> {
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = StatusCode::OK;
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+    response
+}
+
+/// `Cache-Control: private` unless the response already forbids storing it
+/// (`private`, `no-store`); `public` and `s-maxage` give way to it.
+fn keep_private(headers: &mut HeaderMap) {
+    let directives: Vec<String> = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|directive| directive.trim().to_owned())
+        .filter(|directive| !directive.is_empty())
+        .collect();
+    let name = |directive: &str| {
+        directive
+            .split('=')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    };
+    if directives
+        .iter()
+        .any(|directive| matches!(name(directive).as_str(), "private" | "no-store"))
+    {
+        return;
+    }
+    let mut kept = vec!["private".to_owned()];
+    kept.extend(
+        directives
+            .into_iter()
+            .filter(|directive| !matches!(name(directive).as_str(), "public" | "s-maxage")),
+    );
+    let value = HeaderValue::try_from(kept.join(", "))
+        .unwrap_or_else(|_| HeaderValue::from_static("private"));
+    headers.insert(header::CACHE_CONTROL, value);
+}
+
 /// The authority the client addressed: `Host` (HTTP/1.1) or `:authority` (HTTP/2).
 /// Only a well-formed `host[:port]` is accepted: it becomes part of the
 /// `redirect_uri` and of redirects, so nothing else may ride along in it.
@@ -349,6 +461,76 @@ fn wants_json<B>(request: &Request<B>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn target(method: &str, uri: &str) -> (Result<Target, ProxyError>, String) {
+        let mut request = Request::builder().method(method).uri(uri).body(()).unwrap();
+        let target = canonical_target(&mut request);
+        (target, request.uri().to_string())
+    }
+
+    #[test]
+    fn the_request_target_is_made_canonical_and_keeps_its_query() {
+        let (outcome, uri) = target("GET", "/public/%2e%2e/admin/x?next=/public/../y&a=%2e");
+        assert!(matches!(outcome, Ok(Target::Path)));
+        assert_eq!(uri, "/admin/x?next=/public/../y&a=%2e");
+        let (outcome, uri) = target("GET", "https://app.example.com/a//b");
+        assert!(matches!(outcome, Ok(Target::Path)));
+        assert_eq!(uri, "https://app.example.com/a/b");
+        let (outcome, _) = target("GET", "/a/..%2fb");
+        assert!(matches!(
+            outcome,
+            Err(ProxyError::BadPath(PathError::EncodedSeparator))
+        ));
+    }
+
+    #[test]
+    fn tunnels_and_echoes_are_refused_and_options_star_is_ours() {
+        for method in ["CONNECT", "TRACE"] {
+            let uri = if method == "CONNECT" {
+                "app.example.com:443"
+            } else {
+                "/"
+            };
+            let (outcome, _) = target(method, uri);
+            assert!(
+                matches!(outcome, Err(ProxyError::MethodRefused)),
+                "{method}"
+            );
+        }
+        assert!(matches!(target("OPTIONS", "*").0, Ok(Target::Server)));
+        assert!(matches!(target("OPTIONS", "/x").0, Ok(Target::Path)));
+        assert!(matches!(
+            target("GET", "*").0,
+            Err(ProxyError::BadPath(PathError::NotAbsolute))
+        ));
+        let response = server_options();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()[header::ALLOW], ALLOWED_METHODS);
+    }
+
+    #[test]
+    fn a_response_with_a_session_cookie_is_private() {
+        let after = |sent: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in sent {
+                headers.append(header::CACHE_CONTROL, value.parse().unwrap());
+            }
+            keep_private(&mut headers);
+            headers
+                .get_all(header::CACHE_CONTROL)
+                .iter()
+                .map(|value| value.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(after(&[]), ["private"]);
+        assert_eq!(
+            after(&["public, max-age=600, s-maxage=3600"]),
+            ["private, max-age=600"]
+        );
+        assert_eq!(after(&["Public", "max-age=60"]), ["private, max-age=60"]);
+        assert_eq!(after(&["no-store"]), ["no-store"]);
+        assert_eq!(after(&["private, max-age=60"]), ["private, max-age=60"]);
+    }
 
     #[test]
     fn only_plain_authorities_are_hosts() {

@@ -32,7 +32,9 @@ pub fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
     pattern[p..].iter().all(|&c| c == b'*')
 }
 
-/// The host a request is for: lower-cased, without its port.
+/// The host a request is for: lower-cased, without its port, and without
+/// the trailing dot of a fully qualified name (`app.example.com.` is
+/// `app.example.com`, and must not slip past its host rule).
 pub fn normalize_host(authority: &str) -> String {
     let host = match authority.strip_prefix('[') {
         // An IPv6 literal keeps its brackets and loses what follows `]`.
@@ -41,6 +43,7 @@ pub fn normalize_host(authority: &str) -> String {
             .map_or(authority, |end| &authority[..end + 2]),
         None => authority.split(':').next().unwrap_or(authority),
     };
+    let host = host.strip_suffix('.').unwrap_or(host);
     host.to_ascii_lowercase()
 }
 
@@ -106,5 +109,7 @@ mod tests {
         assert_eq!(normalize_host("example.com"), "example.com");
         assert_eq!(normalize_host("[::1]:443"), "[::1]");
         assert_eq!(normalize_host("[::1]"), "[::1]");
+        assert_eq!(normalize_host("App.Example.COM.:8443"), "app.example.com");
+        assert_eq!(normalize_host("app.example.com."), "app.example.com");
     }
 }

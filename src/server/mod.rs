@@ -102,6 +102,7 @@ impl Portcullis {
             let tcp = bind(address).await?;
             let proxy = Arc::new(Proxy::new(
                 routes,
+                listener.headers,
                 upstream.clone(),
                 metrics.clone(),
                 auth.clone(),

@@ -122,6 +122,7 @@ pub fn listener(tls: Option<TlsConfig>, rules: Vec<Rule>) -> ListenerConfig {
         address: "127.0.0.1:0".parse().unwrap(),
         tls,
         rules,
+        headers: HeaderPolicy::default(),
     }
 }
 

@@ -80,6 +80,16 @@ impl Validator<'_> {
         raw: RawListener,
     ) -> Option<ListenerConfig> {
         let tls = raw.tls.map(|tls| self.tls(&at.key("tls"), tls));
+        let x_forwarded_for = self.choice(
+            &at.key("x_forwarded_for"),
+            raw.x_forwarded_for,
+            XForwardedFor::Append,
+            &[
+                ("append", XForwardedFor::Append),
+                ("preserve", XForwardedFor::Preserve),
+                ("remove", XForwardedFor::Remove),
+            ],
+        );
         let rules_at = at.key("rules");
         let raw_rules = raw.rules.unwrap_or_default();
         if raw_rules.is_empty() {
@@ -108,6 +118,10 @@ impl Validator<'_> {
             address: address?,
             tls: optional(tls)?,
             rules: rules?,
+            headers: HeaderPolicy {
+                allow_underscores: raw.allow_underscore_headers.unwrap_or(false),
+                x_forwarded_for: x_forwarded_for?,
+            },
         })
     }
 

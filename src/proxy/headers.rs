@@ -1,0 +1,315 @@
+//! Header hygiene: what a client may not send to the upstream.
+//!
+//! [`sanitize_request`] runs once, first, on every request, before the proxy
+//! adds a header of its own, so nothing the client sends can remove or
+//! shadow what the proxy adds later:
+//!
+//! - headers the client's `Connection` names, except those the proxy relies
+//!   on ([`survives_connection`]);
+//! - hop-by-hop headers (RFC 9110 §7.6.1), `Upgrade` (kept only for a
+//!   WebSocket handshake) and `HTTP2-Settings` (h2c);
+//! - identity look-alikes (`x_amzn_oidc_identity`) always, and every other
+//!   name with `_` unless the listener allows them: WSGI, Rack, PHP and CGI
+//!   read `_` and `-` as the same character;
+//! - headers that make an upstream route or trust differently
+//!   (`X-Original-URL`, `X-Rewrite-URL`, `X-Forwarded-Prefix`, `X-Real-IP`,
+//!   `Forwarded`).
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::HeaderPolicy;
+use crate::identity;
+
+/// Headers that describe one hop, never forwarded either way, and
+/// `Upgrade`, which only a WebSocket handshake keeps. As `HeaderName`s:
+/// the standard ones compare as one byte each.
+static HOP_BY_HOP: [HeaderName; 10] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    // Credentials for this proxy, never for the application behind it.
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    // Only meaningful with `Upgrade: h2c`, which is never tunnelled.
+    HeaderName::from_static("http2-settings"),
+];
+
+/// Client headers some upstream frameworks route or authorise on (IIS and
+/// Symfony's `X-Original-URL`, nginx's `X-Real-IP`, RFC 7239 `Forwarded`):
+/// only the proxy says where a request came from and what it asked for.
+static OVERRIDES: [HeaderName; 5] = [
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("forwarded"),
+];
+
+/// Cleans a request's headers before any phase reads them. `websocket` is
+/// true for a WebSocket handshake, which keeps `Connection: upgrade` and
+/// `Upgrade: websocket` (and nothing else under those names).
+pub fn sanitize_request(headers: &mut HeaderMap, policy: &HeaderPolicy, websocket: bool) {
+    let drop = |name: &HeaderName| {
+        is_hop_by_hop(name)
+            || OVERRIDES.contains(name)
+            || identity::is_identity_header(name.as_str())
+            || (!policy.allow_underscores && name.as_str().contains('_'))
+    };
+    // One pass over the names: most requests carry nothing to drop, or
+    // only `Connection: keep-alive`, and then nothing is allocated.
+    if headers.keys().any(drop) {
+        let mut doomed: Vec<HeaderName> = connection_named(headers)
+            .filter(|name| !survives_connection(name))
+            .collect();
+        doomed.extend(headers.keys().filter(|name| drop(name)).cloned());
+        for name in &doomed {
+            headers.remove(name);
+        }
+    }
+    if websocket {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    }
+}
+
+/// Removes hop-by-hop headers from an upstream response, and those its
+/// `Connection` names. A `101` keeps `Connection: upgrade` and `Upgrade`.
+pub fn sanitize_response(headers: &mut HeaderMap, switching: bool) {
+    let kept = |name: &HeaderName| switching && name == header::UPGRADE;
+    if headers.keys().any(is_hop_by_hop) {
+        let mut doomed: Vec<HeaderName> = connection_named(headers)
+            .filter(|name| !kept(name))
+            .collect();
+        doomed.extend(
+            headers
+                .keys()
+                .filter(|name| is_hop_by_hop(name) && !kept(name))
+                .cloned(),
+        );
+        for name in &doomed {
+            headers.remove(name);
+        }
+    }
+    if switching {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// The headers a `Connection` header names, as header names. Tokens that
+/// name nothing (`close`) or a header removed anyway (`keep-alive`) are
+/// skipped, so the usual `Connection` yields none.
+fn connection_named(headers: &HeaderMap) -> impl Iterator<Item = HeaderName> + '_ {
+    connection_tokens(headers)
+        .filter(|token| {
+            !token.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|name| name.as_str().eq_ignore_ascii_case(token))
+        })
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+}
+
+/// The comma-separated tokens of every `Connection` header.
+pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+}
+
+/// Headers a client's `Connection` can never remove: those that carry the
+/// request's target, framing and credentials, and those the proxy itself
+/// sets (a client naming them must not be able to delete the proxy's own).
+fn survives_connection(name: &HeaderName) -> bool {
+    *name == header::HOST
+        || *name == header::COOKIE
+        || *name == header::AUTHORIZATION
+        || *name == header::CONTENT_LENGTH
+        || name.as_str().starts_with("x-forwarded-")
+        || identity::is_identity_header(name.as_str())
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        headers
+    }
+
+    fn names(headers: &HeaderMap) -> Vec<&str> {
+        let mut names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut request = headers(&[
+            ("connection", "keep-alive, X-Private"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-authorization", "Basic c2VjcmV0"),
+            ("x-private", "secret"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+            ("te", "trailers"),
+            ("accept", "*/*"),
+        ]);
+        sanitize_request(&mut request, &HeaderPolicy::default(), false);
+        assert_eq!(names(&request), ["accept"]);
+    }
+
+    #[test]
+    fn connection_cannot_remove_what_the_proxy_relies_on() {
+        let mut request = headers(&[
+            (
+                "connection",
+                "close, host, cookie, authorization, content-length, \
+                 x-amzn-oidc-identity, x-forwarded-for, X-Forwarded-Proto, x-app",
+            ),
+            ("host", "app.example.com"),
+            ("cookie", "a=1"),
+            ("authorization", "Bearer t"),
+            ("content-length", "0"),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-app", "1"),
+        ]);
+        sanitize_request(&mut request, &HeaderPolicy::default(), false);
+        assert_eq!(
+            names(&request),
+            [
+                "authorization",
+                "content-length",
+                "cookie",
+                "host",
+                "x-forwarded-for",
+                "x-forwarded-proto"
+            ]
+        );
+    }
+
+    #[test]
+    fn identity_look_alikes_go_whatever_the_policy() {
+        for allow_underscores in [false, true] {
+            let policy = HeaderPolicy {
+                allow_underscores,
+                ..HeaderPolicy::default()
+            };
+            let mut request = headers(&[
+                ("x_amzn_oidc_identity", "admin"),
+                ("X_Amzn_Oidc_Data", "forged"),
+                ("x-amzn_oidc-accesstoken", "forged"),
+                ("x-amzn-oidc-identity", "admin"),
+                ("x_app_id", "7"),
+                ("x-amzn-trace-id", "Root=1"),
+            ]);
+            sanitize_request(&mut request, &policy, false);
+            let expected: &[&str] = if allow_underscores {
+                &["x-amzn-trace-id", "x_app_id"]
+            } else {
+                &["x-amzn-trace-id"]
+            };
+            assert_eq!(names(&request), expected, "allow: {allow_underscores}");
+        }
+    }
+
+    #[test]
+    fn routing_overrides_are_removed() {
+        let mut request = headers(&[
+            ("x-original-url", "/admin"),
+            ("x-rewrite-url", "/admin"),
+            ("x-forwarded-prefix", "/admin"),
+            ("x-real-ip", "10.0.0.1"),
+            ("forwarded", "for=10.0.0.1;host=admin"),
+            ("x-forwarded-host", "kept-until-the-proxy-sets-it"),
+        ]);
+        sanitize_request(&mut request, &HeaderPolicy::default(), false);
+        assert_eq!(names(&request), ["x-forwarded-host"]);
+    }
+
+    #[test]
+    fn a_websocket_handshake_keeps_only_what_it_needs() {
+        let mut request = headers(&[
+            ("connection", "Upgrade, x-private"),
+            ("upgrade", "websocket, h2c"),
+            ("x-private", "1"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ]);
+        sanitize_request(&mut request, &HeaderPolicy::default(), true);
+        assert_eq!(request[header::CONNECTION], "upgrade");
+        assert_eq!(request[header::UPGRADE], "websocket");
+        assert!(!request.contains_key("x-private"));
+        assert!(request.contains_key("sec-websocket-key"));
+    }
+
+    #[test]
+    fn a_plain_request_is_left_alone() {
+        let mut request = headers(&[
+            ("host", "app.example.com"),
+            ("accept", "text/html"),
+            ("x-request-id", "1"),
+        ]);
+        let before = request.clone();
+        sanitize_request(&mut request, &HeaderPolicy::default(), false);
+        assert_eq!(request, before);
+    }
+
+    #[test]
+    fn responses_lose_hop_by_hop_and_keep_an_upgrade() {
+        let mut response = headers(&[
+            ("connection", "Upgrade, x-hop"),
+            ("upgrade", "websocket"),
+            ("x-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("set-cookie", "a=1"),
+        ]);
+        sanitize_response(&mut response, true);
+        assert_eq!(names(&response), ["connection", "set-cookie", "upgrade"]);
+        assert_eq!(response[header::CONNECTION], "upgrade");
+        sanitize_response(&mut response, false);
+        assert_eq!(names(&response), ["set-cookie"]);
+    }
+
+    #[test]
+    fn hop_by_hop_names_are_known_as_parsed_from_the_wire() {
+        for spelling in [
+            "Connection",
+            "Keep-Alive",
+            "Proxy-Connection",
+            "Proxy-Authenticate",
+            "Proxy-Authorization",
+            "TE",
+            "Trailer",
+            "Transfer-Encoding",
+            "Upgrade",
+            "HTTP2-Settings",
+        ] {
+            let name = HeaderName::from_bytes(spelling.as_bytes()).expect("a valid name");
+            assert!(is_hop_by_hop(&name), "{spelling}");
+        }
+        for spelling in ["Accept", "X-Private", "Keep-Alive-Not", "Tex"] {
+            let name = HeaderName::from_bytes(spelling.as_bytes()).expect("a valid name");
+            assert!(!is_hop_by_hop(&name), "{spelling}");
+        }
+    }
+}
