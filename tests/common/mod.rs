@@ -6,6 +6,7 @@
 pub mod alb;
 pub mod browser;
 pub mod idp;
+pub mod lenient;
 pub mod upstream;
 
 use std::net::SocketAddr;
