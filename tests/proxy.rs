@@ -627,6 +627,54 @@ async fn oversized_headers_get_431_and_slow_headers_are_cut_off() {
     assert!(closed.is_ok(), "the connection was not closed");
 }
 
+#[tokio::test]
+async fn an_http2_connection_that_never_completes_a_request_is_cut_off() {
+    // hyper's HTTP/2 server has no header timeout: bytes that keep moving
+    // (PINGs here, or a head trickled a frame at a time) kept the connection
+    // open for as long as the client liked.
+    let mut config = config(vec![listener(
+        None,
+        vec![rule("ok", &[], &[], fixed(200, "ok"))],
+    )]);
+    config.limits.header_read_timeout = Duration::from_millis(600);
+    config.limits.idle_timeout = Duration::from_secs(60);
+    let proxy = start(config).await;
+    let stream = TcpStream::connect(proxy.addr()).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    // The prior-knowledge preface and an empty SETTINGS frame.
+    writer
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let pinging = tokio::spawn(async move {
+        loop {
+            let ping = b"\0\0\x08\x06\0\0\0\0\0pingping";
+            if writer.write_all(ping).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let started = std::time::Instant::now();
+    let mut received = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(5), reader.read_to_end(&mut received)).await;
+    pinging.abort();
+    assert!(
+        closed.is_ok(),
+        "still open after {:?} of PINGs and no request",
+        started.elapsed()
+    );
+    // A GOAWAY (frame type 7) said why.
+    assert!(
+        received
+            .windows(4)
+            .any(|window| window[3] == 0x07 && window[..3] == [0, 0, 8]),
+        "no GOAWAY in {} bytes",
+        received.len()
+    );
+}
+
 /// A plain connection that has sent half a request head, and will send no more.
 async fn half_a_head(addr: std::net::SocketAddr) -> TcpStream {
     let mut slow = TcpStream::connect(addr).await.unwrap();

@@ -262,6 +262,7 @@ async fn serve_http2<IO: Socket>(
     let connection = http.http2.serve_connection(TokioIo::new(io), requests);
     tokio::pin!(connection);
     let mut checks = Checks::new(http);
+    let mut heads = HeadDeadline::new(http.header_read_timeout);
     loop {
         tokio::select! {
             result = connection.as_mut() => {
@@ -271,7 +272,20 @@ async fn serve_http2<IO: Socket>(
                 return;
             }
             _ = stopping(stop) => break,
-            quiet = checks.next(&shared) => if quiet == Quiet::TimedOut { break },
+            quiet = checks.next(&shared) => {
+                if quiet == Quiet::TimedOut {
+                    break;
+                }
+                if heads.expired(&shared, quiet, Instant::now()) {
+                    tracing::debug!(%client, "HTTP/2 connection sent no complete request in time");
+                    // No stream is open: the GOAWAY ends it, and a client
+                    // that never acknowledges the shutdown's PING does not
+                    // get to hold it open either.
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(http.header_read_timeout, connection).await;
+                    return;
+                }
+            }
         }
     }
     // Lets in-flight streams finish after a GOAWAY.
@@ -540,6 +554,49 @@ impl Checks {
     }
 }
 
+/// HTTP/2's counterpart of hyper's HTTP/1.1 `header_read_timeout`, which
+/// hyper's HTTP/2 server lacks. hyper hands over a request only once its
+/// whole head has arrived, so a client that keeps bytes moving (a head
+/// trickled one CONTINUATION frame at a time, or PINGs) and never completes
+/// a request would hold the connection forever: idleness counts bytes, not
+/// requests. So while no request is in flight, the first bytes that move
+/// start a clock, and if no request has started `header_read_timeout` later
+/// the connection is closed with a GOAWAY. A connection that is quiet is
+/// left to `idle_timeout`.
+struct HeadDeadline {
+    timeout: Duration,
+    /// When bytes first moved with no request in flight and none started since.
+    waiting_since: Option<Instant>,
+    /// Requests started as of the last check.
+    started: u64,
+}
+
+impl HeadDeadline {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            waiting_since: None,
+            started: 0,
+        }
+    }
+
+    /// Called at every check; true when the connection must close.
+    fn expired(&mut self, shared: &Shared, quiet: Quiet, now: Instant) -> bool {
+        let started = shared.started.load(Ordering::Relaxed);
+        let in_flight = started != shared.answered.load(Ordering::Relaxed);
+        let new_request = std::mem::replace(&mut self.started, started) != started;
+        if in_flight || new_request {
+            self.waiting_since = None;
+            return false;
+        }
+        if quiet == Quiet::No && self.waiting_since.is_none() {
+            self.waiting_since = Some(now);
+        }
+        self.waiting_since
+            .is_some_and(|since| now.duration_since(since) >= self.timeout)
+    }
+}
+
 /// What the connection task and its requests share.
 struct Shared {
     /// Whether bytes moved since the last check.
@@ -748,6 +805,40 @@ mod tests {
         assert!(later.as_mut().poll(&mut cx).is_ready());
         CheckedTimer.reset(&mut later, now + Duration::from_secs(60));
         assert!(later.as_mut().poll(&mut cx).is_pending());
+    }
+
+    #[test]
+    fn an_http2_connection_must_complete_a_request_after_bytes_move() {
+        let shared = Shared::new();
+        let timeout = Duration::from_secs(10);
+        let mut heads = HeadDeadline::new(timeout);
+        let start = Instant::now();
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
+        // Bytes keep moving and no request ever starts: closed after the timeout.
+        assert!(!heads.expired(&shared, Quiet::No, at(0)));
+        assert!(!heads.expired(&shared, Quiet::No, at(5)));
+        assert!(!heads.expired(&shared, Quiet::Yes, at(9)));
+        assert!(heads.expired(&shared, Quiet::No, at(10)));
+
+        // A request that starts resets the clock; one in flight holds it.
+        let mut heads = HeadDeadline::new(timeout);
+        assert!(!heads.expired(&shared, Quiet::No, at(0)));
+        let answering = Answering::start(&shared);
+        assert!(!heads.expired(&shared, Quiet::No, at(9)));
+        assert!(!heads.expired(&shared, Quiet::No, at(30)));
+        drop(answering);
+        // Answered: the clock starts with the next bytes that move.
+        assert!(!heads.expired(&shared, Quiet::Yes, at(31)));
+        assert!(!heads.expired(&shared, Quiet::No, at(32)));
+        assert!(!heads.expired(&shared, Quiet::No, at(41)));
+        assert!(heads.expired(&shared, Quiet::No, at(42)));
+
+        // A quiet connection is idle_timeout's business, not this one's.
+        let mut heads = HeadDeadline::new(timeout);
+        let fresh = Shared::new();
+        for second in [0, 20, 40] {
+            assert!(!heads.expired(&fresh, Quiet::Yes, at(second)));
+        }
     }
 
     #[test]
