@@ -273,7 +273,7 @@ impl Proxy {
             "/oauth2/idpresponse" => {
                 if let Some(error) = param("error") {
                     return Err(AuthError::IdpError {
-                        error: error.to_owned(),
+                        error: crate::auth::error::Untrusted::new(error),
                     }
                     .into());
                 }
