@@ -446,6 +446,31 @@ async fn two_tabs_logging_in_at_once_both_succeed() {
 }
 
 #[tokio::test]
+async fn a_return_url_that_escaping_would_overflow_still_logs_in_to_slash() {
+    let stack = stack(json!({}), "", "").await;
+    // Each `\` is two bytes in the nonce cookie's JSON: 4 KiB for this URL.
+    let path = format!("/app/?q={}", "\\".repeat(2000));
+    let mut browser = stack.browser();
+    let redirect = browser.get(&stack.url(&path)).await;
+    assert_eq!(redirect.status, 302);
+    let nonce_cookie = redirect
+        .set_cookies
+        .iter()
+        .find(|cookie| cookie.starts_with("AWSALBAuthNonce="))
+        .unwrap();
+    assert!(nonce_cookie.len() < 4096, "{} bytes", nonce_cookie.len());
+    let page = browser
+        .login(&redirect.location().unwrap(), "alice", "pw")
+        .await;
+    assert_eq!(page.status, 200, "{:#?}", page.hops);
+    assert_eq!(
+        page.json()["uri"],
+        "/",
+        "a URL that does not fit becomes `/`"
+    );
+}
+
+#[tokio::test]
 async fn the_session_ends_at_session_timeout() {
     // The session ends in the whole second of the login plus 3: between 2
     // and 3 s after it, so a slow machine still sees the first request in.

@@ -12,7 +12,9 @@ pub const NONCE_COOKIE: &str = "AWSALBAuthNonce";
 pub const MAX_PENDING_LOGINS: usize = 6;
 
 /// Longest original URL remembered for the redirect after login; a longer
-/// one is replaced by `/` rather than overflowing the cookie.
+/// one is replaced by `/`. Only a first bound: escaping can double a URL in
+/// the cookie's JSON, so whether a login fits is decided when the cookie is
+/// sealed, and a URL that does not becomes `/` there too.
 pub const MAX_ORIGINAL_URL: usize = 2048;
 
 /// A logged-in session, sealed into the session cookie shards.
