@@ -152,6 +152,17 @@ impl Authenticator {
         &self.provider
     }
 
+    /// Whether this action started `login`, so that it alone may finish it.
+    /// The rule's name is not enough: rules keep their default names
+    /// (`rule-1`, …) on every listener, and the nonce cookie is shared by
+    /// every port of a host, so a login for one IdP could otherwise be
+    /// finished by a rule of the same name that trusts another.
+    pub fn started(&self, login: &PendingLogin) -> bool {
+        login.rule == self.rule
+            && login.iss == self.provider.issuer()
+            && login.client == self.client.client_id
+    }
+
     /// Session, refresh, policy: everything before the request may go upstream.
     pub async fn authorize<B>(
         &self,
@@ -278,7 +289,8 @@ impl Authenticator {
         Ok(response)
     }
 
-    /// A login this action starts: its secrets and where to return.
+    /// A login this action starts: its secrets, where to return, and who
+    /// may finish it ([`started`](Self::started)).
     fn pending_login(
         &self,
         state: &str,
@@ -293,6 +305,8 @@ impl Authenticator {
             code_verifier: code_verifier.to_owned(),
             url: same_host_target(original).to_owned(),
             rule: self.rule.clone(),
+            iss: self.provider.issuer().to_owned(),
+            client: self.client.client_id.clone(),
             expires_at: now + self.settings.login_timeout.as_secs(),
         }
     }
@@ -750,6 +764,31 @@ mod tests {
             original,
             NOW,
         )
+    }
+
+    #[test]
+    fn only_the_action_that_started_a_login_may_finish_it() {
+        let issuer = "https://idp-a.example";
+        let starter = authenticator("rule-1", issuer, "client-a");
+        let login = login(&starter, "s", "/app");
+        assert!(starter.started(&login));
+        assert!(
+            authenticator("rule-1", issuer, "client-a").started(&login),
+            "the same action on another listener"
+        );
+        for other in [
+            authenticator("rule-1", "https://idp-b.example", "client-a"),
+            authenticator("rule-1", issuer, "client-b"),
+            authenticator("rule-1", "https://idp-b.example", "client-b"),
+            authenticator("rule-2", issuer, "client-a"),
+        ] {
+            assert!(
+                !other.started(&login),
+                "{} {}",
+                other.rule,
+                other.provider.issuer()
+            );
+        }
     }
 
     /// The start and length of a URL, for messages: the whole is kilobytes.

@@ -48,6 +48,11 @@ pub struct PendingLogin {
     pub url: String,
     /// The rule whose authenticate action started the login.
     pub rule: String,
+    /// The issuer and client the login was started for: only an
+    /// authenticate action for the same pair may finish it, whatever the
+    /// rule's name (two listeners may both have a `rule-1`).
+    pub iss: String,
+    pub client: String,
     /// Unix seconds after which the callback is refused (`login_timeout`).
     pub expires_at: u64,
 }
@@ -130,7 +135,22 @@ mod tests {
             code_verifier: "v".into(),
             url: "/".into(),
             rule: "r".into(),
+            iss: "https://idp.example".into(),
+            client: "c".into(),
             expires_at,
+        }
+    }
+
+    #[test]
+    fn a_login_recorded_without_its_issuer_and_client_does_not_open() {
+        let recorded = serde_json::to_value(PendingLogins(vec![login("s", 100)])).unwrap();
+        for field in ["iss", "client"] {
+            let mut older = recorded.clone();
+            older[0].as_object_mut().unwrap().remove(field);
+            assert!(
+                serde_json::from_value::<PendingLogins>(older).is_err(),
+                "without {field}, no action could be shown to have started it"
+            );
         }
     }
 

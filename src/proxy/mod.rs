@@ -286,7 +286,13 @@ impl Proxy {
                 let route = self
                     .routes
                     .iter()
-                    .find(|route| route.rule.name == login.rule && route.authenticator.is_some())
+                    .find(|route| {
+                        route.rule.name == login.rule
+                            && route
+                                .authenticator
+                                .as_ref()
+                                .is_some_and(|a| a.started(&login))
+                    })
                     .ok_or(AuthError::InvalidState)?;
                 outcome.rule = &route.label;
                 let authenticator = route
