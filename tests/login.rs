@@ -446,6 +446,147 @@ async fn two_tabs_logging_in_at_once_both_succeed() {
 }
 
 #[tokio::test]
+async fn a_return_url_that_escaping_would_overflow_still_logs_in_to_slash() {
+    let stack = stack(json!({}), "", "").await;
+    // Each `\` is two bytes in the nonce cookie's JSON: 4 KiB for this URL.
+    let path = format!("/app/?q={}", "\\".repeat(2000));
+    let mut browser = stack.browser();
+    let redirect = browser.get(&stack.url(&path)).await;
+    assert_eq!(redirect.status, 302);
+    let nonce_cookie = redirect
+        .set_cookies
+        .iter()
+        .find(|cookie| cookie.starts_with("AWSALBAuthNonce="))
+        .unwrap();
+    assert!(nonce_cookie.len() < 4096, "{} bytes", nonce_cookie.len());
+    let page = browser
+        .login(&redirect.location().unwrap(), "alice", "pw")
+        .await;
+    assert_eq!(page.status, 200, "{:#?}", page.hops);
+    assert_eq!(
+        page.json()["uri"],
+        "/",
+        "a URL that does not fit becomes `/`"
+    );
+}
+
+/// Two listeners on one host (the nonce cookie is sent to every port), each
+/// with a rule under the default name `rule-1` but its own client at the IdP.
+async fn two_listeners_one_rule_name(idp: &NodeIdp) -> (Running, upstream::Upstream, Pki) {
+    let upstream = upstream::start().await;
+    let pki = Pki::new();
+    let (files, _) = pki.issue("localhost", &["localhost"]);
+    let listener = |client: &str| {
+        format!(
+            r#"
+  - address: "127.0.0.1:0"
+    tls:
+      certificate_file: {cert}
+      private_key_file: {key}
+    rules:
+      - actions:
+          - authenticate_oidc:
+              issuer: {issuer}
+              client_id: {client}
+              client_secret: "${{CLIENT_SECRET}}"
+              scope: openid email profile
+          - forward: {{ target: "http://{upstream}" }}"#,
+            cert = files.certificate_file.display(),
+            key = files.private_key_file.display(),
+            issuer = idp.issuer,
+            upstream = upstream.addr,
+        )
+    };
+    let yaml = format!(
+        r#"
+admin: {{ address: "127.0.0.1:0" }}
+sessions: {{ secrets: ["{SESSION_SECRET}"] }}
+signing: {{ signer: "{SIGNER}" }}
+listeners:{}{}
+"#,
+        listener("client-a"),
+        listener("client-b"),
+    );
+    let proxy = start(load_yaml(&yaml, &[("CLIENT_SECRET", CLIENT_SECRET)])).await;
+    (proxy, upstream, pki)
+}
+
+#[tokio::test]
+async fn a_login_is_finished_only_for_the_client_that_started_it() {
+    let client = |id: &str| {
+        json!({
+            "client_id": id,
+            "client_secret": CLIENT_SECRET,
+            "redirect_uris": ["https://localhost:0/oauth2/idpresponse"],
+        })
+    };
+    let idp = NodeIdp::start(json!({
+        "clients": [client("client-a"), client("client-b")],
+        "skipConsent": true,
+    }))
+    .await;
+    let (proxy, _upstream, pki) = two_listeners_one_rule_name(&idp).await;
+    let a = format!("https://localhost:{}", proxy.addrs[0].port());
+    let b = format!("https://localhost:{}", proxy.addrs[1].port());
+
+    // The IdP's answer to a login started on A, carried to B's callback.
+    let mut browser = browser::Browser::new(Some(pki.ca_der()));
+    browser.stop_before(Some(&format!("{a}/oauth2/idpresponse")));
+    let captured = browser
+        .login(&format!("{a}/page"), "alice", "pw")
+        .await
+        .location()
+        .expect("the callback to A was captured");
+    let carried = captured.replacen(&a, &b, 1);
+    browser.stop_before(None);
+    let page = browser.get(&carried).await;
+    assert_eq!(page.status, 401, "{}", page.body);
+
+    // A login started on A, its authorization request rewritten for B's
+    // client: the IdP answers B with A's state, and B would hold every
+    // secret it needs (the code verifier and nonce of A's login).
+    let mut browser = browser::Browser::new(Some(pki.ca_der()));
+    let started = browser.get(&format!("{a}/page")).await;
+    assert_eq!(started.status, 302);
+    let mut authorize = url::Url::parse(&started.location().unwrap()).unwrap();
+    let query: Vec<(String, String)> = authorize
+        .query_pairs()
+        .into_owned()
+        .map(|(name, value)| match name.as_str() {
+            "client_id" => (name, "client-b".to_owned()),
+            "redirect_uri" => (name, format!("{b}/oauth2/idpresponse")),
+            _ => (name, value),
+        })
+        .collect();
+    authorize.query_pairs_mut().clear().extend_pairs(query);
+    let page = browser.login(authorize.as_str(), "alice", "pw").await;
+    let (last_url, status) = page.hops.last().unwrap().clone();
+    assert!(
+        last_url.starts_with(&format!("{b}/oauth2/idpresponse")),
+        "{:#?}",
+        page.hops
+    );
+    assert_eq!(status, 401, "{:#?}", page.hops);
+    assert!(
+        browser
+            .cookie("localhost", "AWSELBAuthSessionCookie-0")
+            .is_none()
+    );
+
+    let metrics = admin_get(proxy.admin.unwrap(), "/metrics").await.text();
+    assert!(
+        metrics.contains("portcullis_auth_failure_total{reason=\"AuthInvalidStateParam\"} 2"),
+        "{metrics}"
+    );
+
+    // The login itself still works where it was started.
+    let mut browser = browser::Browser::new(Some(pki.ca_der()));
+    let page = browser.login(&format!("{a}/page"), "alice", "pw").await;
+    assert_eq!(page.status, 200, "{:#?}", page.hops);
+    assert_eq!(page.json()["uri"], "/page");
+}
+
+#[tokio::test]
 async fn the_session_ends_at_session_timeout() {
     // The session ends in the whole second of the login plus 3: between 2
     // and 3 s after it, so a slow machine still sees the first request in.

@@ -25,10 +25,6 @@ use crate::config::{ApiRequests, AuthCommon, UnauthenticatedPolicy};
 use crate::identity::signing::{DataSigner, DataTokenCache, fingerprint};
 use crate::metrics::Metrics;
 
-/// The most a sealed single cookie can hold is about 3 KiB; logins beyond
-/// this are dropped oldest first.
-const MAX_NONCE_PLAINTEXT: usize = 2900;
-
 /// Access tokens without `expires_in` are treated as valid this long (SPEC §4).
 const DEFAULT_ACCESS_TOKEN_LIFETIME: u64 = 3600;
 /// How long a refresh result is kept for requests still carrying the old cookie.
@@ -156,6 +152,17 @@ impl Authenticator {
         &self.provider
     }
 
+    /// Whether this action started `login`, so that it alone may finish it.
+    /// The rule's name is not enough: rules keep their default names
+    /// (`rule-1`, …) on every listener, and the nonce cookie is shared by
+    /// every port of a host, so a login for one IdP could otherwise be
+    /// finished by a rule of the same name that trusts another.
+    pub fn started(&self, login: &PendingLogin) -> bool {
+        login.rule == self.rule
+            && login.iss == self.provider.issuer()
+            && login.client == self.client.client_id
+    }
+
     /// Session, refresh, policy: everything before the request may go upstream.
     pub async fn authorize<B>(
         &self,
@@ -265,14 +272,13 @@ impl Authenticator {
 
         let mut logins = pending_logins(&self.shared.sealer, context.cookies);
         logins.add(
-            PendingLogin {
-                state: state.secret().clone(),
-                nonce: nonce.secret().clone(),
-                code_verifier: verifier.secret().clone(),
-                url: same_host_target(original).to_owned(),
-                rule: self.rule.clone(),
-                expires_at: now + self.settings.login_timeout.as_secs(),
-            },
+            self.pending_login(
+                state.secret(),
+                nonce.secret(),
+                verifier.secret(),
+                original,
+                now,
+            ),
             now,
         );
         let mut response = redirect(location.as_str())?;
@@ -283,29 +289,39 @@ impl Authenticator {
         Ok(response)
     }
 
-    /// Seals the logins in progress, dropping the oldest until they fit in
-    /// one cookie (a single login with the longest URL always fits).
+    /// A login this action starts: its secrets, where to return, and who
+    /// may finish it ([`started`](Self::started)).
+    fn pending_login(
+        &self,
+        state: &str,
+        nonce: &str,
+        code_verifier: &str,
+        original: &str,
+        now: u64,
+    ) -> PendingLogin {
+        PendingLogin {
+            state: state.to_owned(),
+            nonce: nonce.to_owned(),
+            code_verifier: code_verifier.to_owned(),
+            url: same_host_target(original).to_owned(),
+            rule: self.rule.clone(),
+            iss: self.provider.issuer().to_owned(),
+            client: self.client.client_id.clone(),
+            expires_at: now + self.settings.login_timeout.as_secs(),
+        }
+    }
+
     fn nonce_cookie(
         &self,
         logins: &mut PendingLogins,
         secure: bool,
     ) -> Result<HeaderValue, AuthError> {
-        loop {
-            if logins.0.is_empty() {
-                return Ok(clear_cookie(NONCE_COOKIE, secure));
-            }
-            let plaintext = serde_json::to_vec(logins).map_err(AuthError::Serialize)?;
-            if plaintext.len() <= MAX_NONCE_PLAINTEXT || logins.0.len() == 1 {
-                let sealed = self.shared.sealer.seal(NONCE_COOKIE, &plaintext);
-                return Ok(set_cookie(
-                    NONCE_COOKIE,
-                    &sealed,
-                    Some(self.settings.login_timeout),
-                    secure,
-                ));
-            }
-            logins.0.remove(0);
-        }
+        nonce_cookie(
+            &self.shared.sealer,
+            logins,
+            self.settings.login_timeout,
+            secure,
+        )
     }
 
     /// `/oauth2/idpresponse` for a login this action started: redeem the
@@ -604,6 +620,49 @@ pub fn pending_logins(sealer: &CookieSealer, cookies: &RequestCookies<'_>) -> Pe
         .unwrap_or_default()
 }
 
+/// The nonce cookie for `logins`, the newest last, always one a browser
+/// keeps: its whole `Set-Cookie` stays under 4096 bytes for any URL, even
+/// one that JSON escaping doubles (all `"` or `\`). The newest login returns
+/// to `/` when its URL would not fit even alone; then the oldest logins are
+/// dropped until the rest fit. (Dropping them first would cost every other
+/// tab its login and still end at `/`.) An error only when a login returning
+/// to `/` does not fit by itself, which takes a rule name, issuer or client
+/// id of kilobytes.
+fn nonce_cookie(
+    sealer: &CookieSealer,
+    logins: &mut PendingLogins,
+    max_age: Duration,
+    secure: bool,
+) -> Result<HeaderValue, AuthError> {
+    let fits = |logins: &[PendingLogin]| -> Result<bool, AuthError> {
+        let plaintext = serde_json::to_vec(logins).map_err(AuthError::Serialize)?;
+        Ok(CookieSealer::fits_one_cookie(
+            NONCE_COOKIE,
+            plaintext.len(),
+            Some(max_age),
+            secure,
+        ))
+    };
+    let Some(newest) = logins.0.last_mut() else {
+        return Ok(clear_cookie(NONCE_COOKIE, secure));
+    };
+    if newest.url != "/" && !fits(std::slice::from_ref(newest))? {
+        newest.url = "/".to_owned();
+    }
+    while !fits(&logins.0)? {
+        if logins.0.len() == 1 {
+            return Err(AuthError::Internal(
+                "a single login does not fit in the nonce cookie".into(),
+            ));
+        }
+        logins.0.remove(0);
+    }
+    let plaintext = serde_json::to_vec(logins).map_err(AuthError::Serialize)?;
+    sealer
+        .seal_cookie(NONCE_COOKIE, &plaintext, Some(max_age), secure)
+        .ok_or_else(|| AuthError::Internal("the nonce cookie grew after it was measured".into()))
+}
+
 /// Clears every shard a cookie name may use.
 pub fn clear_session_cookies(headers: &mut http::HeaderMap, base: &str, secure: bool) {
     for name in shard_names(base) {
@@ -633,4 +692,248 @@ pub fn redirect(location: &str) -> Result<Response<Body>, AuthError> {
     headers.insert(header::LOCATION, location);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::oidc::http::IdpClient;
+    use crate::auth::oidc::provider::ConfiguredEndpoints;
+    use crate::auth::state::{MAX_ORIGINAL_URL, MAX_PENDING_LOGINS};
+    use crate::config::{Secret, SessionKey, SigningConfig, TokenEncoding};
+
+    const LOGIN_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+    const NOW: u64 = 1_800_000_000;
+
+    fn settings() -> AuthCommon {
+        AuthCommon {
+            scope: "openid".into(),
+            session_cookie_name: "AWSELBAuthSessionCookie".into(),
+            session_timeout: Duration::from_secs(7 * 24 * 3600),
+            extra_params: Vec::new(),
+            on_unauthenticated_request: UnauthenticatedPolicy::Authenticate,
+            api_requests: ApiRequests::Unauthorized,
+            allow_cors_preflight: false,
+            login_timeout: LOGIN_TIMEOUT,
+            idp_timeout: Duration::from_secs(10),
+            sign_out_redirect: "/".into(),
+        }
+    }
+
+    fn authenticator(rule: &str, issuer: &str, client_id: &str) -> Authenticator {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let provider = Provider::new(
+            issuer.into(),
+            ConfiguredEndpoints::default(),
+            IdpClient::new(Duration::from_secs(10)),
+        );
+        let signer = DataSigner::new(&SigningConfig {
+            private_key_pem: None,
+            key_id: None,
+            signer: "test".into(),
+            encoding: TokenEncoding::Alb,
+        })
+        .expect("a generated key");
+        let shared = AuthShared {
+            sealer: CookieSealer::new(&[SessionKey([7; 32])]),
+            signer,
+            data_tokens: DataTokenCache::new(16),
+            metrics: Arc::new(Metrics::new()),
+        };
+        Authenticator::new(
+            rule.into(),
+            settings(),
+            ClientCredentials {
+                client_id: client_id.into(),
+                client_secret: Secret::new("secret"),
+            },
+            Arc::new(provider),
+            Logout::Oidc,
+            Arc::new(shared),
+        )
+    }
+
+    /// A login as `start_login` records it: 43-character secrets, as
+    /// `CsrfToken`, `Nonce` and PKCE make them.
+    fn login(authenticator: &Authenticator, state: &str, original: &str) -> PendingLogin {
+        let secret = |tag: &str| format!("{tag:-<43}");
+        authenticator.pending_login(
+            &secret(state),
+            &secret("nonce"),
+            &secret("verifier"),
+            original,
+            NOW,
+        )
+    }
+
+    #[test]
+    fn only_the_action_that_started_a_login_may_finish_it() {
+        let issuer = "https://idp-a.example";
+        let starter = authenticator("rule-1", issuer, "client-a");
+        let login = login(&starter, "s", "/app");
+        assert!(starter.started(&login));
+        assert!(
+            authenticator("rule-1", issuer, "client-a").started(&login),
+            "the same action on another listener"
+        );
+        for other in [
+            authenticator("rule-1", "https://idp-b.example", "client-a"),
+            authenticator("rule-1", issuer, "client-b"),
+            authenticator("rule-1", "https://idp-b.example", "client-b"),
+            authenticator("rule-2", issuer, "client-a"),
+        ] {
+            assert!(
+                !other.started(&login),
+                "{} {}",
+                other.rule,
+                other.provider.issuer()
+            );
+        }
+    }
+
+    /// The start and length of a URL, for messages: the whole is kilobytes.
+    fn brief(url: &str) -> String {
+        let start: String = url.chars().take(12).collect();
+        format!("{start:?}… ({} bytes)", url.len())
+    }
+
+    /// Hostile return URLs as a request could carry them (path and query).
+    fn hostile_urls() -> Vec<String> {
+        let fill = |unit: &str| {
+            let mut url = "/?".to_owned();
+            while url.len() + unit.len() <= MAX_ORIGINAL_URL {
+                url.push_str(unit);
+            }
+            url
+        };
+        vec![
+            fill("\\"),
+            fill("\""),
+            fill("\\\""),
+            fill("\u{1}"),
+            fill("\u{7f}"),
+            fill("<"),
+            fill("é"),
+            fill("\u{2028}"),
+            fill("😀"),
+            fill("a"),
+            format!("/{}", "a".repeat(MAX_ORIGINAL_URL - 1)),
+            format!("/{}", "%22".repeat(MAX_ORIGINAL_URL / 3)),
+            format!("/{}", "a".repeat(MAX_ORIGINAL_URL)),
+        ]
+    }
+
+    fn opened(sealer: &CookieSealer, header: &HeaderValue) -> PendingLogins {
+        let text = header.to_str().expect("a cookie header is ASCII");
+        let value = text
+            .strip_prefix("AWSALBAuthNonce=")
+            .and_then(|rest| rest.split(';').next())
+            .expect("the nonce cookie");
+        let plaintext = sealer.open(NONCE_COOKIE, value).expect("it opens");
+        serde_json::from_slice(&plaintext).expect("logins")
+    }
+
+    #[test]
+    fn the_nonce_cookie_fits_for_any_return_url() {
+        let action = authenticator("rule-1", "https://login.example.com/tenant/v2.0", "c");
+        let sealer = &action.shared.sealer;
+        for url in hostile_urls() {
+            let mut logins = PendingLogins::default();
+            logins.add(login(&action, "new", &url), NOW);
+            let header = nonce_cookie(sealer, &mut logins, LOGIN_TIMEOUT, true).unwrap();
+            assert!(
+                header.len() < 4096,
+                "{} bytes for {}",
+                header.len(),
+                brief(&url)
+            );
+            let kept = opened(sealer, &header);
+            assert_eq!(kept.0.len(), 1);
+            let returns_to = &kept.0[0].url;
+            assert!(
+                *returns_to == same_host_target(&url) || returns_to == "/",
+                "{}",
+                brief(returns_to)
+            );
+            let doubled = url.contains(['\\', '"']) && url.len() > MAX_ORIGINAL_URL / 2;
+            if doubled || url.contains('\u{1}') {
+                assert_eq!(returns_to, "/", "escaping made {} too long", brief(&url));
+            }
+        }
+        // A plain URL of the longest length kept is kept, however long.
+        let longest = format!("/{}", "a".repeat(MAX_ORIGINAL_URL - 1));
+        let mut logins = PendingLogins::default();
+        logins.add(login(&action, "new", &longest), NOW);
+        let header = nonce_cookie(sealer, &mut logins, LOGIN_TIMEOUT, true).unwrap();
+        assert_eq!(opened(sealer, &header).0[0].url, longest);
+    }
+
+    #[test]
+    fn other_tabs_make_room_oldest_first_and_the_newest_login_always_stays() {
+        let action = authenticator("rule-1", "https://login.example.com/tenant/v2.0", "c");
+        let sealer = &action.shared.sealer;
+        for older_url_len in [1, 300, 1000, MAX_ORIGINAL_URL] {
+            for url in hostile_urls() {
+                let mut logins = PendingLogins::default();
+                for tab in 0..MAX_PENDING_LOGINS - 1 {
+                    let older = format!("/{}", "b".repeat(older_url_len - 1));
+                    logins.add(login(&action, &format!("tab{tab}"), &older), NOW);
+                }
+                logins.add(login(&action, "new", &url), NOW);
+                let header = nonce_cookie(sealer, &mut logins, LOGIN_TIMEOUT, true).unwrap();
+                assert!(
+                    header.len() < 4096,
+                    "{} bytes for {}",
+                    header.len(),
+                    brief(&url)
+                );
+
+                let kept = opened(sealer, &header);
+                let states: Vec<&str> = kept.0.iter().map(|l| &l.state[..5]).collect();
+                let newest = kept.0.last().expect("the new login is kept");
+                assert!(newest.state.starts_with("new"), "{states:?}");
+                // Whatever was dropped was older than whatever was kept.
+                let expected: Vec<String> = (MAX_PENDING_LOGINS - kept.0.len()
+                    ..MAX_PENDING_LOGINS - 1)
+                    .map(|tab| format!("tab{tab}"))
+                    .collect();
+                let older: Vec<&str> = kept.0[..kept.0.len() - 1]
+                    .iter()
+                    .map(|l| l.state.trim_end_matches('-'))
+                    .collect();
+                assert_eq!(older, expected, "{states:?}");
+                // Short tabs are not dropped for a URL that goes back to `/` anyway.
+                if older_url_len == 1 && newest.url == "/" {
+                    assert_eq!(kept.0.len(), MAX_PENDING_LOGINS, "{}", brief(&url));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn finishing_a_login_keeps_the_other_tabs() {
+        let action = authenticator("rule-1", "https://idp.example", "c");
+        let sealer = &action.shared.sealer;
+        let mut logins = PendingLogins::default();
+        for tab in ["one", "two", "three"] {
+            logins.add(login(&action, tab, &format!("/{tab}")), NOW);
+        }
+        let taken = logins.take(&format!("{:-<43}", "two"), NOW).unwrap();
+        assert_eq!(taken.url, "/two");
+        let header = nonce_cookie(sealer, &mut logins, LOGIN_TIMEOUT, true).unwrap();
+        let urls: Vec<String> = opened(sealer, &header)
+            .0
+            .into_iter()
+            .map(|l| l.url)
+            .collect();
+        assert_eq!(urls, ["/one", "/three"]);
+        let mut none = PendingLogins::default();
+        let cleared = nonce_cookie(sealer, &mut none, LOGIN_TIMEOUT, true).unwrap();
+        assert!(
+            cleared
+                .to_str()
+                .unwrap()
+                .starts_with("AWSALBAuthNonce=; Max-Age=0")
+        );
+    }
 }

@@ -12,7 +12,9 @@ pub const NONCE_COOKIE: &str = "AWSALBAuthNonce";
 pub const MAX_PENDING_LOGINS: usize = 6;
 
 /// Longest original URL remembered for the redirect after login; a longer
-/// one is replaced by `/` rather than overflowing the cookie.
+/// one is replaced by `/`. Only a first bound: escaping can double a URL in
+/// the cookie's JSON, so whether a login fits is decided when the cookie is
+/// sealed, and a URL that does not becomes `/` there too.
 pub const MAX_ORIGINAL_URL: usize = 2048;
 
 /// A logged-in session, sealed into the session cookie shards.
@@ -46,6 +48,11 @@ pub struct PendingLogin {
     pub url: String,
     /// The rule whose authenticate action started the login.
     pub rule: String,
+    /// The issuer and client the login was started for: only an
+    /// authenticate action for the same pair may finish it, whatever the
+    /// rule's name (two listeners may both have a `rule-1`).
+    pub iss: String,
+    pub client: String,
     /// Unix seconds after which the callback is refused (`login_timeout`).
     pub expires_at: u64,
 }
@@ -128,7 +135,22 @@ mod tests {
             code_verifier: "v".into(),
             url: "/".into(),
             rule: "r".into(),
+            iss: "https://idp.example".into(),
+            client: "c".into(),
             expires_at,
+        }
+    }
+
+    #[test]
+    fn a_login_recorded_without_its_issuer_and_client_does_not_open() {
+        let recorded = serde_json::to_value(PendingLogins(vec![login("s", 100)])).unwrap();
+        for field in ["iss", "client"] {
+            let mut older = recorded.clone();
+            older[0].as_object_mut().unwrap().remove(field);
+            assert!(
+                serde_json::from_value::<PendingLogins>(older).is_err(),
+                "without {field}, no action could be shown to have started it"
+            );
         }
     }
 

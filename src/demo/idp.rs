@@ -306,20 +306,41 @@ impl DevIdp {
 
     fn logout(&self, query: &str) -> Response<Body> {
         let params = parse_form(query);
-        match params.get("post_logout_redirect_uri") {
-            Some(uri)
-                if uri.starts_with("https://localhost:")
-                    || uri.starts_with("http://localhost:") =>
-            {
-                respond::redirect(uri)
-            }
-            _ => html_page(
+        let target = params
+            .get("post_logout_redirect_uri")
+            .and_then(|uri| post_logout_target(uri, &self.client.redirect_uri));
+        match target {
+            Some(url) => respond::redirect(url.as_str()),
+            None => html_page(
                 StatusCode::OK,
                 "Signed out",
                 &format!("<p>You are signed out of the development provider.</p><p>{BANNER}</p>"),
             ),
         }
     }
+}
+
+/// Where to send the browser after sign-out: `uri` when it goes back to the
+/// client's own origin (scheme, host and port of its registered redirect
+/// URI) with no user info, else `None`, so the provider is no open
+/// redirect. The URL is parsed, not compared as text:
+/// `https://localhost:@evil.example/` starts like the client's origin but
+/// goes to `evil.example`. Backslashes, spaces and control characters are
+/// refused outright, since parsers disagree about them.
+fn post_logout_target(uri: &str, redirect_uri: &str) -> Option<url::Url> {
+    if uri
+        .chars()
+        .any(|c| c == '\\' || c.is_whitespace() || c.is_control())
+    {
+        return None;
+    }
+    let url = url::Url::parse(uri).ok()?;
+    let client = url::Url::parse(redirect_uri).ok()?;
+    let same_origin = url.scheme() == client.scheme()
+        && url.host().is_some()
+        && url.host() == client.host()
+        && url.port_or_known_default() == client.port_or_known_default();
+    (same_origin && url.username().is_empty() && url.password().is_none()).then_some(url)
 }
 
 /// The test user's claims, as userinfo and the ID token carry them.
@@ -389,4 +410,56 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REDIRECT_URI: &str = "https://localhost:8443/oauth2/idpresponse";
+
+    #[test]
+    fn sign_out_returns_only_to_the_clients_origin() {
+        for bad in [
+            "https://localhost:@evil.example/",
+            "https://localhost:8443@evil.example/",
+            "https://localhost@evil.example",
+            "https://localhost:8443:pw@evil.example/",
+            "https://user@localhost:8443/",
+            "https://evil.example#@localhost:8443/",
+            "https://evil.example?@localhost:8443/",
+            "https://evil.example/https://localhost:8443/",
+            "//evil.example",
+            "//localhost:8443/",
+            "/signed-out",
+            "https://localhost.evil.example:8443/",
+            "https://localhost:8443.evil.example/",
+            "https://evil.example\\@localhost:8443/",
+            "https://localhost:8443\\@evil.example/",
+            "https:\\\\evil.example/",
+            "https://localhost:8443\\evil.example",
+            "https://local host:8443/",
+            "https://localhost:8443/\nLocation: https://evil.example/",
+            " https://localhost:8443/",
+            "http://localhost:8443/",
+            "https://localhost:9443/",
+            "https://localhost/",
+            "https://127.0.0.1:8443/",
+            "javascript:alert(1)//localhost:8443/",
+            "data:text/html,<script>alert(1)</script>",
+            "",
+        ] {
+            assert_eq!(post_logout_target(bad, REDIRECT_URI), None, "{bad:?}");
+        }
+        for good in [
+            "https://localhost:8443/",
+            "https://localhost:8443/signed-out?x=1",
+            "https://LOCALHOST:8443/",
+        ] {
+            assert!(
+                post_logout_target(good, REDIRECT_URI).is_some(),
+                "{good} is the client's own origin"
+            );
+        }
+    }
 }

@@ -301,7 +301,7 @@ impl Proxy {
             "/oauth2/idpresponse" => {
                 if let Some(error) = param("error") {
                     return Err(AuthError::IdpError {
-                        error: error.to_owned(),
+                        error: crate::auth::error::Untrusted::new(error),
                     }
                     .into());
                 }
@@ -314,7 +314,13 @@ impl Proxy {
                 let route = self
                     .routes
                     .iter()
-                    .find(|route| route.rule.name == login.rule && route.authenticator.is_some())
+                    .find(|route| {
+                        route.rule.name == login.rule
+                            && route
+                                .authenticator
+                                .as_ref()
+                                .is_some_and(|a| a.started(&login))
+                    })
                     .ok_or(AuthError::InvalidState)?;
                 outcome.rule = &route.label;
                 let authenticator = route

@@ -12,7 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::de::DeserializeOwned;
 
-use crate::auth::error::IdpCallError;
+use crate::auth::error::{IdpCallError, Untrusted};
 
 /// Largest answer read from the IdP; a userinfo or JWKS beyond this is refused.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -34,15 +34,15 @@ impl IdpResponse {
         serde_json::from_slice(&self.body).map_err(IdpCallError::Json)
     }
 
-    /// Fails on a non-2xx status, keeping a short excerpt of the body for the log.
+    /// Fails on a non-2xx status, keeping a short, escaped excerpt of the body for the log.
     pub fn success(self) -> Result<Self, IdpCallError> {
         if (200..300).contains(&self.status) {
             return Ok(self);
         }
-        let excerpt = String::from_utf8_lossy(&self.body[..self.body.len().min(200)]).into_owned();
+        let excerpt = String::from_utf8_lossy(&self.body[..self.body.len().min(200)]);
         Err(IdpCallError::Status {
             status: self.status,
-            body: excerpt,
+            body: Untrusted::new(&excerpt),
         })
     }
 }

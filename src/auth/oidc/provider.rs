@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::http::IdpClient;
-use crate::auth::error::{AuthError, IdpCallError};
+use crate::auth::error::{AuthError, IdpCallError, Untrusted};
 
 /// The fewest seconds between two JWKS fetches caused by unknown key ids.
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
@@ -185,7 +185,8 @@ impl Provider {
         if discovery.issuer.trim_end_matches('/') != self.issuer.trim_end_matches('/') {
             return Err(AuthError::BadDiscovery(format!(
                 "the discovery document at {url} names issuer `{}`, not the configured `{}`",
-                discovery.issuer, self.issuer
+                Untrusted::new(&discovery.issuer),
+                self.issuer
             )));
         }
         let methods = &discovery.token_endpoint_auth_methods_supported;

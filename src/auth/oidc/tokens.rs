@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 
 use super::http::basic_auth;
 use super::provider::{Endpoints, Provider, TokenAuth};
-use crate::auth::error::{AuthError, IdpCallError};
+use crate::auth::error::{AuthError, IdpCallError, Untrusted};
 use crate::config::Secret;
 
 /// How far in the future an `iat` may be before the token is refused (clock skew).
@@ -140,8 +140,9 @@ pub async fn verify_id_token(
     nonce: &str,
     access_token: &str,
 ) -> Result<VerifiedIdToken, AuthError> {
-    let token = CoreIdToken::from_str(raw)
-        .map_err(|error| AuthError::InvalidIdToken(format!("not a JWT: {error}")))?;
+    let token = CoreIdToken::from_str(raw).map_err(|error| {
+        AuthError::InvalidIdToken(format!("not a JWT: {}", Untrusted::message(&error)))
+    })?;
     let keys = provider.keys().await?;
     match verify_with(
         &keys,
@@ -207,9 +208,12 @@ fn verify_with(
             // openidconnect's Display for this one drops the inner reason (alg
             // none, HMAC, bad signature...); keep it for the log.
             ClaimsVerificationError::SignatureVerification(inner) => {
-                AuthError::InvalidIdToken(format!("signature verification failed: {inner}"))
+                AuthError::InvalidIdToken(format!(
+                    "signature verification failed: {}",
+                    Untrusted::message(&inner)
+                ))
             }
-            other => AuthError::InvalidIdToken(other.to_string()),
+            other => AuthError::InvalidIdToken(Untrusted::message(&other).to_string()),
         })?;
 
     let audiences = claims.audiences();
@@ -217,7 +221,7 @@ fn verify_with(
         Some(azp) if azp.as_str() != client_id => {
             return Err(AuthError::InvalidIdToken(format!(
                 "azp `{}` is not this client",
-                azp.as_str()
+                Untrusted::new(azp.as_str())
             )));
         }
         None if audiences.len() > 1 => {
@@ -231,13 +235,15 @@ fn verify_with(
     if let Some(expected_hash) = claims.access_token_hash() {
         let alg = token
             .signing_alg()
-            .map_err(|error| AuthError::InvalidIdToken(error.to_string()))?;
+            .map_err(|error| AuthError::InvalidIdToken(Untrusted::message(&error).to_string()))?;
         let key = token
             .signing_key(&verifier)
-            .map_err(|error| AuthError::InvalidIdToken(error.to_string()))?;
+            .map_err(|error| AuthError::InvalidIdToken(Untrusted::message(&error).to_string()))?;
         let actual =
             AccessTokenHash::from_token(&AccessToken::new(access_token.to_owned()), alg, key)
-                .map_err(|error| AuthError::InvalidIdToken(error.to_string()))?;
+                .map_err(|error| {
+                    AuthError::InvalidIdToken(Untrusted::message(&error).to_string())
+                })?;
         if actual != *expected_hash {
             return Err(AuthError::InvalidIdToken(
                 "at_hash does not match the access token".into(),
@@ -272,7 +278,10 @@ pub async fn userinfo(
         sub: String,
     }
     let subject: Subject = serde_json::from_slice(&response.body).map_err(|error| {
-        AuthError::InvalidUserinfo(format!("no string `sub` in a JSON object: {error}"))
+        AuthError::InvalidUserinfo(format!(
+            "no string `sub` in a JSON object: {}",
+            Untrusted::message(&error)
+        ))
     })?;
     if subject.sub != expected_subject {
         return Err(AuthError::InvalidUserinfo(
@@ -280,10 +289,10 @@ pub async fn userinfo(
         ));
     }
     let text = std::str::from_utf8(&response.body)
-        .map_err(|error| AuthError::InvalidUserinfo(error.to_string()))?
+        .map_err(|error| AuthError::InvalidUserinfo(Untrusted::message(&error).to_string()))?
         .trim();
     RawValue::from_string(text.to_owned())
-        .map_err(|error| AuthError::InvalidUserinfo(error.to_string()))
+        .map_err(|error| AuthError::InvalidUserinfo(Untrusted::message(&error).to_string()))
 }
 
 pub fn unix_now() -> u64 {

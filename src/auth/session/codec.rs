@@ -16,13 +16,15 @@
 //! or cutting the text into another number of them, breaks the tag.
 
 use std::fmt;
+use std::time::Duration;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
 use aws_lc_rs::hkdf;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderValue;
 
-use super::cookies::{LONGEST_ATTRIBUTES, MAX_SHARDS, RequestCookies};
+use super::cookies::{LONGEST_ATTRIBUTES, MAX_SHARDS, RequestCookies, set_cookie};
 use crate::config::SessionKey;
 
 const VERSION: u8 = 1;
@@ -103,6 +105,38 @@ impl CookieSealer {
     pub fn seal(&self, name: &str, plaintext: &[u8]) -> String {
         let raw = self.seal_raw(SINGLE, name, plaintext);
         URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Whether [`seal_cookie`](Self::seal_cookie) fits `plaintext_len` bytes
+    /// in one cookie `name` with these attributes.
+    pub fn fits_one_cookie(
+        name: &str,
+        plaintext_len: usize,
+        max_age: Option<Duration>,
+        secure: bool,
+    ) -> bool {
+        let without_value = set_cookie(name, "", max_age, secure).len();
+        let value_len = encoded_len(plaintext_len.saturating_add(OVERHEAD));
+        without_value.saturating_add(value_len) < MAX_SET_COOKIE_LEN
+    }
+
+    /// Seals `plaintext` as the one cookie `name` and writes its `Set-Cookie`
+    /// header, or `None` when that header would reach 4096 bytes: browsers
+    /// count name, value and attributes together and drop a longer cookie
+    /// without a word.
+    pub fn seal_cookie(
+        &self,
+        name: &str,
+        plaintext: &[u8],
+        max_age: Option<Duration>,
+        secure: bool,
+    ) -> Option<HeaderValue> {
+        if !Self::fits_one_cookie(name, plaintext.len(), max_age, secure) {
+            return None;
+        }
+        let header = set_cookie(name, &self.seal(name, plaintext), max_age, secure);
+        debug_assert!(header.len() < MAX_SET_COOKIE_LEN);
+        Some(header)
     }
 
     /// The plaintext of a value from [`seal`](Self::seal) under the same `name`;
@@ -728,6 +762,33 @@ mod tests {
                 for secure in [true, false] {
                     let header = set_cookie(name, value, max_age, secure);
                     assert!(header.len() < 4096, "{name}: {} bytes", header.len());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_single_cookie_is_sealed_only_when_its_header_fits() {
+        let s = sealer();
+        let max_age = Some(Duration::from_secs(900));
+        let fits = |len: usize| s.seal_cookie("N", &vec![b'x'; len], max_age, true);
+        let largest = (0..4096).rev().find(|&len| fits(len).is_some()).unwrap();
+        // Base64 grows in steps of 4 characters per 3 bytes, so the longest
+        // header lands within a step of the limit, never on it.
+        let header = fits(largest).unwrap();
+        assert!((4092..4096).contains(&header.len()), "{}", header.len());
+        assert!(fits(largest + 1).is_none());
+        let value = header.to_str().unwrap()["N=".len()..]
+            .split(';')
+            .next()
+            .unwrap();
+        assert_eq!(s.open("N", value).unwrap().len(), largest);
+        for secure in [true, false] {
+            for max_age in [None, Some(Duration::ZERO), Some(Duration::MAX)] {
+                for len in [0, 1000, 2000, 2990, 3000, 3100] {
+                    if let Some(header) = s.seal_cookie("N", &vec![b'x'; len], max_age, secure) {
+                        assert!(header.len() < 4096, "{len} {max_age:?}");
+                    }
                 }
             }
         }
