@@ -1,8 +1,9 @@
 //! Why a login or a session failed, named as ALB names it in its access
 //! logs (`error_reason`), and whose fault it was.
 
-use std::fmt;
 use std::time::Duration;
+
+pub use crate::untrusted::Untrusted;
 
 /// Where the blame lies decides the status (SPEC §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,82 +81,6 @@ pub enum IdpCallError {
     Json(#[source] serde_json::Error),
     #[error("the request could not be built")]
     Request(#[source] http::Error),
-}
-
-/// Text from a request or the IdP, made safe for every log and error
-/// message it may reach: anything but printable ASCII is escaped (`\n`,
-/// `\u{1b}`, `\u{e9}`) and `\` doubled, so it can neither forge a log line
-/// nor send terminal controls, and it is cut to a bounded length with `…`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Untrusted(String);
-
-impl Untrusted {
-    /// Longest escaped text kept from one value (a callback's `error`, an
-    /// issuer, a claim).
-    pub const MAX_CHARS: usize = 128;
-    /// Longest escaped text kept from a library's error message, which
-    /// quotes values in its own words (both issuers of a mismatch).
-    pub const MAX_MESSAGE_CHARS: usize = 512;
-
-    /// One value, escaped and cut to [`MAX_CHARS`](Self::MAX_CHARS).
-    pub fn new(raw: &str) -> Self {
-        Self::bounded(raw, Self::MAX_CHARS)
-    }
-
-    /// A library's error message about something the IdP sent, escaped and
-    /// cut to [`MAX_MESSAGE_CHARS`](Self::MAX_MESSAGE_CHARS).
-    pub fn message(raw: &(impl fmt::Display + ?Sized)) -> Self {
-        Self::bounded(&raw.to_string(), Self::MAX_MESSAGE_CHARS)
-    }
-
-    fn bounded(raw: &str, max_chars: usize) -> Self {
-        use fmt::Write as _;
-
-        let mut escaped = String::with_capacity(raw.len().min(max_chars) + 3);
-        let mut piece = String::new();
-        for c in raw.chars() {
-            piece.clear();
-            match c {
-                '\\' => piece.push_str("\\\\"),
-                ' '..='~' => piece.push(c),
-                // Writing to a String cannot fail.
-                _ => {
-                    let _ = write!(piece, "{}", c.escape_default());
-                }
-            }
-            // The escaped text is ASCII, so bytes are characters; an escape is
-            // never cut in half.
-            if escaped.len() + piece.len() > max_chars {
-                escaped.push('…');
-                break;
-            }
-            escaped.push_str(&piece);
-        }
-        Self(escaped)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for Untrusted {
-    fn from(raw: &str) -> Self {
-        Self::new(raw)
-    }
-}
-
-impl fmt::Display for Untrusted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Untrusted {
-    // Already escaped: `{:?}` of the String would escape the escapes again.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{}\"", self.0)
-    }
 }
 
 impl AuthError {
@@ -253,36 +178,6 @@ mod tests {
                 shown.chars().count()
             );
         }
-    }
-
-    #[test]
-    fn escaping_is_unambiguous_and_cuts_only_between_escapes() {
-        assert_eq!(Untrusted::new("access_denied").as_str(), "access_denied");
-        assert_eq!(Untrusted::new("a\nb").as_str(), "a\\nb");
-        // A literal backslash-n stays distinguishable from a newline.
-        assert_eq!(Untrusted::new("a\\nb").as_str(), "a\\\\nb");
-        assert_eq!(Untrusted::new("\u{1b}é").as_str(), "\\u{1b}\\u{e9}");
-
-        let cut = Untrusted::new(&"a".repeat(200));
-        assert_eq!(
-            cut.as_str(),
-            format!("{}…", "a".repeat(Untrusted::MAX_CHARS))
-        );
-        let exact = "a".repeat(Untrusted::MAX_CHARS);
-        assert_eq!(
-            Untrusted::new(&exact).as_str(),
-            exact,
-            "no ellipsis when it fits"
-        );
-        // `\u{e9}` is 6 characters: 21 of them fit in 128, the 22nd is not cut in half.
-        let accents = Untrusted::new(&"é".repeat(100));
-        assert_eq!(accents.as_str(), format!("{}…", "\\u{e9}".repeat(21)));
-
-        let message = Untrusted::message(&"x".repeat(5_000));
-        assert_eq!(
-            message.as_str().chars().count(),
-            Untrusted::MAX_MESSAGE_CHARS + 1
-        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::config::{HeaderPolicy, Rule, TerminalAction};
 use crate::error::{ALLOWED_METHODS, ProxyError};
 use crate::identity;
 use crate::metrics::{Metrics, RuleLabel};
-use crate::untrusted::Untrusted;
+use crate::untrusted::LogSafe;
 use path::PathError;
 use upgrade::OnUpgrade;
 
@@ -171,7 +171,7 @@ impl Proxy {
             target: "portcullis::access",
             rule = &*outcome.rule.0,
             method = %method,
-            path = %Untrusted(uri.path()),
+            path = %LogSafe(uri.path()),
             status,
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
             upstream = outcome.upstream.unwrap_or("-"),
