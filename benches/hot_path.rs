@@ -159,5 +159,47 @@ fn rules(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, open_cookie, identity_data, rules);
+fn paths(c: &mut Criterion) {
+    use portcullis::proxy::headers::sanitize_request;
+    use portcullis::proxy::path::canonicalize;
+
+    // A typical 40-byte path, already canonical (borrowed), and one of the
+    // same length with dot segments, escapes and `//` (resolved, owned).
+    const CANONICAL: &str = "/static/app/v2/assets/main.4f3a9c1e29.js";
+    const RESOLVED: &str = "/static/./app/%76%32/../v2//main.4f3a.js";
+    assert_eq!((CANONICAL.len(), RESOLVED.len()), (40, 40));
+    let mut group = c.benchmark_group("canonical_path");
+    group.bench_function("canonical_40_bytes", |b| {
+        b.iter(|| canonicalize(black_box(CANONICAL)).is_ok())
+    });
+    group.bench_function("resolved_40_bytes", |b| {
+        b.iter(|| canonicalize(black_box(RESOLVED)).is_ok())
+    });
+    group.finish();
+
+    // Header hygiene on a browser's usual request headers.
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in [
+        ("host", "app.example.com"),
+        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0"),
+        ("accept", "text/html,application/xhtml+xml"),
+        ("accept-language", "en-GB,en;q=0.9"),
+        ("accept-encoding", "gzip, deflate, br"),
+        ("connection", "keep-alive"),
+        ("cookie", "AWSELBAuthSessionCookie-0=abc; theme=dark"),
+        ("sec-fetch-mode", "navigate"),
+    ] {
+        headers.insert(name, value.parse().unwrap());
+    }
+    let policy = portcullis::config::HeaderPolicy::default();
+    c.bench_function("sanitize_request_8_headers", |b| {
+        b.iter_batched_ref(
+            || headers.clone(),
+            |headers| sanitize_request(headers, &policy, false),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, open_cookie, identity_data, rules, paths);
 criterion_main!(benches);
