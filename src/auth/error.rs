@@ -33,7 +33,7 @@ pub enum AuthError {
     #[error("the IdP's discovery document is unusable: {0}")]
     BadDiscovery(String),
     #[error("the IdP's discovery document or keys are not available")]
-    ProviderUnavailable(#[source] Box<IdpCallError>),
+    ProviderUnavailable(#[source] std::sync::Arc<IdpCallError>),
     #[error("the token endpoint call failed")]
     TokenEndpoint(#[source] IdpCallError),
     #[error("the token endpoint refused the grant (invalid_grant)")]
