@@ -67,24 +67,18 @@ pub fn canonicalize(path: &str) -> Result<Cow<'_, str>, PathError> {
 /// backslash or NUL, no empty segment and no dot segment (`/.well-known`
 /// is canonical, `/./`, `/..` and `/..;x` are not).
 fn is_canonical(bytes: &[u8]) -> bool {
-    let ends_dot_segment = |at: usize| matches!(bytes.get(at), None | Some(b'/' | b';'));
-    for (index, &byte) in bytes.iter().enumerate() {
-        match byte {
-            b'%' | b'\\' | 0 => return false,
-            b'/' => match bytes.get(index + 1) {
-                Some(b'/') => return false,
-                Some(b'.') if ends_dot_segment(index + 2) => return false,
-                Some(b'.')
-                    if bytes.get(index + 2) == Some(&b'.') && ends_dot_segment(index + 3) =>
-                {
-                    return false;
-                }
-                _ => {}
-            },
-            _ => {}
-        }
+    if memchr::memchr3(b'%', b'\\', 0, bytes).is_some() {
+        return false;
     }
-    true
+    let ends_dot_segment = |at: usize| matches!(bytes.get(at), None | Some(b'/' | b';'));
+    memchr::memchr_iter(b'/', bytes).all(|slash| match bytes.get(slash + 1) {
+        Some(b'/') => false,
+        Some(b'.') => {
+            !(ends_dot_segment(slash + 2)
+                || bytes.get(slash + 2) == Some(&b'.') && ends_dot_segment(slash + 3))
+        }
+        _ => true,
+    })
 }
 
 fn resolve(path: &str) -> Result<String, PathError> {
