@@ -5,7 +5,8 @@
 //! - `/upload`: reads the body and answers `{"received": N}`;
 //! - `/slow?ms=N`: answers after N ms;
 //! - `/gated`: sends one chunk, then the rest only after the test opens the gate;
-//! - anything else: echoes method, URI and headers as JSON.
+//! - anything else: echoes method, URI and headers as JSON (under
+//!   `/app/public-cache/` with `Cache-Control: public, max-age=600`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -210,12 +211,15 @@ async fn handle(
                 "version": format!("{:?}", request.version()),
                 "headers": headers,
             });
-            Response::builder()
+            let mut response = Response::builder()
                 .header("content-type", "application/json")
                 .header("connection", "keep-alive")
-                .header("keep-alive", "timeout=5")
-                .body(full(echo.to_string()))
-                .unwrap()
+                .header("keep-alive", "timeout=5");
+            // `/public-cache/...`: an answer any cache may keep.
+            if request.uri().path().starts_with("/app/public-cache/") {
+                response = response.header("cache-control", "public, max-age=600");
+            }
+            response.body(full(echo.to_string())).unwrap()
         }
     };
     Ok(response)
