@@ -1088,3 +1088,45 @@ fn duplicate_names_are_found_even_in_broken_rules() {
         ]
     );
 }
+
+#[test]
+fn listeners_choose_how_client_headers_are_forwarded() {
+    let config = load(MINIMAL);
+    assert_eq!(config.listeners[0].headers, HeaderPolicy::default());
+    assert!(!config.listeners[0].headers.allow_underscores);
+    assert_eq!(
+        config.listeners[0].headers.x_forwarded_for,
+        XForwardedFor::Append
+    );
+    let config = load(
+        r#"
+listeners:
+  - address: 127.0.0.1:8080
+    allow_underscore_headers: true
+    x_forwarded_for: preserve
+    rules:
+      - actions:
+          - fixed_response: { status: 200 }
+"#,
+    );
+    assert_eq!(
+        config.listeners[0].headers,
+        HeaderPolicy {
+            allow_underscores: true,
+            x_forwarded_for: XForwardedFor::Preserve,
+        }
+    );
+    let problem = only_problem(
+        r#"
+listeners:
+  - address: 127.0.0.1:8080
+    x_forwarded_for: strip
+    rules:
+      - actions:
+          - fixed_response: { status: 200 }
+"#,
+    );
+    assert_eq!(problem.path, "listeners[0].x_forwarded_for");
+    assert!(problem.message.contains("`strip`"), "{}", problem.message);
+    assert!(problem.fix.contains("append"), "{}", problem.fix);
+}
