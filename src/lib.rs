@@ -2,12 +2,19 @@
 //!
 //! A request travels through these phases, in this order ([`proxy::Proxy::handle`]):
 //!
-//! 1. **strip**: every client-sent `x-amzn-oidc-*` header is removed ([`identity`]);
-//! 2. **owned paths**: `/oauth2/...` is answered by the proxy, never forwarded;
-//! 3. **match**: the listener's rules, first match wins, on host and path ([`proxy::rules`]);
-//! 4. **action**: `forward` (streamed, [`proxy::forward`]), `fixed_response` or `redirect`
+//! 1. **hygiene**: identity headers and their `_` look-alikes, hop-by-hop
+//!    headers and routing overrides are removed before anything reads a
+//!    header or adds one ([`proxy::headers`], [`identity`]);
+//! 2. **canonical path**: the one spelling the rules, the log and the
+//!    upstream all see; `CONNECT`/`TRACE` refused, `OPTIONS *` answered
+//!    ([`proxy::path`]);
+//! 3. **owned paths**: `/oauth2/...` is answered by the proxy, never forwarded;
+//! 4. **match**: the listener's rules, first match wins, on host and path ([`proxy::rules`]);
+//! 5. **session**: the rule's authenticate action loads (and refreshes) the
+//!    session, applies the unauthenticated policy and sets the identity headers ([`auth`]);
+//! 6. **action**: `forward` (streamed, [`proxy::forward`]), `fixed_response` or `redirect`
 //!    ([`proxy::actions`]);
-//! 5. **log**: one access-log line and the request metrics ([`metrics`]).
+//! 7. **log**: one access-log line and the request metrics ([`metrics`]).
 //!
 //! Around them: [`config`] turns a file into a validated model, [`server`]
 //! binds listeners (TLS with SNI and reload), limits connections and shuts

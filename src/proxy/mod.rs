@@ -1,6 +1,6 @@
 //! The request pipeline: one linear handler per request, in the order the
-//! crate documentation lists (strip identity → owned paths → rule → session
-//! and policy → identity headers → action → access log).
+//! crate documentation lists (header hygiene → canonical path → owned paths
+//! → rule → session and policy → identity headers → action → access log).
 
 pub mod actions;
 pub mod forward;
