@@ -675,6 +675,32 @@ async fn an_http2_connection_that_never_completes_a_request_is_cut_off() {
     );
 }
 
+#[tokio::test]
+async fn an_http2_response_may_stream_for_longer_than_the_header_timeout() {
+    // A response still streaming is a request in flight: the head timeout
+    // above must not cut it (server-sent events, long downloads).
+    let upstream = upstream::start().await;
+    let mut config = config(vec![listener(
+        None,
+        vec![rule("up", &[], &[], forward(upstream.addr))],
+    )]);
+    config.limits.header_read_timeout = Duration::from_millis(600);
+    let proxy = start(config).await;
+    let stream = TcpStream::connect(proxy.addr()).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = Request::builder()
+        .uri(format!("http://{}/drip?n=20&ms=100", proxy.addr()))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answer = read_answer(sender.send_request(request).await.unwrap()).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, "drop;".repeat(20), "the stream was cut");
+}
+
 /// A plain connection that has sent half a request head, and will send no more.
 async fn half_a_head(addr: std::net::SocketAddr) -> TcpStream {
     let mut slow = TcpStream::connect(addr).await.unwrap();

@@ -222,6 +222,9 @@ pub async fn serve<IO: Socket>(
         proxy,
         downstream,
         shared,
+        // HTTP/2 watches for heads (`HeadDeadline`): a response still
+        // streaming is a request in flight there.
+        until_body_ends: protocol == Protocol::Http2,
     };
     match protocol {
         // Boxed, so a parked HTTP/1.1 connection's task has no room reserved
@@ -627,19 +630,51 @@ impl Shared {
     }
 }
 
-/// Counts a request as answered when its handler finishes or is dropped.
-struct Answering<'a>(&'a Shared);
+/// Counts a request as answered when it is dropped: when its handler
+/// finishes, or, moved into the response body, when the body has been sent
+/// or abandoned.
+struct Answering(Arc<Shared>);
 
-impl<'a> Answering<'a> {
-    fn start(shared: &'a Shared) -> Self {
+impl Answering {
+    fn start(shared: &Arc<Shared>) -> Self {
         shared.started.fetch_add(1, Ordering::Relaxed);
-        Self(shared)
+        Self(shared.clone())
     }
 }
 
-impl Drop for Answering<'_> {
+impl Drop for Answering {
     fn drop(&mut self) {
         self.0.answered.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request counted as in flight until
+    /// hyper drops it.
+    struct AnsweredWithBody {
+        #[pin]
+        body: Body,
+        _answering: Answering,
+    }
+}
+
+impl http_body::Body for AnsweredWithBody {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -649,6 +684,10 @@ struct Requests {
     proxy: Arc<Proxy>,
     downstream: Downstream,
     shared: Arc<Shared>,
+    /// Whether a request counts as answered only once its response body
+    /// ends (HTTP/2), rather than once its head is ready (HTTP/1.1, where
+    /// hyper itself knows when the body is done before it parks).
+    until_body_ends: bool,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Requests {
@@ -663,9 +702,10 @@ impl hyper::service::Service<Request<Incoming>> for Requests {
             proxy,
             downstream,
             shared,
+            until_body_ends,
         } = self.clone();
         Box::pin(async move {
-            let _answering = Answering::start(&shared);
+            let answering = Answering::start(&shared);
             let upgrade = is_upgrade(&request).then(|| {
                 let (pending, on_upgrade) = upgrade::pending();
                 request.extensions_mut().insert(on_upgrade);
@@ -678,6 +718,15 @@ impl hyper::service::Service<Request<Incoming>> for Requests {
             {
                 *slot = Some(pending);
             }
+            if until_body_ends {
+                return Ok(response.map(|body| {
+                    crate::body::stream(AnsweredWithBody {
+                        body,
+                        _answering: answering,
+                    })
+                }));
+            }
+            drop(answering);
             Ok(response)
         })
     }
@@ -809,7 +858,7 @@ mod tests {
 
     #[test]
     fn an_http2_connection_must_complete_a_request_after_bytes_move() {
-        let shared = Shared::new();
+        let shared = Arc::new(Shared::new());
         let timeout = Duration::from_secs(10);
         let mut heads = HeadDeadline::new(timeout);
         let start = Instant::now();

@@ -4,6 +4,7 @@
 //! - `/bytes?n=N`: streams N bytes in 64 KiB chunks;
 //! - `/upload`: reads the body and answers `{"received": N}`;
 //! - `/slow?ms=N`: answers after N ms;
+//! - `/drip?n=N&ms=M`: N small chunks, one every M ms;
 //! - `/gated`: sends one chunk, then the rest only after the test opens the gate;
 //! - anything else: echoes method, URI and headers as JSON (under
 //!   `/app/public-cache/` with `Cache-Control: public, max-age=600`).
@@ -175,6 +176,20 @@ async fn handle(
                 }
             }
             Response::new(full(format!("{{\"received\":{received}}}")))
+        }
+        "/drip" => {
+            let (count, every) = (query_number(&request, "n"), query_number(&request, "ms"));
+            let drops = futures_util::stream::unfold(0, move |sent| async move {
+                if sent == count {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(every)).await;
+                Some((
+                    Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"drop;"))),
+                    sent + 1,
+                ))
+            });
+            Response::new(BodyExt::boxed(StreamBody::new(drops)))
         }
         "/slow" => {
             tokio::time::sleep(Duration::from_millis(query_number(&request, "ms"))).await;
