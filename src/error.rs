@@ -34,6 +34,8 @@ pub enum ProxyError {
     UpstreamConnect(#[source] crate::body::BoxError),
     #[error("the upstream failed while answering")]
     UpstreamProtocol(#[source] hyper::Error),
+    #[error("the upstream switched protocols without completing a WebSocket handshake")]
+    UpstreamBadUpgrade,
     #[error("the upstream did not answer within {0:?}")]
     UpstreamTimeout(std::time::Duration),
     #[error("the request could not be turned into an upstream request")]
@@ -50,9 +52,9 @@ impl ProxyError {
             ProxyError::NoRuleMatched | ProxyError::OwnedPathNotFound => StatusCode::NOT_FOUND,
             ProxyError::MissingHost | ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::MethodRefused => StatusCode::METHOD_NOT_ALLOWED,
-            ProxyError::UpstreamConnect(_) | ProxyError::UpstreamProtocol(_) => {
-                StatusCode::BAD_GATEWAY
-            }
+            ProxyError::UpstreamConnect(_)
+            | ProxyError::UpstreamProtocol(_)
+            | ProxyError::UpstreamBadUpgrade => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UpstreamRequest(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -148,6 +150,7 @@ mod tests {
         assert_eq!(ProxyError::BadPath(climbing).status(), 400);
         assert_eq!(ProxyError::MethodRefused.status(), 405);
         assert_eq!(ProxyError::UpstreamTimeout(timeout).status(), 504);
+        assert_eq!(ProxyError::UpstreamBadUpgrade.status(), 502);
         let bad = http::Request::builder().uri("\u{0}").body(()).unwrap_err();
         assert_eq!(ProxyError::UpstreamRequest(bad).status(), 500);
         assert_eq!(ProxyError::Unauthenticated.status(), 401);

@@ -38,6 +38,7 @@ const PATH_TRICKS: &[&str] = &[
     "/public/..%5Cadmin/x",
     "/public/..%5cadmin/x",
     "/public/%252e%252e/admin/x",
+    "/public/%25%32%65%25%32%65/admin/x",
     "/public/..%3B/admin/x",
     "/public//../admin/x",
     "/public/./../admin/x",
@@ -414,6 +415,45 @@ async fn only_websocket_upgrades_are_tunnelled() {
     let reply = read_http1(&mut stream).await;
     assert_ne!(reply.status, 200, "{}", reply.body);
     assert_nothing_reached_admin_anonymously(&stack.lenient);
+}
+
+#[tokio::test]
+async fn a_101_that_does_not_complete_the_websocket_handshake_is_502() {
+    let stack = stack().await;
+    let mut stream = tls_connect(
+        stack.addr(),
+        Some("localhost"),
+        &stack.tls.pki.ca_der(),
+        &[b"http/1.1"],
+    )
+    .await;
+    let head = format!(
+        "GET /public/fake101 HTTP/1.1\r\nhost: {}\r\nconnection: Upgrade\r\n\
+         upgrade: websocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         sec-websocket-version: 13\r\n\r\n",
+        stack.tls.host()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let reply = read_http1(&mut stream).await;
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    // Had the proxy spliced, this would reach the upstream unfiltered.
+    let smuggled = format!(
+        "GET /admin/x HTTP/1.1\r\nhost: {}\r\nx-amzn-oidc-identity: admin\r\n\r\n",
+        stack.tls.host()
+    );
+    let _ = stream.write_all(smuggled.as_bytes()).await;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        read_http1_or_close(&mut stream),
+    )
+    .await;
+    assert_nothing_reached_admin_anonymously(&stack.lenient);
+}
+
+/// Reads whatever comes back until the connection closes.
+async fn read_http1_or_close<IO: tokio::io::AsyncRead + Unpin>(stream: &mut IO) {
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest).await;
 }
 
 #[tokio::test]

@@ -71,6 +71,11 @@ impl Upstream {
         // The connection task put this in an upgrade request (`is_upgrade`).
         let upgrade = request.extensions_mut().remove::<OnUpgrade>();
         let (mut parts, incoming) = request.into_parts();
+        // What a genuine WebSocket answer must prove it read (RFC 6455 §4.2.2).
+        let websocket_accept = upgrade
+            .as_ref()
+            .and_then(|_| parts.headers.get(SEC_WEBSOCKET_KEY))
+            .map(|key| websocket_accept(key.as_bytes()));
 
         let host = original_host(&parts.uri, &parts.headers);
         // The client's hop-by-hop headers were removed before the proxy
@@ -107,7 +112,17 @@ impl Upstream {
         let latency = started.elapsed();
 
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-        if let (Some(downstream_upgrade), true) = (upgrade, switching) {
+        if switching {
+            // Only a WebSocket handshake the upstream really answered becomes
+            // a tunnel: a `101` to anything else (an upstream that echoes a
+            // status, or switches to h2c) would carry requests past every
+            // rule and every header the proxy strips.
+            let (Some(downstream_upgrade), Some(expected)) = (upgrade, websocket_accept) else {
+                return Err(ProxyError::UpstreamBadUpgrade);
+            };
+            if !is_websocket_answer(response.headers(), &expected) {
+                return Err(ProxyError::UpstreamBadUpgrade);
+            }
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             tokio::spawn(splice(downstream_upgrade, upstream_upgrade));
         }
@@ -135,12 +150,44 @@ async fn splice(downstream: OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
     }
 }
 
+const SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
+const SEC_WEBSOCKET_VERSION: HeaderName = HeaderName::from_static("sec-websocket-version");
+const SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
+
+/// `Sec-WebSocket-Accept` for a key: base64 of SHA-1 of the key and the
+/// protocol's GUID (RFC 6455 §4.2.2).
+fn websocket_accept(key: &[u8]) -> String {
+    use base64::Engine as _;
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    context.update(key);
+    context.update(GUID);
+    base64::engine::general_purpose::STANDARD.encode(context.finish())
+}
+
+/// An upstream's `101` that completes the client's WebSocket handshake.
+fn is_websocket_answer(headers: &HeaderMap, expected_accept: &str) -> bool {
+    let upgrade_is_websocket = headers
+        .get(header::UPGRADE)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let accepted = headers
+        .get(SEC_WEBSOCKET_ACCEPT)
+        .is_some_and(|value| value.as_bytes() == expected_accept.as_bytes());
+    upgrade_is_websocket && accepted
+}
+
 /// A WebSocket handshake (RFC 6455 §4.1): an HTTP/1.1 `GET` with
-/// `Connection: upgrade` and `Upgrade: websocket`. No other protocol is
-/// tunnelled: an `h2c` tunnel would carry requests no rule ever sees.
+/// `Connection: upgrade`, `Upgrade: websocket`, a `Sec-WebSocket-Key` and
+/// version 13. No other protocol is tunnelled: an `h2c` tunnel would carry
+/// requests no rule ever sees.
 pub fn is_upgrade<B>(request: &Request<B>) -> bool {
     request.version() == Version::HTTP_11
         && request.method() == http::Method::GET
+        && request.headers().contains_key(SEC_WEBSOCKET_KEY)
+        && request
+            .headers()
+            .get(SEC_WEBSOCKET_VERSION)
+            .is_some_and(|version| version.as_bytes() == b"13")
         && request
             .headers()
             .get_all(header::UPGRADE)
@@ -365,6 +412,55 @@ mod tests {
         assert_eq!(origin_form(&original).to_string(), "/a/b?x=1&y=%20");
         let authority_only: Uri = "app.example.com:443".parse().unwrap();
         assert_eq!(origin_form(&authority_only).to_string(), "/");
+    }
+
+    #[test]
+    fn the_websocket_accept_is_the_rfcs() {
+        // RFC 6455 §1.3's example.
+        assert_eq!(
+            websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        let mut answer = HeaderMap::new();
+        answer.insert(header::UPGRADE, "websocket".parse().unwrap());
+        answer.insert(
+            SEC_WEBSOCKET_ACCEPT,
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".parse().unwrap(),
+        );
+        assert!(is_websocket_answer(&answer, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        assert!(!is_websocket_answer(&answer, "another="));
+        answer.insert(header::UPGRADE, "h2c".parse().unwrap());
+        assert!(!is_websocket_answer(
+            &answer,
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        ));
+    }
+
+    #[test]
+    fn only_a_complete_websocket_handshake_is_an_upgrade() {
+        let request = |method: &str, headers: &[(&str, &str)]| {
+            let mut builder = Request::builder().method(method).uri("/ws");
+            for (name, value) in headers {
+                builder = builder.header(*name, *value);
+            }
+            builder.body(()).unwrap()
+        };
+        let complete = [
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-version", "13"),
+        ];
+        assert!(is_upgrade(&request("GET", &complete)));
+        assert!(!is_upgrade(&request("POST", &complete)));
+        for missing in 0..complete.len() {
+            let mut partial = complete.to_vec();
+            partial.remove(missing);
+            assert!(!is_upgrade(&request("GET", &partial)), "without {missing}");
+        }
+        let mut h2c = complete.to_vec();
+        h2c[1] = ("upgrade", "h2c");
+        assert!(!is_upgrade(&request("GET", &h2c)));
     }
 
     #[test]

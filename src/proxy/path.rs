@@ -168,9 +168,6 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
                 match decoded {
                     b'/' | b'\\' => return Err(PathError::EncodedSeparator),
                     0 => return Err(PathError::Nul),
-                    b'%' if is_double_encoded(&bytes[index + 3..]) => {
-                        return Err(PathError::DoubleEncoded);
-                    }
                     _ if is_unreserved(decoded) => segment.push(char::from(decoded)),
                     _ => {
                         segment.push('%');
@@ -192,17 +189,24 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
             }
         }
     }
+    // Checked on the result, not the input: `%25%32%65` becomes `%252e`
+    // only once `%32` is decoded.
+    if is_double_encoded(&segment) {
+        return Err(PathError::DoubleEncoded);
+    }
     Ok(segment)
 }
 
-/// What follows a `%25`: an escape that a second decoding would turn into
-/// a dot, a separator, a parameter or NUL.
-fn is_double_encoded(rest: &[u8]) -> bool {
-    let Some(pair) = rest.get(..2) else {
-        return false;
-    };
-    let pair = [pair[0].to_ascii_lowercase(), pair[1].to_ascii_lowercase()];
-    matches!(&pair, b"2e" | b"2f" | b"5c" | b"3b" | b"00")
+/// A `%25` (kept encoded, so upper case) followed by an escape that a
+/// second decoding would turn into a dot, a separator, a parameter or NUL.
+fn is_double_encoded(segment: &str) -> bool {
+    segment.match_indices("%25").any(|(at, _)| {
+        let rest = segment.as_bytes()[at + 3..].get(..2);
+        rest.is_some_and(|pair| {
+            let pair = [pair[0].to_ascii_lowercase(), pair[1].to_ascii_lowercase()];
+            matches!(&pair, b"2e" | b"2f" | b"5c" | b"3b" | b"00")
+        })
+    })
 }
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
@@ -305,6 +309,10 @@ mod tests {
         ("/a%zz", Err(BadEscape)),
         ("/public/%252e%252e/admin", Err(DoubleEncoded)),
         ("/public/%252F", Err(DoubleEncoded)),
+        ("/public/%25%32%65%25%32%65/admin", Err(DoubleEncoded)),
+        ("/public/%25%32e%25%32E/admin", Err(DoubleEncoded)),
+        ("/public/%25%32%66admin", Err(DoubleEncoded)),
+        ("/public/%25%35%43admin", Err(DoubleEncoded)),
         ("/a%25", Ok("/a%25")),
         ("/a%2541", Ok("/a%2541")),
         // Refused: a dot segment once `%3B` is decoded.

@@ -9,8 +9,9 @@
 //! - `X-Original-URL` / `X-Rewrite-URL` replace the path (IIS, Symfony);
 //! - headers are read CGI-style (`HTTP_X_AMZN_OIDC_IDENTITY`): `-` and `_`
 //!   are one character, case is ignored, and every value is kept;
-//! - `Upgrade: h2c` is accepted with `101`; the connection then becomes a
-//!   tunnel that answers any request in it as the admin area.
+//! - `Upgrade: h2c` is accepted with `101`, and so is a WebSocket handshake
+//!   to `…/fake101` (without `Sec-WebSocket-Accept`); the connection then
+//!   becomes a tunnel that answers any request in it as the admin area.
 //!
 //! Every request is answered 200 with JSON: the resolved path, its `area`
 //! (`admin`, `public`, `app` or `other`) and the CGI view of the identity.
@@ -114,10 +115,14 @@ fn answer(
         cgi: cgi.clone(),
     });
 
-    let wants_h2c = cgi
-        .get("HTTP_UPGRADE")
-        .is_some_and(|values| values.iter().any(|value| value.contains("h2c")));
-    if wants_h2c {
+    let upgrade = |protocol: &str| {
+        cgi.get("HTTP_UPGRADE")
+            .is_some_and(|values| values.iter().any(|value| value.contains(protocol)))
+    };
+    // `/…/fake101`: a status-reflecting endpoint that says 101 to a
+    // WebSocket handshake without completing it (no Sec-WebSocket-Accept).
+    let fake_websocket = upgrade("websocket") && resolved.ends_with("/fake101");
+    if upgrade("h2c") || fake_websocket {
         let upgrade = hyper::upgrade::on(&mut request);
         let tunnelled = tunnelled.clone();
         tokio::spawn(async move {
@@ -127,7 +132,7 @@ fn answer(
         return Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header("connection", "Upgrade")
-            .header("upgrade", "h2c")
+            .header("upgrade", if fake_websocket { "websocket" } else { "h2c" })
             .body(Full::default())
             .unwrap();
     }
@@ -151,7 +156,8 @@ where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let mut buffer = vec![0u8; 4096];
-    let Ok(read) = io.read(&mut buffer).await else {
+    // Nothing, when the proxy closed the connection instead of splicing it.
+    let Ok(read @ 1..) = io.read(&mut buffer).await else {
         return;
     };
     let head = String::from_utf8_lossy(&buffer[..read]).into_owned();
