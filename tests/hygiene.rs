@@ -316,6 +316,7 @@ async fn a_raw_backslash_or_nul_is_refused() {
 /// Identity headers and their look-alikes, as a client would forge them.
 const FORGED: &[(&str, &str)] = &[
     ("x_amzn_oidc_identity", "admin"),
+    ("X.Amzn.Oidc.Identity", "admin"),
     ("X_Amzn_Oidc_Data", "forged.jwt.value"),
     ("x-amzn_oidc-accesstoken", "forged-token"),
     ("x-amzn-oidc-identity", "admin"),
@@ -494,6 +495,10 @@ async fn routing_overrides_and_forwarding_claims_are_removed() {
                 &[
                     ("x-original-url", "/admin/x"),
                     ("x-rewrite-url", "/admin/x"),
+                    ("x-script-name", "/public"),
+                    ("x-original-uri", "/admin/x"),
+                    ("x-forwarded-uri", "/admin/x"),
+                    ("true-client-ip", "10.0.0.1"),
                     ("x-forwarded-prefix", "/admin"),
                     ("x-real-ip", "10.0.0.1"),
                     ("forwarded", "for=10.0.0.1;host=admin.internal"),
@@ -508,6 +513,10 @@ async fn routing_overrides_and_forwarding_claims_are_removed() {
         for gone in [
             "HTTP_X_ORIGINAL_URL",
             "HTTP_X_REWRITE_URL",
+            "HTTP_X_SCRIPT_NAME",
+            "HTTP_X_ORIGINAL_URI",
+            "HTTP_X_FORWARDED_URI",
+            "HTTP_TRUE_CLIENT_IP",
             "HTTP_X_FORWARDED_PREFIX",
             "HTTP_X_REAL_IP",
             "HTTP_FORWARDED",

@@ -1130,3 +1130,40 @@ listeners:
     assert!(problem.message.contains("`strip`"), "{}", problem.message);
     assert!(problem.fix.contains("append"), "{}", problem.fix);
 }
+
+#[test]
+fn path_patterns_must_be_canonical_or_they_never_match() {
+    let rule_with = |pattern: &str| {
+        format!(
+            r#"
+listeners:
+  - address: 127.0.0.1:8080
+    rules:
+      - conditions: {{ path: ["{pattern}"] }}
+        actions:
+          - fixed_response: {{ status: 200 }}
+"#
+        )
+    };
+    for (pattern, canonical) in [
+        ("/%7Euser/*", "/~user/*"),
+        ("/caf%c3%a9/*", "/caf%C3%A9/*"),
+        ("/a//b/*", "/a/b/*"),
+        ("/public/../admin/*", "/admin/*"),
+    ] {
+        let problem = only_problem(&rule_with(pattern));
+        assert_eq!(problem.path, "listeners[0].rules[0].conditions.path[0]");
+        assert!(
+            problem.message.contains("never match"),
+            "{}",
+            problem.message
+        );
+        assert_eq!(problem.fix, format!("write `{canonical}`"));
+    }
+    let problem = only_problem(&rule_with("/a%2Fb/*"));
+    assert!(problem.message.contains("400"), "{}", problem.message);
+    for fine in ["/app/*", "*.js", "/.well-known/*", "/a?c/*", "/x%20y"] {
+        let config = load(&rule_with(fine));
+        assert_eq!(config.listeners[0].rules[0].conditions.path, [fine]);
+    }
+}

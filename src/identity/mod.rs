@@ -12,16 +12,16 @@ pub mod signing;
 pub const IDENTITY_HEADER_PREFIX: &str = "x-amzn-oidc-";
 
 /// True for an identity header and every look-alike a server could read
-/// as one: `_` and `-` are the same character to WSGI, Rack, PHP and CGI
-/// (`HTTP_X_AMZN_OIDC_IDENTITY`). `name` is lower case, as `HeaderName`s are.
+/// as one: any character but a letter or digit may stand for `-` (WSGI,
+/// Rack, PHP and CGI read `_` as `-`, PHP also `.`:
+/// `HTTP_X_AMZN_OIDC_IDENTITY`). `name` is lower case, as `HeaderName`s are.
 pub fn is_identity_header(name: &str) -> bool {
     let prefix = IDENTITY_HEADER_PREFIX.as_bytes();
     let name = name.as_bytes();
     name.len() >= prefix.len()
-        && name
-            .iter()
-            .zip(prefix)
-            .all(|(&byte, &expected)| byte == expected || (byte == b'_' && expected == b'-'))
+        && name.iter().zip(prefix).all(|(&byte, &expected)| {
+            byte == expected || (expected == b'-' && !byte.is_ascii_alphanumeric())
+        })
 }
 
 #[cfg(test)]
@@ -38,6 +38,8 @@ mod tests {
             "x_amzn_oidc_identity",
             "x-amzn_oidc-data",
             "x_amzn-oidc_accesstoken",
+            "x.amzn.oidc.identity",
+            "x+amzn~oidc!data",
         ] {
             assert!(is_identity_header(name), "{name}");
         }

@@ -8,9 +8,10 @@
 //!   on ([`survives_connection`]);
 //! - hop-by-hop headers (RFC 9110 §7.6.1), `Upgrade` (kept only for a
 //!   WebSocket handshake) and `HTTP2-Settings` (h2c);
-//! - identity look-alikes (`x_amzn_oidc_identity`) always, and every other
-//!   name with `_` unless the listener allows them: WSGI, Rack, PHP and CGI
-//!   read `_` and `-` as the same character;
+//! - identity look-alikes (`x_amzn_oidc_identity`, `x.amzn.oidc.identity`)
+//!   always, and every other name with a character but a letter, digit or
+//!   `-` (`_` too when the listener allows it): WSGI, Rack, PHP and CGI read
+//!   `_` and `-` as the same character, PHP also `.`;
 //! - headers that make an upstream route or trust differently
 //!   (`X-Original-URL`, `X-Rewrite-URL`, `X-Forwarded-Prefix`, `X-Real-IP`,
 //!   `Forwarded`).
@@ -39,13 +40,20 @@ static HOP_BY_HOP: [HeaderName; 10] = [
 ];
 
 /// Client headers some upstream frameworks route or authorise on (IIS and
-/// Symfony's `X-Original-URL`, nginx's `X-Real-IP`, RFC 7239 `Forwarded`):
-/// only the proxy says where a request came from and what it asked for.
-static OVERRIDES: [HeaderName; 5] = [
+/// Symfony's `X-Original-URL`, Flask's `X-Script-Name` middleware, nginx's
+/// `X-Real-IP`, RFC 7239 `Forwarded`): only the proxy says where a request
+/// came from and what it asked for.
+static OVERRIDES: [HeaderName; 11] = [
     HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-original-uri"),
     HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-script-name"),
     HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-uri"),
+    HeaderName::from_static("x-forwarded-path"),
     HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("true-client-ip"),
     HeaderName::from_static("forwarded"),
 ];
 
@@ -57,7 +65,7 @@ pub fn sanitize_request(headers: &mut HeaderMap, policy: &HeaderPolicy, websocke
         is_hop_by_hop(name)
             || OVERRIDES.contains(name)
             || identity::is_identity_header(name.as_str())
-            || (!policy.allow_underscores && name.as_str().contains('_'))
+            || !is_plain_name(name.as_str(), policy.allow_underscores)
     };
     // One pass over the names: most requests carry nothing to drop, or
     // only `Connection: keep-alive`, and then nothing is allocated.
@@ -134,6 +142,19 @@ fn survives_connection(name: &HeaderName) -> bool {
         || *name == header::CONTENT_LENGTH
         || name.as_str().starts_with("x-forwarded-")
         || identity::is_identity_header(name.as_str())
+}
+
+/// Letters, digits and `-` (and `_` when allowed): the names nginx keeps
+/// with `ignore_invalid_headers`. Others (`x.user`, `x_user`) are read as
+/// `x-user` by some servers (PHP turns `.` into `_`, CGI `-` into `_`), so
+/// they could shadow a header the proxy or a front proxy vouches for.
+fn is_plain_name(name: &str, allow_underscores: bool) -> bool {
+    name.bytes().all(|byte| {
+        byte.is_ascii_lowercase()
+            || byte.is_ascii_digit()
+            || byte == b'-'
+            || (allow_underscores && byte == b'_')
+    })
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -216,6 +237,9 @@ mod tests {
                 ..HeaderPolicy::default()
             };
             let mut request = headers(&[
+                ("x.amzn.oidc.identity", "admin"),
+                ("x-amzn-oidc+data", "forged"),
+                ("x.app.user", "admin"),
                 ("x_amzn_oidc_identity", "admin"),
                 ("X_Amzn_Oidc_Data", "forged"),
                 ("x-amzn_oidc-accesstoken", "forged"),
@@ -237,6 +261,12 @@ mod tests {
     fn routing_overrides_are_removed() {
         let mut request = headers(&[
             ("x-original-url", "/admin"),
+            ("x-original-uri", "/admin"),
+            ("x-script-name", "/public"),
+            ("x-forwarded-uri", "/admin"),
+            ("x-forwarded-path", "/admin"),
+            ("true-client-ip", "10.0.0.1"),
+            ("x-client-ip", "10.0.0.1"),
             ("x-rewrite-url", "/admin"),
             ("x-forwarded-prefix", "/admin"),
             ("x-real-ip", "10.0.0.1"),

@@ -7,8 +7,8 @@
 //!   `;params` dropped from each segment (Tomcat), `//` merged and dot
 //!   segments removed;
 //! - `X-Original-URL` / `X-Rewrite-URL` replace the path (IIS, Symfony);
-//! - headers are read CGI-style (`HTTP_X_AMZN_OIDC_IDENTITY`): `-` and `_`
-//!   are one character, case is ignored, and every value is kept;
+//! - headers are read CGI- and PHP-style (`HTTP_X_AMZN_OIDC_IDENTITY`): `-`,
+//!   `_` and `.` are one character, case is ignored, every value is kept;
 //! - `Upgrade: h2c` is accepted with `101`, and so is a WebSocket handshake
 //!   to `…/fake101` (without `Sec-WebSocket-Accept`); the connection then
 //!   becomes a tunnel that answers any request in it as the admin area.
@@ -176,10 +176,19 @@ where
 fn cgi_view<B>(request: &Request<B>) -> BTreeMap<String, Vec<String>> {
     let mut cgi: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in request.headers() {
-        let variable = format!(
-            "HTTP_{}",
-            name.as_str().to_ascii_uppercase().replace('-', "_")
-        );
+        // CGI turns `-` into `_`; PHP also `.` and other punctuation.
+        let folded: String = name
+            .as_str()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let variable = format!("HTTP_{folded}");
         cgi.entry(variable)
             .or_default()
             .push(String::from_utf8_lossy(value.as_bytes()).into_owned());

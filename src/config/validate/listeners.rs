@@ -294,6 +294,9 @@ impl Validator<'_> {
                         format!("keep it to {MAX_PATTERN_LEN} characters, using * for the rest"),
                     );
                     None
+                } else if let Some((message, fix)) = never_canonical(&path) {
+                    self.problem(&at, message, fix);
+                    None
                 } else {
                     Some(path)
                 }
@@ -532,4 +535,32 @@ impl Validator<'_> {
     }
 
     // Small value checks shared by the sections above and by `auth`.
+}
+
+/// Rules match the canonical path (dot segments resolved, `//` merged,
+/// escapes of unreserved characters decoded), so a pattern written in
+/// another spelling would silently never match: a message and a fix for
+/// one that is not canonical itself. `*` and `?` are ordinary characters
+/// to the canonicaliser, so they pass through.
+fn never_canonical(pattern: &str) -> Option<(String, String)> {
+    if !pattern.starts_with('/') {
+        return None;
+    }
+    match crate::proxy::path::canonicalize(pattern) {
+        Ok(canonical) if canonical == pattern => None,
+        Ok(canonical) => Some((
+            format!(
+                "path pattern `{pattern}` can never match: requests are matched by their \
+                 canonical path, where it is spelled `{canonical}`"
+            ),
+            format!("write `{canonical}`"),
+        )),
+        Err(refused) => Some((
+            format!(
+                "path pattern `{pattern}` can never match: a request with such a path is \
+                 refused with 400 ({refused})"
+            ),
+            "remove the pattern, or write the path without that spelling".to_owned(),
+        )),
+    }
 }
