@@ -313,6 +313,8 @@ mod tests {
         ("/public/%25%32e%25%32E/admin", Err(DoubleEncoded)),
         ("/public/%25%32%66admin", Err(DoubleEncoded)),
         ("/public/%25%35%43admin", Err(DoubleEncoded)),
+        // Found by the path fuzz target: `%3B` spelled `%25` `3` `%42`.
+        ("/%253%42/%253%42j/%253%42j9", Err(DoubleEncoded)),
         ("/a%25", Ok("/a%25")),
         ("/a%2541", Ok("/a%2541")),
         // Refused: a dot segment once `%3B` is decoded.
