@@ -33,8 +33,9 @@ pub fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
 }
 
 /// The host a request is for: lower-cased, without its port, and without
-/// the trailing dot of a fully qualified name (`app.example.com.` is
-/// `app.example.com`, and must not slip past its host rule).
+/// the trailing dots of a fully qualified name (`app.example.com.` is
+/// `app.example.com`, and must not slip past its host rule; nor must
+/// `app.example.com..`, which a lenient upstream reads the same way).
 pub fn normalize_host(authority: &str) -> String {
     let host = match authority.strip_prefix('[') {
         // An IPv6 literal keeps its brackets and loses what follows `]`.
@@ -43,7 +44,7 @@ pub fn normalize_host(authority: &str) -> String {
             .map_or(authority, |end| &authority[..end + 2]),
         None => authority.split(':').next().unwrap_or(authority),
     };
-    let host = host.strip_suffix('.').unwrap_or(host);
+    let host = host.trim_end_matches('.');
     host.to_ascii_lowercase()
 }
 
@@ -111,5 +112,18 @@ mod tests {
         assert_eq!(normalize_host("[::1]"), "[::1]");
         assert_eq!(normalize_host("App.Example.COM.:8443"), "app.example.com");
         assert_eq!(normalize_host("app.example.com."), "app.example.com");
+    }
+
+    /// Found by fuzzing: one dot was stripped, so `app.example.com..`
+    /// became `app.example.com.` and missed the rule for `app.example.com`.
+    #[test]
+    fn hosts_lose_every_trailing_dot_and_normalize_once() {
+        assert_eq!(normalize_host("app.example.com.."), "app.example.com");
+        assert_eq!(normalize_host("App.Example.COM...:443"), "app.example.com");
+        assert_eq!(normalize_host(".."), "");
+        for authority in ["..", "....", "a..:80", "[::1]:443", "A.b.:1"] {
+            let host = normalize_host(authority);
+            assert_eq!(normalize_host(&host), host, "{authority}");
+        }
     }
 }
