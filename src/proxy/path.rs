@@ -18,7 +18,7 @@
 //! | `%2F`, `%5C` (encoded `/` and `\`), a raw `\`, `%00` | 400 |
 //! | `..` above the root (`/..`, `/a/../..`) | 400 |
 //! | a `%` not followed by two hex digits | 400 |
-//! | `%25` followed by `2e`, `2f`, `5c`, `3b` or `00` (double encoding) | 400 |
+//! | `%25` followed by `2e`, `2f`, `5c`, `3b` or `00`, also as escapes (`%25%32%65`): double encoding | 400 |
 //! | a segment that is a dot segment only once `%3B` is decoded (`..%3Bx`) | 400 |
 //!
 //! The query is never touched: it belongs to the application.
@@ -174,9 +174,6 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
                 match decoded {
                     b'/' | b'\\' => return Err(PathError::EncodedSeparator),
                     0 => return Err(PathError::Nul),
-                    b'%' if is_double_encoded(&bytes[index + 3..]) => {
-                        return Err(PathError::DoubleEncoded);
-                    }
                     _ if is_unreserved(decoded) => segment.push(char::from(decoded)),
                     _ => {
                         segment.push('%');
@@ -197,6 +194,15 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
                 index = run;
             }
         }
+    }
+    // Checked on the result, not the input: the escapes after a `%25` may
+    // be of unreserved characters, and `%25%32%65` is `%252e` once decoded.
+    let decoded = segment.as_bytes();
+    if segment
+        .match_indices("%25")
+        .any(|(at, _)| is_double_encoded(&decoded[at + 3..]))
+    {
+        return Err(PathError::DoubleEncoded);
     }
     Ok(segment)
 }
@@ -311,6 +317,12 @@ mod tests {
         ("/a%zz", Err(BadEscape)),
         ("/public/%252e%252e/admin", Err(DoubleEncoded)),
         ("/public/%252F", Err(DoubleEncoded)),
+        // Found by fuzzing: the escape after `%25` is of unreserved
+        // characters, and decoding it made `%253B` and `%252E`.
+        ("/%253%42", Err(DoubleEncoded)),
+        ("/public/%25%32%65%25%32%65/admin", Err(DoubleEncoded)),
+        ("/a%25%35%63b", Err(DoubleEncoded)),
+        ("/a%25%34%31", Ok("/a%2541")),
         ("/a%25", Ok("/a%25")),
         ("/a%2541", Ok("/a%2541")),
         // Refused: a dot segment once `%3B` is decoded.
