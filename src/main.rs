@@ -167,7 +167,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn install_crypto_provider() {
-    // One crypto backend for every rustls user in the process (DEPENDENCIES.md pitfall 1).
+    // One crypto backend for every rustls user in the process (two in one tree make rustls panic).
     if rustls::crypto::aws_lc_rs::default_provider()
         .install_default()
         .is_err()

@@ -1,5 +1,5 @@
 //! Prometheus metrics, served on the admin listener only. Names follow ALB's
-//! CloudWatch metrics turned into Prometheus style (SPEC §7).
+//! CloudWatch metrics turned into Prometheus style.
 
 use std::fmt::Write as _;
 use std::sync::Arc;

@@ -25,12 +25,12 @@ use crate::config::{ApiRequests, AuthCommon, UnauthenticatedPolicy};
 use crate::identity::signing::{DataSigner, DataTokenCache, fingerprint};
 use crate::metrics::Metrics;
 
-/// Access tokens without `expires_in` are treated as valid this long (SPEC §4).
+/// Access tokens without `expires_in` are treated as valid this long.
 const DEFAULT_ACCESS_TOKEN_LIFETIME: u64 = 3600;
 /// How long a refresh result is kept for requests still carrying the old cookie.
 const REFRESH_RESULT_KEPT: Duration = Duration::from_secs(60);
 
-/// Cookies are always `Secure`, as ALB's are (SPEC §3.3): a plain-HTTP
+/// Cookies are always `Secure`, as ALB's are: a plain-HTTP
 /// listener is meant to sit behind a TLS terminator, and browsers accept
 /// `Secure` cookies from `http://localhost` for development.
 pub const SECURE_COOKIES: bool = true;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 pub use crate::untrusted::Untrusted;
 
-/// Where the blame lies decides the status (SPEC §6).
+/// Where the blame lies decides the status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Blame {
     /// 401: the browser sent something we cannot accept.

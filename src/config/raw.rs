@@ -1,4 +1,4 @@
-//! The configuration file as written: serde structs that mirror SPEC §2 key
+//! The configuration file as written: serde structs that mirror the documented key
 //! for key, with every field optional and enumerations kept as strings, so
 //! that one mistake does not hide the next. [`super::validate`] turns this
 //! into the model and says what is wrong.

@@ -34,7 +34,7 @@ use upgrade::OnUpgrade;
 
 pub use forward::{Downstream, Upstream};
 
-/// Paths under this prefix belong to the proxy and are never forwarded (SPEC §5).
+/// Paths under this prefix belong to the proxy and are never forwarded.
 pub const OWNED_PREFIX: &str = "/oauth2/";
 
 /// A rule with its metrics label made once, not per request.
