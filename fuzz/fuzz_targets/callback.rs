@@ -28,6 +28,8 @@ struct Login {
     code_verifier: String,
     url: String,
     rule: String,
+    iss: String,
+    client: String,
     expires_at: u64,
 }
 
@@ -60,6 +62,8 @@ fn to_login(login: &Login) -> PendingLogin {
         code_verifier: login.code_verifier.clone(),
         url: login.url.clone(),
         rule: login.rule.clone(),
+        iss: login.iss.clone(),
+        client: login.client.clone(),
         expires_at: login.expires_at,
     }
 }
@@ -71,6 +75,8 @@ fn same(a: &PendingLogin, b: &PendingLogin) -> bool {
         &a.code_verifier,
         &a.url,
         &a.rule,
+        &a.iss,
+        &a.client,
         a.expires_at,
     ) == (
         &b.state,
@@ -78,6 +84,8 @@ fn same(a: &PendingLogin, b: &PendingLogin) -> bool {
         &b.code_verifier,
         &b.url,
         &b.rule,
+        &b.iss,
+        &b.client,
         b.expires_at,
     )
 }
