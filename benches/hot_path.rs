@@ -178,7 +178,7 @@ fn paths(c: &mut Criterion) {
     group.finish();
 
     // Header hygiene on a browser's usual request headers.
-    let mut headers = http::HeaderMap::new();
+    let mut headers = HeaderMap::new();
     for (name, value) in [
         ("host", "app.example.com"),
         ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0"),

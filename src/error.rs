@@ -31,7 +31,7 @@ pub enum ProxyError {
     #[error("not found")]
     OwnedPathNotFound,
     #[error("the upstream could not be reached")]
-    UpstreamConnect(#[source] crate::body::BoxError),
+    UpstreamConnect(#[source] body::BoxError),
     #[error("the upstream failed while answering")]
     UpstreamProtocol(#[source] hyper::Error),
     #[error("the upstream switched protocols without completing a WebSocket handshake")]

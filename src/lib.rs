@@ -19,7 +19,6 @@
 //! Around them: [`config`] turns a file into a validated model, [`server`]
 //! binds listeners (TLS with SNI and reload), limits connections and shuts
 //! down gracefully, and [`error`] is the one place errors become responses.
-#![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod body;

@@ -354,8 +354,8 @@ impl Proxy {
                     }
                 }
             }
-            _ if request.method() == http::Method::GET
-                || request.method() == http::Method::HEAD =>
+            _ if request.method() == Method::GET
+                || request.method() == Method::HEAD =>
             {
                 identity::keys::key_endpoint(&auth.signer, path)
                     .ok_or(ProxyError::OwnedPathNotFound)

@@ -659,7 +659,7 @@ pin_project_lite::pin_project! {
 }
 
 impl http_body::Body for AnsweredWithBody {
-    type Data = bytes::Bytes;
+    type Data = Bytes;
     type Error = crate::body::BoxError;
 
     fn poll_frame(
@@ -935,7 +935,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_gated_future_wakes_the_task_that_polled_it() {
         let polls = AtomicUsize::new(0);
-        let fire = std::sync::Arc::new(tokio::sync::Notify::new());
+        let fire = Arc::new(tokio::sync::Notify::new());
         let notifier = fire.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(20)).await;

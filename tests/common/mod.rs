@@ -428,7 +428,7 @@ pub async fn admin_get(admin: SocketAddr, path: &str) -> Answer {
 pub async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> bool
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    Fut: Future<Output = bool>,
 {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
