@@ -354,9 +354,7 @@ impl Proxy {
                     }
                 }
             }
-            _ if request.method() == Method::GET
-                || request.method() == Method::HEAD =>
-            {
+            _ if request.method() == Method::GET || request.method() == Method::HEAD => {
                 identity::keys::key_endpoint(&auth.signer, path)
                     .ok_or(ProxyError::OwnedPathNotFound)
             }

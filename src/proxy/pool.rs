@@ -6,8 +6,8 @@
 //! through channels, with a task wake-up at each crossing. Here the request's
 //! own task polls the connection, first until the response head arrives,
 //! then from the response body as the server reads it ([`UpstreamBody`]):
-//! 7–8 % fewer instructions per proxied request (callgrind; README,
-//! Performance). A connection goes back to the pool once its response body
+//! 7–8 % fewer instructions per proxied request (callgrind;
+//! docs/performance.md). A connection goes back to the pool once its response body
 //! has been read to the end, and is otherwise closed.
 
 use std::collections::HashMap;

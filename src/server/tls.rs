@@ -67,7 +67,7 @@ struct Loaded {
 /// SHA-384 for the handshake, which aws-lc computes without its AVX code on
 /// AMD CPUs (`sha512_avx_capable` requires an Intel CPU): 16 % of the CPU
 /// for new connections on the benchmark's AMD EPYC (perf), and 1.07× the
-/// handshakes per second once AES-128-GCM comes first (README, Performance).
+/// handshakes per second once AES-128-GCM comes first (docs/performance.md).
 fn server_suites(provider: &CryptoProvider) -> CryptoProvider {
     let mut provider = provider.clone();
     provider.cipher_suites.sort_by_key(|suite| {
