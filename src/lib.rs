@@ -27,6 +27,8 @@ pub mod cache;
 pub mod client;
 pub mod config;
 pub mod demo;
+mod dev_http;
+pub mod dev_idp;
 pub mod error;
 pub mod identity;
 pub mod keys;
