@@ -67,9 +67,14 @@ async fn the_demo_logs_in_and_shows_the_claims() {
     let (_demo, url, certificate) = start_demo().await;
     let mut browser = Browser::new(Some(certificate.clone()));
     let login_page = browser.follow(&format!("{url}/")).await;
-    assert!(
-        login_page.body.contains("For development only"),
-        "{}",
+    assert_eq!(
+        login_page
+            .body
+            .to_lowercase()
+            .matches("for development only")
+            .count(),
+        1,
+        "one development-only banner: {}",
         login_page.body
     );
     assert!(

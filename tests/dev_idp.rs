@@ -153,6 +153,35 @@ async fn authenticate_oidc_logs_two_users_in_with_their_own_groups() {
     assert_eq!(bob["email"], "bob@example.test", "derived from the name");
     assert_eq!(bob["groups"], json!(["developers"]));
 
+    // A client or redirect URI it does not know is refused with a page that says which.
+    let mut direct = Browser::new(None);
+    let authorize = |client: &str, redirect: &str| {
+        format!(
+            "{}/authorize?response_type=code&client_id={client}&redirect_uri={redirect}",
+            idp.issuer
+        )
+    };
+    let unknown = direct
+        .get(&authorize(
+            "other",
+            "https://localhost:8443/oauth2/idpresponse",
+        ))
+        .await;
+    assert_eq!(unknown.status, 400);
+    assert!(unknown.body.contains("Unknown client"), "{}", unknown.body);
+    let elsewhere = direct
+        .get(&authorize(
+            CLIENT_ID,
+            "https://evil.example/oauth2/idpresponse",
+        ))
+        .await;
+    assert_eq!(elsewhere.status, 400);
+    assert!(
+        elsewhere.body.contains("is not a redirect URI of client"),
+        "{}",
+        elsewhere.body
+    );
+
     // A wrong password stays on the provider's form.
     let mut stranger = stack.browser();
     let form = stranger.follow(&stack.url("/app")).await;
