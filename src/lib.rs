@@ -19,6 +19,8 @@
 //! Around them: [`config`] turns a file into a validated model, [`server`]
 //! binds listeners (TLS with SNI and reload), limits connections and shuts
 //! down gracefully, and [`error`] is the one place errors become responses.
+//! [`demo`] and [`dev_idp`] are the development-only tools: the whole flow
+//! on a laptop, and the test OpenID provider it runs.
 
 pub mod auth;
 pub mod body;
@@ -26,6 +28,8 @@ pub mod cache;
 pub mod client;
 pub mod config;
 pub mod demo;
+mod dev_http;
+pub mod dev_idp;
 pub mod error;
 pub mod identity;
 pub mod keys;

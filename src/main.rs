@@ -60,6 +60,47 @@ enum Command {
         #[arg(long, default_value_t = 8443)]
         port: u16,
     },
+    /// Run a development OpenID provider (test users, groups, clients; a
+    /// Cognito-shaped mode) to run an app behind portcullis locally with no
+    /// real IdP. For development only; loopback unless --allow-remote.
+    DevIdp(DevIdpArgs),
+}
+
+/// `portcullis dev-idp`: flags override the file; with neither, alice and
+/// bob sign in to client portcullis-dev at http://127.0.0.1:9000.
+#[derive(clap::Args)]
+struct DevIdpArgs {
+    /// A YAML (or TOML, JSON) file with clients and users (docs/dev-idp.md).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Where to listen [default: 127.0.0.1:9000].
+    #[arg(long, value_name = "IP:PORT")]
+    address: Option<std::net::SocketAddr>,
+    /// The issuer URL, as browsers and portcullis reach the provider
+    /// [default: http://ADDRESS].
+    #[arg(long, value_name = "URL")]
+    issuer: Option<String>,
+    /// Look like a Cognito user pool reached through `endpoint_url`.
+    #[arg(long)]
+    cognito: bool,
+    /// Cognito mode: the base URL (authenticate_cognito's endpoint_url)
+    /// [default: http://ADDRESS]; the issuer is URL/POOL_ID.
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// Cognito mode: the user pool id [default: us-east-1_DevPool].
+    #[arg(long, value_name = "POOL_ID")]
+    user_pool_id: Option<String>,
+    /// A client, ID:SECRET:REDIRECT_URI[,REDIRECT_URI...] (port 0: any
+    /// port); repeat for more. Replaces the file's clients.
+    #[arg(long = "client", value_name = "ID:SECRET:URIS")]
+    clients: Vec<String>,
+    /// A user, NAME:PASSWORD[:GROUP,GROUP...]; repeat for more. Replaces
+    /// the file's users.
+    #[arg(long = "user", value_name = "NAME:PASSWORD[:GROUPS]")]
+    users: Vec<String>,
+    /// Allow listening on a non-loopback address (e.g. 0.0.0.0 in a container).
+    #[arg(long)]
+    allow_remote: bool,
 }
 
 #[derive(clap::Args)]
@@ -77,6 +118,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&args.config),
         Command::Keygen { kubernetes } => keygen(kubernetes.as_deref()),
         Command::Demo { port } => demo(port),
+        Command::DevIdp(args) => dev_idp(args),
         Command::Healthcheck { url } => healthcheck(&url),
     }
 }
@@ -200,7 +242,7 @@ fn demo(port: u16) -> ExitCode {
                 println!("portcullis demo: FOR DEVELOPMENT ONLY (a built-in test OpenID provider and a self-signed certificate)");
                 println!();
                 println!("  Open:        {}/", addresses.url);
-                println!("  Sign in as:  {} / {}", portcullis::demo::idp::DEMO_USER, portcullis::demo::idp::DEMO_PASSWORD);
+                println!("  Sign in as:  {} / {}", portcullis::demo::DEMO_USER, portcullis::demo::DEMO_PASSWORD);
                 println!("  Provider:    {} (development only)", addresses.idp);
                 println!("  Application: http://{} (the echo page, no login of its own)", addresses.echo);
                 if let Some(admin) = addresses.admin {
@@ -211,6 +253,58 @@ fn demo(port: u16) -> ExitCode {
             })
             .await
             .map_err(anyhow::Error::from)
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+fn dev_idp(args: DevIdpArgs) -> ExitCode {
+    use portcullis::dev_idp::{self, Options, Settings, SettingsError};
+
+    let options = Options {
+        config: args.config,
+        address: args.address,
+        issuer: args.issuer,
+        endpoint_url: args.endpoint_url,
+        cognito: args.cognito,
+        user_pool_id: args.user_pool_id,
+        clients: args.clients,
+        users: args.users,
+        allow_remote: args.allow_remote,
+    };
+    let settings = match Settings::load(&options) {
+        Ok(settings) => settings,
+        Err(SettingsError::Invalid { path, problems }) => {
+            eprintln!("{path}: {} problem(s):", problems.len());
+            for problem in problems {
+                eprintln!("  - {problem}");
+            }
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+        Err(error) => {
+            eprintln!("{}", error_chain(&error));
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let result = runtime().and_then(|runtime| {
+        runtime.block_on(async {
+            let bound = dev_idp::bind(settings).await?;
+            if !bound.address.ip().is_loopback() {
+                tracing::warn!(
+                    address = %bound.address,
+                    "dev-idp listens beyond loopback (--allow-remote): anyone who reaches it can sign in as its test users"
+                );
+            }
+            print!("{}", dev_idp::describe(bound.settings(), bound.address));
+            println!("\nCtrl-C stops it.");
+            bound.serve(shutdown_signal()).await;
+            anyhow::Ok(())
         })
     });
     match result {

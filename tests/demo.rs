@@ -67,9 +67,14 @@ async fn the_demo_logs_in_and_shows_the_claims() {
     let (_demo, url, certificate) = start_demo().await;
     let mut browser = Browser::new(Some(certificate.clone()));
     let login_page = browser.follow(&format!("{url}/")).await;
-    assert!(
-        login_page.body.contains("For development only"),
-        "{}",
+    assert_eq!(
+        login_page
+            .body
+            .to_lowercase()
+            .matches("for development only")
+            .count(),
+        1,
+        "one development-only banner: {}",
         login_page.body
     );
     assert!(
@@ -104,9 +109,22 @@ async fn the_demo_logs_in_and_shows_the_claims() {
         refused.body
     );
 
-    // Signing out ends the session.
-    let out = browser.get(&format!("{url}/oauth2/sign_out")).await;
-    assert_eq!(out.status, 302);
+    // The page shows how to verify the header, with this proxy's key URL.
+    assert!(
+        page.body
+            .contains(&format!("jwksUri: &quot;{url}/oauth2/public-keys&quot;")),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(&format!("PROXY = &quot;{url}&quot;")));
+    assert!(page.body.contains("AlbJwtVerifier"), "{}", page.body);
+
+    // Signing out ends the session, through the provider, on a page that says so.
+    let out = browser.follow(&format!("{url}/oauth2/sign_out")).await;
+    assert_eq!(out.status, 200, "{:#?}", out.hops);
+    assert_eq!(out.url, format!("{url}/signed-out"));
+    assert!(out.body.contains("You are signed out"), "{}", out.body);
+    assert!(out.body.contains(r#"<a href="/">Sign in again</a>"#));
     assert_eq!(browser.get(&format!("{url}/")).await.status, 302);
 }
 
@@ -157,8 +175,9 @@ async fn keygen_prints_a_session_secret_and_a_signing_key() {
 }
 
 /// Debian's Chromium, driven by playwright-core (tests/browser), logs in
-/// through the demo's login page and lands on the echo page. The screenshot
-/// is kept as a test artifact in `target/tmp/demo-login.png`.
+/// through the demo's login page, lands on the echo page and signs out. The
+/// screenshots of the three pages are kept as test artifacts in
+/// `target/tmp/demo-screenshots/`.
 #[tokio::test]
 async fn a_real_browser_logs_in_through_the_demo() {
     let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -177,14 +196,15 @@ async fn a_real_browser_logs_in_through_the_demo() {
         "{chromium} is missing: install Debian's `chromium` (.ci/run does)"
     );
     let (_demo, url, _) = start_demo().await;
-    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-login.png");
-    let _ = std::fs::remove_file(&screenshot);
+    let screenshots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-screenshots");
+    let _ = std::fs::remove_dir_all(&screenshots);
+    std::fs::create_dir_all(&screenshots).unwrap();
     let output = tokio::time::timeout(
         Duration::from_secs(90),
         Command::new(std::env::var("NODE").unwrap_or_else(|_| "node".into()))
             .arg(browser_dir.join("demo-login.mjs"))
             .env("DEMO_URL", &url)
-            .env("SCREENSHOT", &screenshot)
+            .env("SCREENSHOTS", &screenshots)
             .env("CHROMIUM", &chromium)
             .output(),
     )
@@ -208,9 +228,20 @@ async fn a_real_browser_logs_in_through_the_demo() {
         "{result}"
     );
     assert!(
-        std::fs::metadata(&screenshot).unwrap().len() > 1000,
-        "a screenshot was saved"
+        result["signed_out"]
+            .as_str()
+            .unwrap()
+            .contains("You are signed out"),
+        "{result}"
     );
+    for page in ["login", "echo", "signed-out"] {
+        let screenshot = screenshots.join(format!("{page}.png"));
+        assert!(
+            std::fs::metadata(&screenshot).map_or(0, |file| file.len()) > 1000,
+            "{} was saved",
+            screenshot.display()
+        );
+    }
 }
 
 #[tokio::test]

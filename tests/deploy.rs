@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
@@ -643,14 +642,25 @@ fn the_compose_stack_agrees_with_the_image_and_its_idp() {
     let config_text = std::fs::read_to_string(config_file).unwrap();
     let config = YamlLoader::load_from_str(&config_text).unwrap().remove(0);
     assert!(portcullis_mounts.contains_key(&format!("{CONFIG_DIR}/secrets")));
+    // The IdP is `portcullis dev-idp` from the same image, reading the
+    // mounted dev-idp.yaml, which the real loader accepts.
+    assert_eq!(str_at(&idp["image"], "idp image"), IMAGE);
+    let command: Vec<&str> = list_at(&idp["command"], "idp command")
+        .iter()
+        .map(|arg| str_at(arg, "an argument"))
+        .collect();
+    assert_eq!(command[..2], ["dev-idp", "--config"], "{command:?}");
     let idp_mounts = mounts(idp);
+    let idp_file = &idp_mounts[command[2]];
+    let settings = portcullis::dev_idp::Settings::load(&portcullis::dev_idp::Options {
+        config: Some(idp_file.clone()),
+        ..Default::default()
+    })
+    .unwrap_or_else(|error| panic!("{}: {error:?}", idp_file.display()));
     assert!(
-        idp_mounts["/src"].join("provider.mjs").is_file(),
-        "tests/oidc is mounted"
+        settings.address.ip().is_loopback(),
+        "no --allow-remote needed"
     );
-    let idp_config: Value =
-        serde_json::from_str(&std::fs::read_to_string(&idp_mounts["/config/idp.json"]).unwrap())
-            .unwrap();
 
     // Host networking for the IdP and portcullis: one issuer URL for both.
     for service in [portcullis, idp] {
@@ -671,15 +681,11 @@ fn the_compose_stack_agrees_with_the_image_and_its_idp() {
     );
     let oidc = &actions[0]["authenticate_oidc"];
     let issuer = str_at(&oidc["issuer"], "issuer");
+    assert_eq!(issuer, settings.issuer(), "the issuer dev-idp names itself");
+    let client = &settings.clients[0];
+    assert_eq!(Some(client.id.as_str()), oidc["client_id"].as_str());
     assert_eq!(
-        issuer,
-        format!("http://127.0.0.1:{}", idp_config["port"]),
-        "provider.mjs names itself http://127.0.0.1:PORT"
-    );
-    let client = &idp_config["clients"][0];
-    assert_eq!(client["client_id"].as_str(), oidc["client_id"].as_str());
-    assert_eq!(
-        client["redirect_uris"][0],
+        client.redirect_uris[0].as_str(),
         format!("https://localhost:{https}/oauth2/idpresponse")
     );
     let env: BTreeMap<String, String> = portcullis["environment"]
@@ -697,10 +703,7 @@ fn the_compose_stack_agrees_with_the_image_and_its_idp() {
         str_at(&oidc["client_secret"], "client_secret"),
         "${CLIENT_SECRET}"
     );
-    assert_eq!(
-        client["client_secret"].as_str(),
-        Some(env["CLIENT_SECRET"].as_str())
-    );
+    assert_eq!(client.secret.expose(), env["CLIENT_SECRET"]);
     let healthcheck: Vec<&str> = list_at(&idp["healthcheck"]["test"], "healthcheck")
         .iter()
         .map(|arg| str_at(arg, "an argument"))

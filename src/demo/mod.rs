@@ -1,31 +1,32 @@
 //! `portcullis demo`: the whole flow on a laptop, with nothing installed and
 //! no configuration: the proxy on `https://localhost:PORT` with a
-//! self-signed certificate, a development OpenID provider ([`idp`]) and an
-//! echo application ([`echo`]) that shows what an app behind portcullis
-//! receives. Everything listens on loopback. FOR DEVELOPMENT ONLY.
+//! self-signed certificate, the development OpenID provider of
+//! `portcullis dev-idp` ([`crate::dev_idp`]) and an echo application
+//! ([`echo`]) that shows what an app behind portcullis receives. Everything
+//! listens on loopback. FOR DEVELOPMENT ONLY.
 
 pub mod echo;
-pub mod idp;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::Portcullis;
-use crate::body::{self, Body};
 use crate::config::*;
+use crate::dev_http::html_document;
+use crate::dev_idp::{self, Settings, test_user};
 
 const CLIENT_ID: &str = "portcullis-demo";
+/// The password of the demo's test users.
+pub const DEMO_PASSWORD: &str = "demo";
+/// The user the demo suggests; `bob` is the other one.
+pub const DEMO_USER: &str = "alice";
+/// Where sign-out ends: a page the proxy answers itself, without a login.
+const SIGNED_OUT_PATH: &str = "/signed-out";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -43,8 +44,10 @@ pub enum DemoError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot make the signing key")]
+    SigningKey(#[source] crate::identity::signing::SigningError),
     #[error(transparent)]
-    Idp(#[from] idp::DevIdpError),
+    Idp(#[from] dev_idp::RunError),
     #[error(transparent)]
     Start(#[from] crate::server::StartError),
 }
@@ -91,7 +94,7 @@ pub async fn run(
         client_secret.clone(),
         echo_address,
         certificate,
-    );
+    )?;
     let portcullis = Portcullis::bind(&config).await?;
     // The redirect URI needs the port the proxy got; the provider's socket is
     // already bound, so the proxy's discovery call simply waits in its backlog.
@@ -100,18 +103,12 @@ pub async fn run(
         .first()
         .map_or(port, |address| address.port());
     let url = format!("https://localhost:{proxy_port}");
-    let provider = idp::DevIdp::new(
-        issuer.clone(),
-        idp::Client {
-            id: CLIENT_ID.to_owned(),
-            secret: client_secret,
-            redirect_uri: format!("{url}/oauth2/idpresponse"),
-        },
+    let provider = dev_idp::on_listener(
+        idp_listener,
+        provider_settings(idp_address, &issuer, client_secret, &url),
     )?;
-    tokio::spawn(serve(idp_listener, move |request| {
-        provider.clone().handle(request)
-    }));
-    tokio::spawn(serve(echo_listener, echo::handle));
+    tokio::spawn(provider.serve(std::future::pending()));
+    tokio::spawn(crate::dev_http::serve(echo_listener, echo::handle));
 
     announce(&DemoAddresses {
         url,
@@ -123,13 +120,46 @@ pub async fn run(
     Ok(())
 }
 
+/// The provider's one client (the proxy) and its two test users.
+fn provider_settings(
+    address: SocketAddr,
+    issuer: &str,
+    client_secret: String,
+    proxy_url: &str,
+) -> Settings {
+    let url = |text: String| url::Url::parse(&text).expect("built from a loopback address");
+    Settings {
+        address,
+        base_url: url(issuer.to_owned()),
+        mode: dev_idp::Mode::Oidc,
+        clients: vec![dev_idp::Client {
+            id: CLIENT_ID.to_owned(),
+            secret: Secret::new(client_secret),
+            redirect_uris: vec![url(format!("{proxy_url}/oauth2/idpresponse"))],
+            default_secret: false,
+        }],
+        users: vec![
+            test_user(DEMO_USER, DEMO_PASSWORD, &["admins", "developers"]),
+            test_user("bob", DEMO_PASSWORD, &["developers"]),
+        ],
+        login_hint: Some(format!(
+            "{DEMO_USER} / {DEMO_PASSWORD} (admins, developers) or bob / {DEMO_PASSWORD} (developers)"
+        )),
+    }
+}
+
 fn demo_config(
     port: u16,
     issuer: &str,
     client_secret: String,
     echo: SocketAddr,
     certificate: CertificateFiles,
-) -> Config {
+) -> Result<Config, DemoError> {
+    // A key made here rather than by the proxy: the proxy warns about a key
+    // it generates itself (replicas would disagree), which the demo, one
+    // process on a laptop, has no reason to hear.
+    let signing_key =
+        crate::identity::signing::generate_private_key_pem().map_err(DemoError::SigningKey)?;
     let mut key = [0u8; 32];
     aws_lc_rs::rand::fill(&mut key).expect("the system random number generator works");
     let authenticate = AuthenticateAction::Oidc(OidcAction {
@@ -151,10 +181,27 @@ fn demo_config(
             allow_cors_preflight: false,
             login_timeout: Duration::from_secs(15 * 60),
             idp_timeout: Duration::from_secs(10),
-            sign_out_redirect: "/".to_owned(),
+            sign_out_redirect: SIGNED_OUT_PATH.to_owned(),
         },
     });
-    Config {
+    let signed_out = Rule {
+        name: "signed-out".to_owned(),
+        conditions: Conditions {
+            host: Vec::new(),
+            path: vec![SIGNED_OUT_PATH.to_owned()],
+        },
+        authenticate: None,
+        action: TerminalAction::FixedResponse(FixedResponseAction {
+            status: 200,
+            content_type: Some("text/html; charset=utf-8".to_owned()),
+            body: html_document(
+                "You are signed out",
+                r#"<p>You are signed out: portcullis cleared its session cookies and the development provider ended its session.</p>
+<p><a href="/">Sign in again</a></p>"#,
+            ),
+        }),
+    };
+    Ok(Config {
         admin: Some(AdminConfig {
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
         }),
@@ -163,7 +210,7 @@ fn demo_config(
             store: SessionStoreKind::Cookie,
         },
         signing: SigningConfig {
-            private_key_pem: None,
+            private_key_pem: Some(signing_key),
             key_id: None,
             signer: "arn:aws:elasticloadbalancing:us-east-1:000000000000:loadbalancer/app/portcullis-demo/0".to_owned(),
             encoding: TokenEncoding::Alb,
@@ -178,7 +225,9 @@ fn demo_config(
                 reload_interval: Duration::from_secs(3600),
             }),
             headers: HeaderPolicy::default(),
-            rules: vec![Rule {
+            rules: vec![
+                signed_out,
+                Rule {
                 name: "demo".to_owned(),
                 conditions: Conditions::default(),
                 authenticate: Some(authenticate),
@@ -186,9 +235,15 @@ fn demo_config(
                     target: format!("http://{echo}").parse().expect("a loopback URL"),
                     timeout: Duration::from_secs(30),
                 }),
-            }],
+            },
+            ],
         }],
-    }
+    })
+}
+
+/// Where this process' demo keeps its certificate.
+fn certificate_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("portcullis-demo-{}", std::process::id()))
 }
 
 /// A certificate for `localhost`, written where the TLS loader reads files.
@@ -196,7 +251,7 @@ fn self_signed_certificate() -> Result<CertificateFiles, DemoError> {
     let certified =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
             .map_err(DemoError::Certificate)?;
-    let directory = std::env::temp_dir().join(format!("portcullis-demo-{}", std::process::id()));
+    let directory = certificate_dir();
     let write = |name: &str, content: String| {
         let path = directory.join(name);
         std::fs::create_dir_all(&directory)
@@ -210,89 +265,8 @@ fn self_signed_certificate() -> Result<CertificateFiles, DemoError> {
     })
 }
 
-/// Serves plain HTTP/1.1 and HTTP/2 on a loopback listener until the process ends.
-async fn serve<F, Fut>(listener: TcpListener, handler: F)
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Body>> + Send + 'static,
-{
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let response = handler(request);
-                async move { Ok::<_, Infallible>(response.await) }
-            });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
 fn random_base64(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
     aws_lc_rs::rand::fill(&mut buffer).expect("the system random number generator works");
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buffer)
-}
-
-/// A small page in the demo's style, marked as development-only.
-pub fn html_page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
-    let page = format!(
-        r#"<!doctype html>
-<html><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem}}
-th{{text-align:left;padding-right:1rem;vertical-align:top}} td{{word-break:break-all}}
-.warning{{background:#fff3cd;padding:.5rem}} .error{{color:#b00020}} label{{display:block;margin:.5rem 0}}</style>
-</head><body><h1>{title}</h1>
-<p class="warning">portcullis demo: for development only.</p>
-{body}
-</body></html>
-"#,
-        title = html_escape(title)
-    );
-    let mut response = Response::new(body::full(page));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    response
-}
-
-pub fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-/// Small response builders for the demo's servers.
-pub mod respond {
-    use http::{HeaderValue, Response, StatusCode, header};
-
-    use crate::body::{self, Body};
-
-    pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-        let mut response = Response::new(body::full(value.to_string()));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        response
-    }
-
-    pub fn redirect(location: &str) -> Response<Body> {
-        let mut response = Response::new(body::empty());
-        *response.status_mut() = StatusCode::FOUND;
-        if let Ok(location) = HeaderValue::from_str(location) {
-            response.headers_mut().insert(header::LOCATION, location);
-        }
-        response
-    }
 }

@@ -173,7 +173,7 @@ impl Proxy {
             method = %method,
             path = %LogSafe(uri.path()),
             status,
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms = milliseconds(started.elapsed()),
             upstream = outcome.upstream.unwrap_or("-"),
             error_reason = outcome.error_reason.unwrap_or("-"),
         );
@@ -363,6 +363,14 @@ impl Proxy {
     }
 }
 
+/// A duration in milliseconds to the microsecond (`0.056`, `12.5`): finer
+/// is noise in a log line, and `as_secs_f64() * 1000.0` prints
+/// `0.056499999999999995`.
+fn milliseconds(elapsed: Duration) -> f64 {
+    // Below 2^53 µs (285 years) the conversion is exact.
+    elapsed.as_micros() as f64 / 1000.0
+}
+
 /// What a request is for, once its target has been checked.
 enum Target {
     /// A path, now canonical in the request's URI.
@@ -465,6 +473,20 @@ fn wants_json<B>(request: &Request<B>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_is_logged_to_the_microsecond() {
+        use std::time::Duration;
+        assert_eq!(
+            milliseconds(Duration::from_nanos(56_499)).to_string(),
+            "0.056"
+        );
+        assert_eq!(
+            milliseconds(Duration::from_micros(12_500)).to_string(),
+            "12.5"
+        );
+        assert_eq!(milliseconds(Duration::from_secs(3)).to_string(), "3000");
+    }
 
     fn target(method: &str, uri: &str) -> (Result<Target, ProxyError>, String) {
         let mut request = Request::builder().method(method).uri(uri).body(()).unwrap();
