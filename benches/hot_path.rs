@@ -6,13 +6,11 @@
 
 use criterion::{BenchmarkId, Criterion, black_box, criterion_group, criterion_main};
 use http::header::{COOKIE, HeaderMap, HeaderValue};
-use portcullis::auth::opened::OpenedSessions;
-use portcullis::auth::session::{CookieSealer, RequestCookies, SealedShards};
 use portcullis::config::{
     Conditions, FixedResponseAction, Rule, SessionKey, SigningConfig, TerminalAction, TokenEncoding,
 };
-use portcullis::identity::signing::{DataSigner, DataTokenCache};
-use portcullis::proxy::rules::{normalize_host, rule_matches};
+use portcullis::internals::{CookieSealer, OpenedSessions, RequestCookies, SealedShards};
+use portcullis::internals::{DataSigner, DataTokenCache, normalize_host, rule_matches};
 
 const COOKIE_NAME: &str = "AWSELBAuthSessionCookie";
 
@@ -57,7 +55,7 @@ fn open_cookie(c: &mut Criterion) {
                     let cookies = RequestCookies::parse(black_box(headers));
                     let plaintext = sealer.open_sharded(COOKIE_NAME, &cookies).unwrap();
                     // What load_session does next.
-                    let session: portcullis::auth::state::Session =
+                    let session: portcullis::internals::Session =
                         serde_json::from_slice(&plaintext).unwrap();
                     black_box(session)
                 })
@@ -160,8 +158,7 @@ fn rules(c: &mut Criterion) {
 }
 
 fn paths(c: &mut Criterion) {
-    use portcullis::proxy::headers::sanitize_request;
-    use portcullis::proxy::path::canonicalize;
+    use portcullis::internals::{canonicalize, sanitize_request};
 
     // A typical 40-byte path, already canonical (borrowed), and one of the
     // same length with dot segments, escapes and `//` (resolved, owned).

@@ -14,9 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::header::{COOKIE, HeaderMap, HeaderValue};
-use portcullis::auth::session::{CookieSealer, RequestCookies};
-use portcullis::auth::state::Session;
 use portcullis::config::SessionKey;
+use portcullis::internals::{CookieSealer, RequestCookies, Session};
 use serde_json::value::RawValue;
 
 fn main() {

@@ -16,26 +16,73 @@
 //!    ([`proxy::actions`]);
 //! 7. **log**: one access-log line and the request metrics ([`metrics`]).
 //!
-//! Around them: [`config`] turns a file into a validated model, [`server`]
-//! binds listeners (TLS with SNI and reload), limits connections and shuts
-//! down gracefully, and [`error`] is the one place errors become responses.
-//! [`demo`] and [`dev_idp`] are the development-only tools: the whole flow
-//! on a laptop, and the test OpenID provider it runs.
+//! # Layout
+//!
+//! ```text
+//! main.rs        the command line: arguments, logging, exit codes
+//! config/        raw serde structs -> validated model, every problem at once
+//! server/        listeners, TLS with SNI and reload, reading ahead under TLS,
+//!                connection limits and idle parking, the admin listener, shutdown
+//! proxy/         the request pipeline above: hygiene, paths, rules, actions,
+//!                forwarding, the upstream pool, WebSocket upgrades
+//! auth/          login: the OIDC relying party (oidc/), sealed session cookies
+//!                (session/), the opened-session cache, policies, Cognito
+//! identity/      the x-amzn-oidc-* headers: stripped inbound, x-amzn-oidc-data
+//!                signed (signing/), the public-key endpoints
+//! error.rs       every error kind and the one place it becomes a response
+//! metrics.rs     Prometheus metrics for the admin listener
+//! cache.rs       the bounded map behind the hot path's caches
+//! body.rs        the one response body type
+//! client.rs      the HTTPS connector for upstreams and IdPs
+//! untrusted.rs   request and IdP values made safe for logs and messages
+//! keys.rs        `portcullis keygen`
+//! demo/          `portcullis demo`: proxy, development IdP and echo app on loopback
+//! dev_idp/       `portcullis dev-idp`: the development OpenID provider
+//! dev_http.rs    what demo and dev-idp share: the accept loop and page helpers
+//! ```
+//!
+//! Development only: `demo` and `dev_idp` must never serve production traffic.
 
-pub mod auth;
-pub mod body;
-pub mod cache;
-pub mod client;
+// The library's surface is what `main.rs` and someone embedding the proxy
+// need: the configuration model, the server, and the development tools.
+// Everything else is private; `internals` lends the crate's own tests,
+// benchmarks and fuzz targets the few inner pieces they exercise directly.
+mod auth;
+mod body;
+mod cache;
+mod client;
 pub mod config;
 pub mod demo;
 mod dev_http;
 pub mod dev_idp;
-pub mod error;
-pub mod identity;
+mod error;
+mod identity;
 pub mod keys;
-pub mod metrics;
-pub mod proxy;
-pub mod server;
-pub mod untrusted;
+mod metrics;
+mod proxy;
+mod server;
+mod untrusted;
 
-pub use server::Portcullis;
+pub use server::{Portcullis, StartError};
+
+/// Inner pieces for this crate's tests, benchmarks and fuzz targets. Not an
+/// API: anything here may change or go away in any release.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::auth::AuthError;
+    pub use crate::auth::authenticator::pending_logins;
+    pub use crate::auth::error::IdpCallError;
+    pub use crate::auth::oidc::http::IdpClient;
+    pub use crate::auth::oidc::provider::{ConfiguredEndpoints, Endpoints, Provider};
+    pub use crate::auth::oidc::tokens::{self, VerifiedIdToken};
+    pub use crate::auth::opened::OpenedSessions;
+    pub use crate::auth::session::{
+        CookieSealer, MAX_REQUEST_COOKIE_BYTES, MAX_REQUEST_COOKIES, RequestCookies, SealedShards,
+        is_shard_name, is_valid_cookie_name, strip_request_cookies,
+    };
+    pub use crate::auth::state::{NONCE_COOKIE, PendingLogin, PendingLogins, Session};
+    pub use crate::identity::signing::{DataSigner, DataTokenCache};
+    pub use crate::proxy::headers::sanitize_request;
+    pub use crate::proxy::path::canonicalize;
+    pub use crate::proxy::rules::{normalize_host, rule_matches, wildcard_match};
+}

@@ -23,11 +23,10 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use portcullis::auth::AuthError;
-use portcullis::auth::error::IdpCallError;
-use portcullis::auth::oidc::http::IdpClient;
-use portcullis::auth::oidc::provider::{ConfiguredEndpoints, Endpoints, Provider};
-use portcullis::auth::oidc::tokens::{self, VerifiedIdToken};
+use portcullis::internals::{
+    AuthError, ConfiguredEndpoints, Endpoints, IdpCallError, IdpClient, Provider, VerifiedIdToken,
+    tokens,
+};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 

@@ -14,9 +14,9 @@ use std::sync::LazyLock;
 use arbitrary::Arbitrary;
 use http::header::{COOKIE, HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use portcullis::auth::authenticator::pending_logins;
-use portcullis::auth::session::{CookieSealer, RequestCookies};
-use portcullis::auth::state::{NONCE_COOKIE, PendingLogin, PendingLogins};
+use portcullis::internals::{
+    CookieSealer, NONCE_COOKIE, PendingLogin, PendingLogins, RequestCookies, pending_logins,
+};
 use portcullis::config::SessionKey;
 
 static SEALER: LazyLock<CookieSealer> = LazyLock::new(|| CookieSealer::new(&[SessionKey([7; 32])]));

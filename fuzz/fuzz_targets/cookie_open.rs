@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use arbitrary::Arbitrary;
 use http::header::{COOKIE, HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use portcullis::auth::session::{CookieSealer, RequestCookies, SealedShards};
+use portcullis::internals::{CookieSealer, RequestCookies, SealedShards};
 use portcullis::config::SessionKey;
 
 const KEY: SessionKey = SessionKey([7; 32]);
@@ -95,7 +95,7 @@ fuzz_target!(|input: Input<'_>| {
     }
 
     // Sharded: the request's cookies reassemble it; reordered shards do not.
-    if !portcullis::auth::session::is_valid_cookie_name(name) {
+    if !portcullis::internals::is_valid_cookie_name(name) {
         return;
     }
     let Ok(shards) = SEALER.seal_sharded(name, plaintext) else {

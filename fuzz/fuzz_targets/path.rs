@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use http::uri::PathAndQuery;
 use libfuzzer_sys::fuzz_target;
-use portcullis::proxy::path::canonicalize;
+use portcullis::internals::canonicalize;
 
 fuzz_target!(|path: &str| {
     let Ok(canonical) = canonicalize(path) else {

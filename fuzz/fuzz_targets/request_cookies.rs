@@ -7,11 +7,10 @@
 use arbitrary::Arbitrary;
 use http::header::{COOKIE, HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use portcullis::auth::session::{
-    MAX_REQUEST_COOKIE_BYTES, MAX_REQUEST_COOKIES, RequestCookies, is_shard_name,
+use portcullis::internals::{
+    MAX_REQUEST_COOKIE_BYTES, MAX_REQUEST_COOKIES, NONCE_COOKIE, RequestCookies, is_shard_name,
     strip_request_cookies,
 };
-use portcullis::auth::state::NONCE_COOKIE;
 
 /// Session cookie base names: ALB's default, a short one, and one that
 /// itself looks like a shard.

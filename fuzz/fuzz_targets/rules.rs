@@ -6,7 +6,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use portcullis::proxy::rules::{normalize_host, wildcard_match};
+use portcullis::internals::{normalize_host, wildcard_match};
 
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {

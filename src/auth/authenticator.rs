@@ -17,7 +17,7 @@ use super::oidc::tokens::{self, ClientCredentials, TokenResponse, unix_now};
 use super::opened::{IdentityHeaders, OPENED_SESSIONS_BYTES, OpenedSessions};
 use super::policy;
 use super::session::{
-    CookieSealer, RequestCookies, SealedShards, clear_cookie, set_cookie, shard_names,
+    CookieSealer, RequestCookies, SealedShards, clear_cookie, set_sharded_cookies, shard_names,
 };
 use super::state::{NONCE_COOKIE, PendingLogin, PendingLogins, Session, same_host_target};
 use crate::body::{self, Body};
@@ -417,14 +417,7 @@ impl Authenticator {
                 size: plaintext.len(),
             })?;
         let max_age = Duration::from_secs(session.expires_at.saturating_sub(now));
-        let mut cookies: Vec<HeaderValue> = shards
-            .iter()
-            .map(|(name, value)| set_cookie(name, value, Some(max_age), tls))
-            .collect();
-        for stale in shard_names(base).skip(shards.len()) {
-            cookies.push(clear_cookie(&stale, tls));
-        }
-        Ok(cookies)
+        Ok(set_sharded_cookies(base, &shards, Some(max_age), tls).collect())
     }
 
     /// Refreshes the session once, however many requests arrive with it at

@@ -17,7 +17,7 @@ pub mod state;
 
 use std::sync::Arc;
 
-pub use authenticator::{AuthShared, Authenticator, Decision, Identity, RequestContext};
+pub use authenticator::{AuthShared, Authenticator, Decision, RequestContext};
 pub use error::AuthError;
 
 use crate::config::{AuthenticateAction, Config};

@@ -64,11 +64,6 @@ pub fn rule_matches(rule: &Rule, host: &str, path: &str) -> bool {
     host_ok && path_ok
 }
 
-/// The first rule that matches, as ALB evaluates them.
-pub fn select<'a>(rules: &'a [Rule], host: &str, path: &str) -> Option<&'a Rule> {
-    rules.iter().find(|rule| rule_matches(rule, host, path))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -453,7 +453,7 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::session::{set_cookie, set_sharded_cookies};
+    use crate::auth::session::cookies::{set_cookie, set_sharded_cookies};
     use http::header::COOKIE;
     use http::{HeaderMap, HeaderValue};
     use std::time::{Duration, Instant};

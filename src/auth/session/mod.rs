@@ -9,9 +9,8 @@
 mod codec;
 mod cookies;
 
-pub use codec::{CookieSealer, SealedShards, TooLarge, sharded_capacity};
+pub use codec::{CookieSealer, SealedShards};
 pub use cookies::{
-    CookieIter, MAX_REQUEST_COOKIE_BYTES, MAX_REQUEST_COOKIES, MAX_SHARDS, RequestCookies,
-    clear_cookie, is_shard_name, is_valid_cookie_name, set_cookie, set_sharded_cookies,
-    shard_names, strip_request_cookies,
+    MAX_REQUEST_COOKIE_BYTES, MAX_REQUEST_COOKIES, RequestCookies, clear_cookie, is_shard_name,
+    is_valid_cookie_name, set_sharded_cookies, shard_names, strip_request_cookies,
 };
