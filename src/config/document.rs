@@ -20,6 +20,15 @@ use serde_json::Value;
 use super::Problem;
 use super::unknown::{Segment, format_path};
 
+/// A key or list entry of the file.
+struct Place {
+    segments: Vec<Segment>,
+    /// Its number in file order (0 is the root).
+    number: usize,
+    /// The number of the last key or entry inside it (its own when none).
+    last_inside: usize,
+}
+
 /// Why a value is kept out of messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hidden {
@@ -38,9 +47,8 @@ impl Hidden {
 
 pub struct Document<'a> {
     root: &'a Value,
-    /// Every key and list entry, by formatted path: its segments and its
-    /// place in the file (0 is the root).
-    places: HashMap<String, (Vec<Segment>, usize)>,
+    /// Every key and list entry, by formatted path.
+    places: HashMap<String, Place>,
     /// Paths of the strings a variable was substituted into.
     from_environment: Vec<Vec<Segment>>,
 }
@@ -57,23 +65,29 @@ impl<'a> Document<'a> {
     }
 
     /// Sorts `problems` into file order. A problem about a key that is not in
-    /// the file (one that is required, say) takes the place of the nearest
-    /// key around it that is; the sort is stable, so problems at one place
-    /// keep the order the checks found them in.
+    /// the file (one that is required, say) comes at the end of the nearest
+    /// map or list around it that is, where a reader would find it missing.
+    /// The sort is stable: problems about one key keep the order the checks
+    /// found them in.
     pub fn sort_in_file_order(&self, problems: &mut [Problem]) {
-        problems.sort_by_cached_key(|problem| self.place(&problem.path));
+        problems.sort_by_cached_key(|problem| self.order(&problem.path));
     }
 
-    fn place(&self, path: &str) -> usize {
-        let mut path = path;
+    /// Where a problem about `path` goes: after the key numbered `.0`, and
+    /// after whatever else is about that key when `.1` is true.
+    fn order(&self, path: &str) -> (usize, bool) {
+        if let Some(place) = self.places.get(path) {
+            return (place.number, false);
+        }
+        let mut around = path;
         loop {
-            if let Some((_, place)) = self.places.get(path) {
-                return *place;
+            // `a.b[2].c` → `a.b[2]` → `a.b` → `a` → the root, "".
+            around = around.rfind(['.', '[']).map_or("", |end| &around[..end]);
+            if let Some(place) = self.places.get(around) {
+                return (place.last_inside, true);
             }
-            // `a.b[2].c` → `a.b[2]` → `a.b` → `a` → the root.
-            match path.rfind(['.', '[']) {
-                Some(end) => path = &path[..end],
-                None => return 0,
+            if around.is_empty() {
+                return (0, true);
             }
         }
     }
@@ -97,7 +111,8 @@ impl<'a> Document<'a> {
         let secret_inside = || {
             self.places
                 .values()
-                .any(|(other, _)| other.starts_with(segments) && is_secret(other))
+                .map(|place| place.segments.as_slice())
+                .any(|other| other.starts_with(segments) && is_secret(other))
         };
         if is_secret(segments) || secret_inside() {
             Some(Hidden::Secret)
@@ -142,16 +157,17 @@ impl<'a> Document<'a> {
     /// also removed wherever it appears (a file path inside a suggested
     /// command), which a short one cannot be without mangling the sentence.
     pub fn redact(&self, problem: &mut Problem) {
-        let Some((segments, _)) = self.places.get(&problem.path) else {
+        let Some(Place { segments, .. }) = self.places.get(&problem.path) else {
             return;
         };
         let hidden_strings = self
             .places
             .values()
-            .filter(|(other, _)| {
+            .map(|place| place.segments.as_slice())
+            .filter(|other| {
                 other.starts_with(segments) && self.hidden(other, is_secret_key).is_some()
             })
-            .filter_map(|(other, _)| self.value_at(other)?.as_str())
+            .filter_map(|other| self.value_at(other)?.as_str())
             .filter(|text| !text.is_empty());
         for text in hidden_strings {
             for field in [&mut problem.message, &mut problem.fix] {
@@ -228,14 +244,17 @@ fn keys(segments: &[Segment]) -> Vec<&str> {
         .collect()
 }
 
-/// Numbers every node of `value` in file order (pre-order).
-fn number(
-    value: &Value,
-    path: &mut Vec<Segment>,
-    places: &mut HashMap<String, (Vec<Segment>, usize)>,
-) {
-    let place = places.len();
-    places.insert(format_path(path), (path.clone(), place));
+/// Numbers every key and entry of `value` in file order (pre-order).
+fn number(value: &Value, path: &mut Vec<Segment>, places: &mut HashMap<String, Place>) {
+    let number_of_this = places.len();
+    places.insert(
+        format_path(path),
+        Place {
+            segments: path.clone(),
+            number: number_of_this,
+            last_inside: number_of_this,
+        },
+    );
     match value {
         Value::Object(map) => {
             for (key, item) in map {
@@ -252,6 +271,10 @@ fn number(
             }
         }
         Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
+    }
+    let last_inside = places.len() - 1;
+    if let Some(place) = places.get_mut(&format_path(path)) {
+        place.last_inside = last_inside;
     }
 }
 
@@ -320,10 +343,19 @@ mod tests {
         let value: Value =
             serde_json::from_str(r#"{"b": {"y": 1, "x": [2, 3]}, "a": 4}"#).expect("valid JSON");
         let document = Document::new(&value, Vec::new());
-        let places: Vec<usize> = ["b", "b.y", "b.x", "b.x[1]", "a", "a.missing", "nowhere"]
+        let order: Vec<(usize, bool)> = ["b", "b.y", "b.x", "b.x[1]", "b.z", "a", "nowhere"]
             .iter()
-            .map(|path| document.place(path))
+            .map(|path| document.order(path))
             .collect();
-        assert_eq!(places, [1, 2, 3, 5, 6, 6, 0]);
+        let expected = [
+            (1, false),
+            (2, false),
+            (3, false),
+            (5, false),
+            (5, true),
+            (6, false),
+            (6, true),
+        ];
+        assert_eq!(order, expected);
     }
 }
