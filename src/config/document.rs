@@ -150,12 +150,15 @@ impl<'a> Document<'a> {
         }
     }
 
-    /// Removes hidden values at or under its path from a validation problem.
+    /// Removes hidden values at or under its path from a validation
+    /// problem's message. Checks quote the values they talk about in
+    /// backticks; a long value is also removed wherever it appears (a path in
+    /// "cannot read …"), which a short one cannot be without mangling the
+    /// sentence. Fixes are left alone: they are fixed sentences (which a
+    /// hidden value may happen to occur in: `https://idp.example.com`).
+    ///
     /// File paths are shown unless they came from the environment: they are
     /// not secrets, and "cannot read" is no help without them.
-    /// Checks quote the values they talk about in backticks; a long value is
-    /// also removed wherever it appears (a file path inside a suggested
-    /// command), which a short one cannot be without mangling the sentence.
     pub fn redact(&self, problem: &mut Problem) {
         let Some(Place { segments, .. }) = self.places.get(&problem.path) else {
             return;
@@ -170,11 +173,10 @@ impl<'a> Document<'a> {
             .filter_map(|other| self.value_at(other)?.as_str())
             .filter(|text| !text.is_empty());
         for text in hidden_strings {
-            for field in [&mut problem.message, &mut problem.fix] {
-                *field = field.replace(&format!("`{text}`"), "`[hidden]`");
-                if text.len() >= 8 {
-                    *field = field.replace(text, "[hidden]");
-                }
+            let message = &mut problem.message;
+            *message = message.replace(&format!("`{text}`"), "`[hidden]`");
+            if text.len() >= 8 {
+                *message = message.replace(text, "[hidden]");
             }
         }
     }
