@@ -240,6 +240,8 @@ fn check_rejects_an_unknown_extension_and_names_the_accepted_ones() {
 fn check_reports_every_mistake_in_one_run() {
     let stderr = check_fails("many_mistakes.yaml");
     assert!(stderr.contains("5 problem(s)"), "{stderr}");
+    // In the order of the file, though found in another (unknown keys first).
+    let mut rest = stderr.as_str();
     for expected in [
         "admin.adress: unknown key `adress` (fix: did you mean `address`?)",
         "shutdown_timeout: `a while` is not a duration",
@@ -247,10 +249,10 @@ fn check_reports_every_mistake_in_one_run() {
         "listeners[0].rules[0].actions[1]: a second terminal action",
         "listeners[0].rules[1].actions[0].fixed_response.status: status 42 is not allowed here",
     ] {
-        assert!(
-            stderr.contains(expected),
-            "expected `{expected}` in\n{stderr}"
-        );
+        let at = rest
+            .find(expected)
+            .unwrap_or_else(|| panic!("expected `{expected}`, in this order, in\n{stderr}"));
+        rest = &rest[at + expected.len()..];
     }
     let problems = stderr
         .lines()
@@ -264,6 +266,50 @@ fn check_reports_every_mistake_in_one_run() {
             .all(|line| line.contains("(fix: ")),
         "every problem says how to fix it:\n{stderr}"
     );
+}
+
+#[test]
+fn a_missing_or_broken_file_names_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.yaml");
+    let names_missing_secrets = dir.path().join("secrets_file.yaml");
+    std::fs::write(
+        &names_missing_secrets,
+        "sessions:\n  secrets_file: /nonexistent/portcullis-secrets\n",
+    )
+    .unwrap();
+    let broken_toml = dir.path().join("broken.toml");
+    std::fs::write(&broken_toml, "[sessions]\nsecrets = [\"x\"\n").unwrap();
+
+    // (file, what stderr says, the cause that must appear exactly once)
+    let cases = [
+        (
+            &missing,
+            format!("cannot read {}: ", missing.display()),
+            "No such file or directory",
+        ),
+        (
+            &names_missing_secrets,
+            "sessions.secrets_file: cannot read /nonexistent/portcullis-secrets: ".to_string(),
+            "No such file or directory",
+        ),
+        (
+            &broken_toml,
+            "the file is not valid TOML: TOML parse error at line 2".to_string(),
+            "TOML parse error",
+        ),
+    ];
+    for (file, says, cause) in cases {
+        for command in ["check", "run"] {
+            let (code, _, stderr) = output(portcullis().args([command, "--config"]).arg(file));
+            assert_eq!(code, 2, "{command} {}: {stderr}", file.display());
+            assert!(
+                stderr.contains(&says),
+                "{command}: expected `{says}` in {stderr}"
+            );
+            assert_eq!(stderr.matches(cause).count(), 1, "{command}: {stderr}");
+        }
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! [`Config`]. Validation reports every problem at once, each with its key path
 //! and how to fix it; `portcullis check` is [`load_file`] plus printing.
 
+mod document;
 mod interpolate;
 mod model;
 mod raw;
@@ -57,6 +58,14 @@ impl Format {
         }
     }
 
+    fn name(self) -> &'static str {
+        match self {
+            Format::Yaml => "YAML",
+            Format::Toml => "TOML",
+            Format::Json => "JSON",
+        }
+    }
+
     fn file_format(self) -> config::FileFormat {
         match self {
             Format::Yaml => config::FileFormat::Yaml,
@@ -84,7 +93,7 @@ impl fmt::Display for Problem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]
@@ -92,11 +101,13 @@ pub enum ConfigError {
     },
     #[error("{path}: unknown extension; use .yaml, .yml, .toml or .json")]
     UnknownFormat { path: PathBuf },
-    #[error("the file is not valid {format:?}: {source}")]
+    #[error("the file is not valid {}: {message}", .format.name())]
     Syntax {
         format: Format,
-        #[source]
-        source: config::ConfigError,
+        /// The parser's message without the source lines some parsers quote
+        /// (TOML's do): the offending line may hold a secret. Text rather
+        /// than the parser's error, whose `Display` would show them again.
+        message: String,
     },
     #[error("{} problem(s) in the configuration", .0.len())]
     Invalid(Vec<Problem>),
@@ -118,17 +129,39 @@ pub fn load_file(path: &Path, env: &dyn Environment) -> Result<Config, ConfigErr
 ///
 /// The stages, each adding to one list of problems: parse with the `config`
 /// crate into a JSON value; expand `${NAME}` in every string; deserialize the
-/// raw structs, noting unknown keys; validate into the model.
+/// raw structs, noting unknown keys; validate into the model. The problems
+/// are then listed in file order, with hidden values taken out.
 pub fn load_str(text: &str, format: Format, env: &dyn Environment) -> Result<Config, ConfigError> {
     let mut value = parse(text, format)?;
     let mut problems = Vec::new();
-    interpolate::interpolate(&mut value, env, &mut problems);
+    let from_environment = interpolate::interpolate(&mut value, env, &mut problems);
+    let document = document::Document::new(&value, from_environment);
+    match check(&value, &document, env, problems) {
+        Ok(config) => Ok(config),
+        Err(mut problems) => {
+            problems
+                .iter_mut()
+                .for_each(|problem| document.redact(problem));
+            document.sort_in_file_order(&mut problems);
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+/// The stages after interpolation: deserialize the raw structs, noting
+/// unknown keys; validate into the model.
+fn check(
+    value: &serde_json::Value,
+    document: &document::Document<'_>,
+    env: &dyn Environment,
+    mut problems: Vec<Problem>,
+) -> Result<Config, Vec<Problem>> {
     // A value whose variable was missing is wrong in a way already reported;
     // what validation would add about it is noise.
     let interpolation_paths: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
 
     let mut unknown_keys = Vec::new();
-    let raw = deserialize_raw(value, &mut unknown_keys);
+    let raw = deserialize_raw(value, document, &mut unknown_keys);
     problems.extend(
         unknown_keys
             .iter()
@@ -138,19 +171,19 @@ pub fn load_str(text: &str, format: Format, env: &dyn Environment) -> Result<Con
         Ok(raw) => raw,
         Err(problem) => {
             problems.push(*problem);
-            return Err(ConfigError::Invalid(problems));
+            return Err(problems);
         }
     };
 
     match validate::validate(raw, env, &unknown_keys) {
         Ok(config) if problems.is_empty() => Ok(config),
-        Ok(_) => Err(ConfigError::Invalid(problems)),
+        Ok(_) => Err(problems),
         Err(more) => {
             problems.extend(
                 more.into_iter()
                     .filter(|problem| !interpolation_paths.contains(&problem.path)),
             );
-            Err(ConfigError::Invalid(problems))
+            Err(problems)
         }
     }
 }
@@ -170,7 +203,39 @@ fn parse(text: &str, format: Format) -> Result<serde_json::Value, ConfigError> {
         .add_source(config::File::from_str(text, format.file_format()))
         .build()
         .and_then(|parsed| parsed.try_deserialize::<serde_json::Value>())
-        .map_err(|source| ConfigError::Syntax { format, source })
+        .map_err(|error| {
+            let message = match error {
+                config::ConfigError::FileParse { cause, .. } => without_source_lines(&*cause),
+                other => without_source_lines(&other),
+            };
+            ConfigError::Syntax { format, message }
+        })
+}
+
+/// A parser's message on one line, without the lines of the file it quotes:
+///
+/// ```text
+/// TOML parse error at line 2, column 39
+///   |
+/// 2 | secrets = ["…"
+///   |                                       ^
+/// unclosed array, expected `]`
+/// ```
+///
+/// becomes `TOML parse error at line 2, column 39: unclosed array, expected `]``.
+fn without_source_lines(error: &dyn std::error::Error) -> String {
+    let is_quoted_source = |line: &str| {
+        line.trim_start()
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .trim_start()
+            .starts_with('|')
+    };
+    error
+        .to_string()
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !is_quoted_source(line))
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// Deserializes the raw structs, pushing the path of every unknown key onto
@@ -180,7 +245,8 @@ fn parse(text: &str, format: Format) -> Result<serde_json::Value, ConfigError> {
 /// string belongs) ends deserialization: unlike every other check, this kind
 /// stops at the first, reported with its path through `serde_path_to_error`.
 fn deserialize_raw(
-    value: serde_json::Value,
+    value: &serde_json::Value,
+    document: &document::Document<'_>,
     unknown_keys: &mut Vec<Vec<unknown::Segment>>,
 ) -> Result<raw::RawConfig, Box<Problem>> {
     let mut on_unknown = |path: serde_ignored::Path<'_>| {
@@ -188,26 +254,34 @@ fn deserialize_raw(
     };
     let deserializer = serde_ignored::Deserializer::new(value, &mut on_unknown);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
-        let segments: Vec<unknown::Segment> = error
-            .path()
-            .iter()
-            .filter_map(|segment| match segment {
-                serde_path_to_error::Segment::Seq { index } => {
-                    Some(unknown::Segment::Index(*index))
-                }
-                serde_path_to_error::Segment::Map { key }
-                | serde_path_to_error::Segment::Enum { variant: key } => {
-                    Some(unknown::Segment::Key(key.clone()))
-                }
-                serde_path_to_error::Segment::Unknown => None,
-            })
-            .collect();
+        let mut segments = error_segments(error.path());
+        let mut error = error.into_inner();
+        if let Some((inner, inner_error)) = document
+            .value_at(&segments)
+            .and_then(|action| raw::error_inside_flattened(&segments, action))
+        {
+            segments.extend(error_segments(&inner));
+            error = inner_error;
+        }
         Box::new(Problem {
+            message: document.type_error(&segments, &error),
             path: unknown::format_path(&segments),
-            message: error.inner().to_string(),
             fix: "give this key a value of the type it takes (see config/full.yaml); \
                   other problems are reported once this one is fixed"
                 .to_string(),
         })
     })
+}
+
+fn error_segments(path: &serde_path_to_error::Path) -> Vec<unknown::Segment> {
+    path.iter()
+        .filter_map(|segment| match segment {
+            serde_path_to_error::Segment::Seq { index } => Some(unknown::Segment::Index(*index)),
+            serde_path_to_error::Segment::Map { key }
+            | serde_path_to_error::Segment::Enum { variant: key } => {
+                Some(unknown::Segment::Key(key.clone()))
+            }
+            serde_path_to_error::Segment::Unknown => None,
+        })
+        .collect()
 }

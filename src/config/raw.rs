@@ -7,13 +7,17 @@
 //! structs, and the two authenticate actions (whose common keys are a
 //! flattened struct, which `serde_ignored` cannot see through) collect theirs
 //! in an `unknown` map.
+//!
+//! No struct here derives `Debug`: they hold secrets as written, and the
+//! validated model's `Secret` is what redacts them.
 
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawConfig {
     #[serde(default, deserialize_with = "present")]
     pub admin: Option<RawAdmin>,
@@ -27,12 +31,12 @@ pub struct RawConfig {
     pub listeners: Option<Vec<RawListener>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawAdmin {
     pub address: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawSessions {
     pub secrets: Option<Vec<String>>,
     /// One base64 secret per line; blank lines are skipped.
@@ -42,13 +46,13 @@ pub struct RawSessions {
     pub redis: Option<RawRedis>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawRedis {
     pub url: Option<String>,
     pub url_file: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawSigning {
     pub private_key_file: Option<String>,
     pub key_id: Option<String>,
@@ -56,7 +60,7 @@ pub struct RawSigning {
     pub encoding: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawLimits {
     pub header_read_timeout: Option<RawDuration>,
     pub max_header_bytes: Option<u64>,
@@ -64,7 +68,7 @@ pub struct RawLimits {
     pub max_connections: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawListener {
     pub address: Option<String>,
     #[serde(default, deserialize_with = "present")]
@@ -74,7 +78,7 @@ pub struct RawListener {
     pub rules: Option<Vec<RawRule>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawTls {
     pub certificate_file: Option<String>,
     pub private_key_file: Option<String>,
@@ -82,13 +86,13 @@ pub struct RawTls {
     pub reload_interval: Option<RawDuration>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawCertificate {
     pub certificate_file: Option<String>,
     pub private_key_file: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawRule {
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
@@ -96,7 +100,7 @@ pub struct RawRule {
     pub actions: Option<Vec<RawAction>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawConditions {
     pub host: Option<Vec<String>>,
     pub path: Option<Vec<String>>,
@@ -106,7 +110,7 @@ pub struct RawConditions {
 /// these keys. A struct rather than an externally tagged enum, so that a
 /// misspelt action is an unknown key (with a suggestion) and two keys in one
 /// entry are a problem to report, not a parse failure.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawAction {
     #[serde(default, deserialize_with = "present")]
     pub authenticate_oidc: Option<RawOidc>,
@@ -137,13 +141,13 @@ impl RawAction {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawForward {
     pub target: Option<String>,
     pub timeout: Option<RawDuration>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawFixedResponse {
     pub status: Option<RawStatus>,
     pub content_type: Option<String>,
@@ -151,7 +155,7 @@ pub struct RawFixedResponse {
     pub body: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawRedirect {
     pub protocol: Option<String>,
     pub host: Option<String>,
@@ -161,7 +165,7 @@ pub struct RawRedirect {
     pub status: Option<RawStatus>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawOidc {
     #[serde(flatten)]
     pub provider: RawOidcProvider,
@@ -173,7 +177,7 @@ pub struct RawOidc {
 }
 
 /// The keys only `authenticate_oidc` has.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawOidcProvider {
     pub issuer: Option<String>,
     pub authorization_endpoint: Option<String>,
@@ -187,7 +191,7 @@ pub struct RawOidcProvider {
     pub client_secret_file: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawCognito {
     #[serde(flatten)]
     pub provider: RawCognitoProvider,
@@ -199,7 +203,7 @@ pub struct RawCognito {
 }
 
 /// The keys only `authenticate_cognito` has.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawCognitoProvider {
     pub user_pool_arn: Option<String>,
     #[serde(default, deserialize_with = "text")]
@@ -210,8 +214,34 @@ pub struct RawCognitoProvider {
     pub endpoint_url: Option<String>,
 }
 
+/// Where inside an authenticate action (at `path`, holding `action`) a value
+/// has the wrong type. serde's `flatten` buffers the action's keys before
+/// handing them to each half, so a type error inside names only the action;
+/// each half deserialized on its own names the key.
+pub fn error_inside_flattened(
+    path: &[super::unknown::Segment],
+    action: &Value,
+) -> Option<(serde_path_to_error::Path, serde_json::Error)> {
+    fn error_in<T: DeserializeOwned>(
+        action: &Value,
+    ) -> Option<(serde_path_to_error::Path, serde_json::Error)> {
+        let error = serde_path_to_error::deserialize::<_, T>(action).err()?;
+        Some((error.path().clone(), error.into_inner()))
+    }
+    let halves = match path.last()? {
+        super::unknown::Segment::Key(key) if key == "authenticate_oidc" => {
+            [error_in::<RawOidcProvider>, error_in::<RawAuthCommon>]
+        }
+        super::unknown::Segment::Key(key) if key == "authenticate_cognito" => {
+            [error_in::<RawCognitoProvider>, error_in::<RawAuthCommon>]
+        }
+        _ => return None,
+    };
+    halves.iter().find_map(|half| half(action))
+}
+
 /// The keys both authenticate actions share.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawAuthCommon {
     pub scope: Option<String>,
     pub session_cookie_name: Option<String>,

@@ -575,13 +575,14 @@ fn redirect_status_and_protocol() {
     .into_iter()
     .map(|p| p.path)
     .collect();
+    // In file order; the missing status at the end of its map.
     assert_eq!(
         paths,
         [
-            format!("{at}.status"),
             format!("{at}.port"),
             format!("{at}.path"),
-            format!("{at}.query")
+            format!("{at}.query"),
+            format!("{at}.status")
         ]
     );
 }
@@ -1166,4 +1167,127 @@ listeners:
         let config = load(&rule_with(fine));
         assert_eq!(config.listeners[0].rules[0].conditions.path, [fine]);
     }
+}
+
+// What problems say, and in which order.
+
+#[test]
+fn a_wrong_type_inside_an_authenticate_action_names_its_key() {
+    let oidc = format!("{RULE0}.actions[0].authenticate_oidc");
+    let cognito = format!("{RULE0}.actions[0].authenticate_cognito");
+    let cases = [
+        (
+            OIDC.replace(
+                "client_secret: \"${CLIENT_SECRET}\"",
+                "client_secret: { value: x }",
+            ),
+            format!("{oidc}.client_secret"),
+        ),
+        (
+            OIDC.replace(
+                "client_id: app",
+                "client_id: app\n              scope: [openid]",
+            ),
+            format!("{oidc}.scope"),
+        ),
+        (
+            COGNITO.replace(
+                "user_pool_client_secret: s3cret",
+                "user_pool_client_secret: 42",
+            ),
+            format!("{cognito}.user_pool_client_secret"),
+        ),
+        (
+            COGNITO.replace(
+                "user_pool_domain: my-app-auth",
+                "user_pool_domain: my-app-auth\n              allow_cors_preflight: [yes]",
+            ),
+            format!("{cognito}.allow_cors_preflight"),
+        ),
+    ];
+    for (text, path) in cases {
+        assert_eq!(only_problem(&text).path, path);
+    }
+}
+
+#[test]
+fn a_secret_of_the_wrong_type_is_named_not_shown() {
+    let env = FakeEnv::new().var("SESSION_SECRET", "S3CRET-canary");
+    let text = OIDC.replace("[\"${SESSION_SECRET}\"]", "\"${SESSION_SECRET}\"");
+    let problems = problems_with(&text, Format::Yaml, &env);
+    assert_eq!(
+        describe(&problems),
+        "sessions.secrets: expected a list, got a string (value hidden: it is a secret) \
+         (fix: give this key a value of the type it takes (see config/full.yaml); \
+         other problems are reported once this one is fixed)\n"
+    );
+
+    let text = OIDC.replace(
+        "client_secret: \"${CLIENT_SECRET}\"",
+        "client_secret: [S3CRET-canary]",
+    );
+    let problem = only_problem(&text);
+    assert_eq!(
+        problem.message,
+        "expected a string, got a list (value hidden: it is a secret)"
+    );
+}
+
+#[test]
+fn a_value_from_the_environment_is_hidden_in_validation_problems() {
+    let env = FakeEnv::new().var("ISSUER", "S3CRET-canary");
+    let text = OIDC.replace("https://idp.example.com", "${ISSUER}");
+    let problems = problems_with(&text, Format::Yaml, &env);
+    let text = describe(&problems);
+    assert!(!text.contains("S3CRET-canary"), "{text}");
+    assert!(text.contains("issuer: `[hidden]`"), "{text}");
+}
+
+#[test]
+fn a_toml_syntax_error_does_not_quote_the_line() {
+    let error = load_str(
+        "[sessions]\nsecrets = [\"S3CRET-canary\"\n",
+        Format::Toml,
+        &FakeEnv::new(),
+    )
+    .expect_err("bad TOML");
+    let text = error.to_string();
+    assert!(!text.contains("S3CRET-canary"), "{text}");
+    assert!(
+        text.starts_with("the file is not valid TOML: TOML parse error at line 2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn problems_are_listed_in_file_order() {
+    // Found in another order: unknown keys first, then validation section by
+    // section (admin before shutdown_timeout), the missing address last.
+    let text = r#"
+shutdown_timeout: soon
+colour: blue
+admin:
+  address: nowhere
+listeners:
+  - rules:
+      - actions:
+          - forward: { target: "ftp://127.0.0.1:9000" }
+  - address: 127.0.0.1:8080
+    rules:
+      - actions:
+          - redirect: { port: 70000, status: 301 }
+"#;
+    let paths: Vec<String> = problems(text).into_iter().map(|p| p.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "shutdown_timeout",
+            "colour",
+            "admin.address",
+            "listeners[0].rules[0].actions[0].forward.target",
+            // Missing: at the end of the listener it is missing from.
+            "listeners[0].address",
+            "listeners[1].rules[0].actions[0].redirect.port",
+        ]
+    );
 }
