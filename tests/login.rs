@@ -424,6 +424,52 @@ async fn bad_callbacks_are_refused() {
 }
 
 #[tokio::test]
+async fn a_callback_naming_another_issuer_is_refused_before_the_code_is_used() {
+    let stack = stack(json!({}), "", "").await;
+    let mut browser = stack.browser();
+    browser.stop_before(Some(&stack.url("/oauth2/idpresponse")));
+    let captured = browser.login(&stack.url("/app/"), "alice", "pw").await;
+    let callback = captured.location().expect("the callback was captured");
+    browser.stop_before(None);
+    let mut url = url::Url::parse(&callback).unwrap();
+    let issuer = url
+        .query_pairs()
+        .find(|(name, _)| name == "iss")
+        .map(|(_, value)| value.into_owned())
+        .expect("node-oidc-provider sends iss on the callback (RFC 9207)");
+    let forged: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(name, value)| match &*name {
+            "iss" => (name.into_owned(), "https://mix-up.example".to_owned()),
+            _ => (name.into_owned(), value.into_owned()),
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(forged);
+
+    assert_eq!(
+        browser.get(url.as_str()).await.status,
+        401,
+        "another issuer"
+    );
+    // The code was not spent on the refused callback: the real one completes.
+    let page = browser.follow(&callback).await;
+    assert_eq!(page.status, 200, "{:#?}", page.hops);
+    assert!(
+        callback.contains(
+            &*url::form_urlencoded::byte_serialize(issuer.as_bytes()).collect::<String>()
+        )
+    );
+
+    let metrics = admin_get(stack.proxy.admin.unwrap(), "/metrics")
+        .await
+        .text();
+    assert!(
+        metrics.contains("portcullis_auth_failure_total{reason=\"AuthInvalidIssParam\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn two_tabs_logging_in_at_once_both_succeed() {
     let stack = stack(json!({}), "", "").await;
     let mut browser = stack.browser();

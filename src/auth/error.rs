@@ -26,6 +26,10 @@ pub enum AuthError {
     InvalidState,
     #[error("the request has no Host")]
     MissingHost,
+    /// RFC 9207: the callback names another issuer than the one the login
+    /// was started for (an IdP mix-up).
+    #[error("the callback's iss `{iss}` is not the issuer this login was started with")]
+    IssuerMismatch { iss: Untrusted },
     /// `error=` on the callback: anyone can send one, with any text.
     #[error("the IdP answered the login with error `{error}`")]
     IdpError { error: Untrusted },
@@ -89,6 +93,7 @@ impl AuthError {
             AuthError::MissingState
             | AuthError::MissingCode
             | AuthError::InvalidState
+            | AuthError::IssuerMismatch { .. }
             | AuthError::MissingHost => Blame::Client,
             AuthError::IdpError { .. }
             | AuthError::ProviderUnavailable(_)
@@ -115,6 +120,8 @@ impl AuthError {
             AuthError::MissingCode => "AuthMissingCodeParam",
             AuthError::InvalidState => "AuthInvalidStateParam",
             AuthError::MissingHost => "AuthMissingHostHeader",
+            // ALB checks no `iss` on the callback; this name is portcullis'.
+            AuthError::IssuerMismatch { .. } => "AuthInvalidIssParam",
             // ALB has no name for an `error=` callback; this one is portcullis'.
             AuthError::IdpError { .. } => "AuthIdpError",
             AuthError::ProviderUnavailable(_) | AuthError::BadDiscovery(_) => {

@@ -311,6 +311,16 @@ impl Proxy {
                 let login = logins
                     .take(state, crate::auth::oidc::tokens::unix_now())
                     .ok_or(AuthError::InvalidState)?;
+                // RFC 9207: an IdP that names itself must be the one the
+                // login went to, before the code goes to any token endpoint.
+                if let Some(iss) = param("iss")
+                    && iss != login.iss
+                {
+                    return Err(AuthError::IssuerMismatch {
+                        iss: crate::auth::error::Untrusted::new(iss),
+                    }
+                    .into());
+                }
                 let route = self
                     .routes
                     .iter()
