@@ -17,8 +17,9 @@ pub const MAX_PENDING_LOGINS: usize = 6;
 /// sealed, and a URL that does not becomes `/` there too.
 pub const MAX_ORIGINAL_URL: usize = 2048;
 
-/// A logged-in session, sealed into the session cookie shards.
-#[derive(Debug, Serialize, Deserialize)]
+/// A logged-in session, sealed into the session cookie shards. `Debug`
+/// shows who and until when, never a token.
+#[derive(Serialize, Deserialize)]
 pub struct Session {
     /// The IdP and client the session was made for; a rule with another pair does not honour it.
     pub iss: String,
@@ -38,8 +39,9 @@ pub struct Session {
     pub claims: Box<RawValue>,
 }
 
-/// One login in progress: the secrets that bind the IdP's answer to this browser.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One login in progress: the secrets that bind the IdP's answer to this
+/// browser. `Debug` leaves the secrets out.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct PendingLogin {
     pub state: String,
     pub nonce: String,
@@ -55,6 +57,30 @@ pub struct PendingLogin {
     pub client: String,
     /// Unix seconds after which the callback is refused (`login_timeout`).
     pub expires_at: u64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("iss", &self.iss)
+            .field("client", &self.client)
+            .field("sub", &self.sub)
+            .field("access_expires_at", &self.access_expires_at)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for PendingLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingLogin")
+            .field("url", &self.url)
+            .field("rule", &self.rule)
+            .field("iss", &self.iss)
+            .field("client", &self.client)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -139,6 +165,28 @@ mod tests {
             client: "c".into(),
             expires_at,
         }
+    }
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let mut pending = login("STATE-secret", 100);
+        pending.nonce = "NONCE-secret".into();
+        pending.code_verifier = "VERIFIER-secret".into();
+        let session: Session = serde_json::from_value(serde_json::json!({
+            "iss": "https://idp.example", "client": "c", "sub": "alice",
+            "access_token": "ACCESS-secret", "refresh_token": "REFRESH-secret",
+            "id_token": "ID-secret", "access_expires_at": 1, "expires_at": 2, "claims": {}
+        }))
+        .unwrap();
+        let shown = format!(
+            "{pending:?} {:?} {session:?}",
+            PendingLogins(vec![pending.clone()])
+        );
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(
+            shown.contains("alice") && shown.contains("https://idp.example"),
+            "{shown}"
+        );
     }
 
     #[test]
