@@ -88,6 +88,7 @@ fn main() {
             iss: issuer.clone(),
             client: client.clone(),
             sub: sub.clone(),
+            sid: None,
             access_token: filler(43),
             refresh_token: None,
             id_token: None,

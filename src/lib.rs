@@ -76,6 +76,10 @@ pub mod internals {
     pub use crate::auth::oidc::provider::{ConfiguredEndpoints, Endpoints, Provider};
     pub use crate::auth::oidc::tokens::{self, VerifiedIdToken};
     pub use crate::auth::opened::OpenedSessions;
+    pub use crate::auth::session::store::{
+        CookieStore, MAX_SESSION_BYTES, RedisSettings, RedisStore, Revoked, SessionStore,
+        StoreError, Ticket, connect as connect_redis,
+    };
     pub use crate::auth::session::{
         CookieSealer, MAX_REQUEST_COOKIE_BYTES, MAX_REQUEST_COOKIES, RequestCookies, SealedShards,
         is_shard_name, is_valid_cookie_name, strip_request_cookies,

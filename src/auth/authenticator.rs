@@ -377,6 +377,7 @@ impl Authenticator {
             iss: endpoints.issuer.clone(),
             client: self.client.client_id.clone(),
             sub: verified.subject,
+            sid: None,
             access_expires_at: access_expiry(&tokens, now, expires_at),
             access_token: tokens.access_token,
             refresh_token: tokens.refresh_token,
@@ -477,6 +478,7 @@ impl Authenticator {
             iss: session.iss.clone(),
             client: session.client.clone(),
             sub: session.sub.clone(),
+            sid: session.sid.clone(),
             access_expires_at: access_expiry(&tokens, now, session.expires_at),
             access_token: tokens.access_token,
             // An IdP that does not rotate refresh tokens sends none back.

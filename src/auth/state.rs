@@ -25,6 +25,10 @@ pub struct Session {
     pub iss: String,
     pub client: String,
     pub sub: String,
+    /// The IdP's session id (the ID token's `sid`), by which back-channel
+    /// logout names the sessions to end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     pub access_token: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,

@@ -363,10 +363,24 @@ impl<'a> SealedShards<'a> {
         if count == 0 || count > MAX_SHARDS || found[count..].iter().any(Option::is_some) {
             return None;
         }
+        let mut in_order: [&[u8]; MAX_SHARDS] = [&[]; MAX_SHARDS];
+        for (slot, shard) in in_order.iter_mut().zip(&found[..count]) {
+            *slot = (*shard)?;
+        }
+        Self::from_values(base, &in_order[..count])
+    }
+
+    /// The shards `{base}-0..` given in order, as a session store's ticket
+    /// holds them. `None` for no shard, more than [`MAX_SHARDS`], or a length
+    /// that cannot be sealed text.
+    pub fn from_values(base: &'a str, shards: &[&'a [u8]]) -> Option<Self> {
+        let count = shards.len();
+        if count == 0 || count > MAX_SHARDS {
+            return None;
+        }
         let mut values: [&[u8]; MAX_SHARDS] = [&[]; MAX_SHARDS];
         let mut total = 0;
-        for (i, (slot, shard)) in values.iter_mut().zip(&found[..count]).enumerate() {
-            let shard = (*shard)?;
+        for (i, (slot, &shard)) in values.iter_mut().zip(shards).enumerate() {
             // Only the last shard may end mid-quantum; others must decode to whole bytes.
             if shard.len() > MAX_OPEN_VALUE_LEN
                 || shard.is_empty()

@@ -4,10 +4,12 @@
 //! (the session, sharded over `{name}-0..3`, and the login-flow nonce cookie);
 //! [`RequestCookies`] reads a request's cookies with bounded work; the free
 //! functions write `Set-Cookie` headers and strip the proxy's own cookies
-//! before a request goes upstream.
+//! before a request goes upstream; [`store`] says where a session lives
+//! between requests (the cookies themselves, or Redis).
 
 mod codec;
 mod cookies;
+pub mod store;
 
 pub use codec::{CookieSealer, SealedShards};
 pub use cookies::{

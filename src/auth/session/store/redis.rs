@@ -1,0 +1,446 @@
+//! Server-side sessions in Redis, so that sign-out and back-channel logout
+//! end a session on every replica at once.
+//!
+//! # Ticket
+//!
+//! The cookie `{base}-0` (one shard, about 110 characters) holds
+//!
+//! ```text
+//! sealed("{base}-0", session id (16 random bytes) | session key (32 random bytes))
+//! ```
+//!
+//! sealed by the [`CookieSealer`] under `sessions.secrets`, like every other
+//! cookie of the proxy: a ticket cannot be made up without the secrets, even
+//! by someone who can write to Redis, and a ticket of one cookie name does
+//! not open under another.
+//!
+//! # Keys
+//!
+//! With the configured `key_prefix` (default `portcullis:`):
+//!
+//! ```text
+//! {prefix}session:{id}   the sealed session          STRING, TTL = its remaining life
+//! {prefix}sid:{mac}      ids of the sessions of one  ZSET id -> expires_at,
+//!                        IdP session (iss, sid)      TTL = the longest member's
+//! {prefix}sub:{mac}      ids of the sessions of one  ZSET, as above
+//!                        user (iss, sub)
+//! ```
+//!
+//! `{id}` is the session id in base64url. `{mac}` is base64url of
+//! HMAC-SHA256 over the length-prefixed issuer and value, keyed from the
+//! session secrets, so Redis does not list who is logged in; revocation
+//! looks under the key of every secret, so rotation misses nothing.
+//!
+//! # Values at rest
+//!
+//! `version (0x01) | nonce (12) | AES-256-GCM(session JSON) | tag (16)`,
+//! keyed with the ticket's session key, the session id as associated data.
+//! Redis never sees that key, so a copy of Redis reveals no token or claim.
+//!
+//! # Writes and revocation
+//!
+//! No step needs a transaction, so every key may sit in another Redis
+//! Cluster slot. A save adds the id to the indexes first (pruning members
+//! that have expired) and writes the session last: a failure in between
+//! leaves at most an index entry that names nothing. An update rewrites the
+//! value only if the key still exists (`SET XX`), so a refresh racing a
+//! sign-out never brings the session back. Revocation reads one index,
+//! deletes the sessions it names and removes exactly those members, so a
+//! session added meanwhile stays indexed: the work is the number of
+//! sessions of that user. Deleting one session leaves its index entries,
+//! which name nothing and are pruned when they expire.
+//!
+//! # Errors
+//!
+//! Each Redis call is bounded by `timeout`. A refused connection, a Redis
+//! error or a timeout is a [`StoreError`] (503 to the client), never "no
+//! session". Indexes use `EXPIRE … NX` / `GT`, so Redis 7.0 or later.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Client, RedisResult, Value};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
+use aws_lc_rs::{hkdf, hmac};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::{Revoked, SessionStore, StoreError, Ticket};
+use crate::auth::session::CookieSealer;
+use crate::auth::state::Session;
+use crate::config::SessionKey;
+
+const ID_LEN: usize = 16;
+const KEY_LEN: usize = 32;
+const VERSION: u8 = 1;
+const TAG_LEN: usize = 16;
+/// Associated data of a sealed value, before the session id.
+const VALUE_AAD: &[u8] = b"portcullis redis session v1";
+/// Largest session JSON the store takes; twice what four cookies can carry,
+/// so a Redis value never grows without bound.
+pub const MAX_SESSION_BYTES: usize = 64 * 1024;
+const MAX_VALUE_BYTES: usize = 1 + NONCE_LEN + MAX_SESSION_BYTES + TAG_LEN;
+
+const INDEX_SALT: &[u8] = b"portcullis session index v1";
+
+/// `sessions.redis` beyond the address.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// Prepended to every key, so that several deployments share one Redis.
+    pub key_prefix: String,
+    /// Bound on each Redis call, connecting included.
+    pub timeout: Duration,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            key_prefix: "portcullis:".to_owned(),
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A connection to one Redis server that reconnects by itself, with
+/// `timeout` on connecting and on every answer.
+pub async fn connect(url: &str, timeout: Duration) -> Result<ConnectionManager, StoreError> {
+    let client = Client::open(url).map_err(StoreError::InvalidUrl)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    let connecting = ConnectionManager::new_with_config(client, config);
+    match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(manager)) => Ok(manager),
+        Ok(Err(source)) => Err(StoreError::Unavailable {
+            op: "connect",
+            source,
+        }),
+        Err(_) => Err(StoreError::Timeout {
+            op: "connect",
+            after: timeout,
+        }),
+    }
+}
+
+/// Sessions in Redis behind a one-cookie ticket. `C` is a
+/// [`ConnectionManager`], or a cluster connection for Redis Cluster.
+pub struct RedisStore<C = ConnectionManager> {
+    conn: C,
+    /// Seals and opens tickets.
+    sealer: Arc<CookieSealer>,
+    /// `{base}-0`: the one cookie a ticket travels in, bound into its seal.
+    ticket_name: String,
+    /// Index MAC keys, one per session secret; the first writes, all are searched.
+    index_keys: Vec<hmac::Key>,
+    settings: RedisSettings,
+}
+
+/// What a ticket opens to.
+struct Opened {
+    id: String,
+    key: RandomizedNonceKey,
+}
+
+impl<C> RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync,
+{
+    pub fn new(
+        conn: C,
+        sealer: Arc<CookieSealer>,
+        secrets: &[SessionKey],
+        base: &str,
+        settings: RedisSettings,
+    ) -> Self {
+        Self {
+            conn,
+            sealer,
+            ticket_name: format!("{base}-0"),
+            index_keys: index_keys(secrets),
+            settings,
+        }
+    }
+
+    fn session_key(&self, id: &str) -> String {
+        format!("{}session:{id}", self.settings.key_prefix)
+    }
+
+    /// The index keys `kind` (`sid` or `sub`) of `value` at `iss`, the writing one first.
+    fn index_names<'a>(
+        &'a self,
+        kind: &'a str,
+        iss: &'a str,
+        value: &'a str,
+    ) -> impl Iterator<Item = String> + 'a {
+        self.index_keys.iter().map(move |key| {
+            let mut context = hmac::Context::with_key(key);
+            for part in [kind, iss, value] {
+                let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+                context.update(&len.to_be_bytes());
+                context.update(part.as_bytes());
+            }
+            let mac = URL_SAFE_NO_PAD.encode(context.sign());
+            format!("{}{kind}:{mac}", self.settings.key_prefix)
+        })
+    }
+
+    /// The session id and key in `ticket`, if it is a ticket this store issued.
+    fn open_ticket(&self, ticket: &Ticket) -> Option<Opened> {
+        let [value] = ticket.shards() else {
+            return None;
+        };
+        let plain = self.sealer.open(&self.ticket_name, value)?;
+        let (id, key) = plain.split_at_checked(ID_LEN)?;
+        if key.len() != KEY_LEN {
+            return None;
+        }
+        Some(Opened {
+            id: URL_SAFE_NO_PAD.encode(id),
+            key: RandomizedNonceKey::new(&AES_256_GCM, key).ok()?,
+        })
+    }
+
+    /// One Redis round trip, bounded by the timeout.
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        run: impl AsyncFnOnce(&mut C) -> RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        let after = self.settings.timeout;
+        match tokio::time::timeout(after, run(&mut conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(source)) => Err(StoreError::Unavailable { op, source }),
+            Err(_) => Err(StoreError::Timeout { op, after }),
+        }
+    }
+
+    async fn revoke(&self, kind: &str, iss: &str, value: &str) -> Result<Revoked, StoreError> {
+        let mut deleted = 0;
+        for index in self.index_names(kind, iss, value) {
+            let ids: Vec<String> = self
+                .call("revoke", async |conn| {
+                    ::redis::cmd("ZRANGE")
+                        .arg(&index)
+                        .arg(0)
+                        .arg(-1)
+                        .query_async(conn)
+                        .await
+                })
+                .await?;
+            if ids.is_empty() {
+                continue;
+            }
+            // One DEL per key rather than one for all: in a cluster they
+            // hash to different slots.
+            let mut pipe = ::redis::pipe();
+            for id in &ids {
+                pipe.cmd("DEL").arg(self.session_key(id));
+            }
+            pipe.cmd("ZREM").arg(&index).arg(&ids).ignore();
+            let counts: Vec<usize> = self
+                .call("revoke", async |conn| pipe.query_async(conn).await)
+                .await?;
+            deleted += counts.iter().sum::<usize>();
+        }
+        Ok(Revoked::Sessions(deleted))
+    }
+}
+
+impl<C> SessionStore for RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync,
+{
+    fn revokes(&self) -> bool {
+        true
+    }
+
+    async fn save(&self, session: &Session, now: u64) -> Result<Ticket, StoreError> {
+        let ttl = session.expires_at.checked_sub(now).filter(|&ttl| ttl > 0);
+        let ttl = ttl.ok_or(StoreError::Expired)?;
+        let plaintext = serialize(session)?;
+
+        let mut secret = [0u8; ID_LEN + KEY_LEN];
+        aws_lc_rs::rand::fill(&mut secret)
+            .expect("the system random source works, or nothing in TLS would either");
+        let ticket = Ticket::from_shards(vec![self.sealer.seal(&self.ticket_name, &secret)]);
+        let opened = Opened {
+            id: URL_SAFE_NO_PAD.encode(&secret[..ID_LEN]),
+            key: RandomizedNonceKey::new(&AES_256_GCM, &secret[ID_LEN..])
+                .expect("the key is exactly AES-256's 32 bytes"),
+        };
+        secret.fill(0);
+        let value = seal_value(&opened, plaintext);
+
+        let mut pipe = ::redis::pipe();
+        let sid = session.sid.as_deref().map(|sid| ("sid", sid));
+        for (kind, of) in sid.into_iter().chain([("sub", session.sub.as_str())]) {
+            let index = self
+                .index_names(kind, &session.iss, of)
+                .next()
+                .expect("there is always at least one index key");
+            pipe.cmd("ZADD")
+                .arg(&index)
+                .arg(session.expires_at)
+                .arg(&opened.id)
+                .ignore();
+            pipe.cmd("ZREMRANGEBYSCORE")
+                .arg(&index)
+                .arg("-inf")
+                .arg(now)
+                .ignore();
+            // NX gives a new index its TTL, GT lengthens an existing one; neither shortens it.
+            pipe.cmd("EXPIRE").arg(&index).arg(ttl).arg("NX").ignore();
+            pipe.cmd("EXPIRE").arg(&index).arg(ttl).arg("GT").ignore();
+        }
+        pipe.cmd("SET")
+            .arg(self.session_key(&opened.id))
+            .arg(value)
+            .arg("EX")
+            .arg(ttl)
+            .ignore();
+        self.call("save", async |conn| pipe.query_async::<()>(conn).await)
+            .await?;
+        Ok(ticket)
+    }
+
+    async fn update(
+        &self,
+        ticket: &Ticket,
+        session: &Session,
+        now: u64,
+    ) -> Result<Option<Ticket>, StoreError> {
+        let Some(opened) = self.open_ticket(ticket) else {
+            return Ok(None);
+        };
+        let Some(ttl) = session.expires_at.checked_sub(now).filter(|&ttl| ttl > 0) else {
+            return Ok(None);
+        };
+        let value = seal_value(&opened, serialize(session)?);
+        let key = self.session_key(&opened.id);
+        let written: Value = self
+            .call("update", async |conn| {
+                ::redis::cmd("SET")
+                    .arg(&key)
+                    .arg(value)
+                    .arg("EX")
+                    .arg(ttl)
+                    .arg("XX")
+                    .query_async(conn)
+                    .await
+            })
+            .await?;
+        Ok((written != Value::Nil).then(|| ticket.clone()))
+    }
+
+    async fn load(&self, ticket: &Ticket, now: u64) -> Result<Option<Session>, StoreError> {
+        let Some(opened) = self.open_ticket(ticket) else {
+            return Ok(None);
+        };
+        let key = self.session_key(&opened.id);
+        let value: Option<Vec<u8>> = self
+            .call("load", async |conn| {
+                ::redis::cmd("GET").arg(&key).query_async(conn).await
+            })
+            .await?;
+        let session = value
+            .and_then(|value| open_value(&opened, value))
+            .and_then(|plain| serde_json::from_slice::<Session>(&plain).ok());
+        Ok(session.filter(|session| session.expires_at > now))
+    }
+
+    async fn delete(&self, ticket: &Ticket) -> Result<(), StoreError> {
+        let Some(opened) = self.open_ticket(ticket) else {
+            return Ok(());
+        };
+        let key = self.session_key(&opened.id);
+        self.call("delete", async |conn| {
+            ::redis::cmd("DEL").arg(&key).query_async::<()>(conn).await
+        })
+        .await
+    }
+
+    async fn delete_by_sid(&self, iss: &str, sid: &str) -> Result<Revoked, StoreError> {
+        self.revoke("sid", iss, sid).await
+    }
+
+    async fn delete_by_sub(&self, iss: &str, sub: &str) -> Result<Revoked, StoreError> {
+        self.revoke("sub", iss, sub).await
+    }
+}
+
+fn serialize(session: &Session) -> Result<Vec<u8>, StoreError> {
+    let plaintext = serde_json::to_vec(session).expect("a session serialises to JSON");
+    if plaintext.len() > MAX_SESSION_BYTES {
+        return Err(StoreError::TooLarge {
+            size: plaintext.len(),
+            limit: MAX_SESSION_BYTES,
+        });
+    }
+    Ok(plaintext)
+}
+
+fn value_aad(id: &str) -> Vec<u8> {
+    [VALUE_AAD, id.as_bytes()].concat()
+}
+
+fn seal_value(opened: &Opened, plaintext: Vec<u8>) -> Vec<u8> {
+    let mut sealed = plaintext;
+    let nonce = opened
+        .key
+        .seal_in_place_append_tag(Aad::from(value_aad(&opened.id)), &mut sealed)
+        .expect("AES-GCM sealing fails only past 64 GiB or without randomness");
+    let mut value = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+    value.push(VERSION);
+    value.extend_from_slice(nonce.as_ref());
+    value.extend_from_slice(&sealed);
+    value
+}
+
+fn open_value(opened: &Opened, mut value: Vec<u8>) -> Option<Vec<u8>> {
+    if value.len() > MAX_VALUE_BYTES || value.len() < 1 + NONCE_LEN + TAG_LEN {
+        return None;
+    }
+    if value[0] != VERSION {
+        return None;
+    }
+    let nonce: [u8; NONCE_LEN] = value[1..1 + NONCE_LEN].try_into().ok()?;
+    let plain_len = opened
+        .key
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(value_aad(&opened.id)),
+            &mut value[1 + NONCE_LEN..],
+        )
+        .ok()?
+        .len();
+    value.copy_within(1 + NONCE_LEN..1 + NONCE_LEN + plain_len, 0);
+    value.truncate(plain_len);
+    Some(value)
+}
+
+/// One MAC key per distinct secret, derived apart from the cookie keys; a
+/// random one when there is no secret (nothing then outlives the process).
+fn index_keys(secrets: &[SessionKey]) -> Vec<hmac::Key> {
+    let derive = |secret: &[u8]| {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, INDEX_SALT).extract(secret);
+        let okm = prk
+            .expand(&[b"hmac-sha256 key"], hmac::HMAC_SHA256)
+            .expect("32 bytes is far below HKDF-SHA256's 8160-byte limit");
+        hmac::Key::from(okm)
+    };
+    let mut keys = Vec::with_capacity(secrets.len().max(1));
+    for (i, secret) in secrets.iter().enumerate() {
+        if !secrets[..i].contains(secret) {
+            keys.push(derive(&secret.0));
+        }
+    }
+    if keys.is_empty() {
+        let mut random = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut random)
+            .expect("the system random source works, or nothing in TLS would either");
+        keys.push(derive(&random));
+    }
+    keys
+}
