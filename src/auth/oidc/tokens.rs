@@ -152,24 +152,45 @@ pub async fn verify_id_token(
         nonce,
         access_token,
     ) {
-        Err(AuthError::InvalidIdToken(reason)) if reason.starts_with(NO_MATCHING_KEY) => {
-            match provider.refetch_keys().await? {
-                Some(keys) => verify_with(
-                    &keys,
-                    &token,
-                    &endpoints.issuer,
-                    client_id,
-                    nonce,
-                    access_token,
-                ),
-                None => Err(AuthError::InvalidIdToken(reason)),
-            }
-        }
-        other => other,
+        Err(Refusal::UnknownKey) => match provider.refetch_keys().await? {
+            Some(keys) => Ok(verify_with(
+                &keys,
+                &token,
+                &endpoints.issuer,
+                client_id,
+                nonce,
+                access_token,
+            )?),
+            None => Err(Refusal::UnknownKey.into()),
+        },
+        result => Ok(result?),
     }
 }
 
-const NO_MATCHING_KEY: &str = "no key matches the token's kid";
+/// Why [`verify_with`] refused a token. A `kid` the key set lacks is worth
+/// one fetch of fresh keys (the IdP may have rotated them); anything else is
+/// final.
+enum Refusal {
+    UnknownKey,
+    Invalid(AuthError),
+}
+
+impl From<AuthError> for Refusal {
+    fn from(error: AuthError) -> Self {
+        Refusal::Invalid(error)
+    }
+}
+
+impl From<Refusal> for AuthError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::UnknownKey => {
+                AuthError::InvalidIdToken("no key matches the token's kid".to_owned())
+            }
+            Refusal::Invalid(error) => error,
+        }
+    }
+}
 
 fn verify_with(
     keys: &CoreJsonWebKeySet,
@@ -178,7 +199,7 @@ fn verify_with(
     client_id: &str,
     nonce: &str,
     access_token: &str,
-) -> Result<VerifiedIdToken, AuthError> {
+) -> Result<VerifiedIdToken, Refusal> {
     let issuer_url = IssuerUrl::new(issuer.to_owned())
         .map_err(|error| AuthError::Internal(format!("issuer `{issuer}` is not a URL: {error}")))?;
     let now = SystemTime::now();
@@ -204,16 +225,18 @@ fn verify_with(
         .map_err(|error| match error {
             ClaimsVerificationError::SignatureVerification(
                 SignatureVerificationError::NoMatchingKey,
-            ) => AuthError::InvalidIdToken(NO_MATCHING_KEY.to_owned()),
+            ) => Refusal::UnknownKey,
             // openidconnect's Display for this one drops the inner reason (alg
             // none, HMAC, bad signature...); keep it for the log.
             ClaimsVerificationError::SignatureVerification(inner) => {
-                AuthError::InvalidIdToken(format!(
+                Refusal::Invalid(AuthError::InvalidIdToken(format!(
                     "signature verification failed: {}",
                     Untrusted::message(&inner)
-                ))
+                )))
             }
-            other => AuthError::InvalidIdToken(Untrusted::message(&other).to_string()),
+            other => Refusal::Invalid(AuthError::InvalidIdToken(
+                Untrusted::message(&other).to_string(),
+            )),
         })?;
 
     let audiences = claims.audiences();
@@ -222,12 +245,11 @@ fn verify_with(
             return Err(AuthError::InvalidIdToken(format!(
                 "azp `{}` is not this client",
                 Untrusted::new(azp.as_str())
-            )));
+            ))
+            .into());
         }
         None if audiences.len() > 1 => {
-            return Err(AuthError::InvalidIdToken(
-                "several audiences and no azp".into(),
-            ));
+            return Err(AuthError::InvalidIdToken("several audiences and no azp".into()).into());
         }
         _ => {}
     }
@@ -247,7 +269,8 @@ fn verify_with(
         if actual != *expected_hash {
             return Err(AuthError::InvalidIdToken(
                 "at_hash does not match the access token".into(),
-            ));
+            )
+            .into());
         }
     }
     Ok(VerifiedIdToken {
