@@ -358,3 +358,29 @@ fn a_value_from_the_environment_is_hidden_even_under_an_ordinary_key() {
     );
     assert!(!printed.contains(CANARY), "leaked: {printed}");
 }
+
+/// A secret written where the schema wants a map (the Redis URL as the
+/// `redis` map itself) is not under a secret key, yet serde would quote it:
+/// no type error quotes a value.
+#[test]
+fn a_secret_pasted_in_place_of_a_map_is_not_printed() {
+    let url = format!("redis://:{CANARY}@cache:6379");
+    for (pointer, path) in [
+        ("/sessions/redis", "sessions.redis".to_owned()),
+        ("/sessions", "sessions".to_owned()),
+        (OIDC, key_path(OIDC)),
+    ] {
+        let mut config = base();
+        *config.pointer_mut(pointer).expect("the base has this key") = json!(url);
+        for format in FORMATS {
+            let text = format.write(&config);
+            for command in ["check", "run"] {
+                let (code, printed) = portcullis(command, format, &text);
+                let case = format!("{command} {format:?} {path}:\n{printed}");
+                assert_eq!(code, 2, "{case}");
+                assert!(printed.contains(&path), "the key path is named: {case}");
+                assert!(!printed.contains(CANARY), "leaked: {case}");
+            }
+        }
+    }
+}

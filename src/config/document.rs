@@ -132,10 +132,18 @@ impl<'a> Document<'a> {
         // be the secret itself, pasted in the wrong place.
         let is_secret =
             |segments: &[Segment]| is_secret_key(segments) || names_secret_file(segments);
-        let Some(hidden) = self.hidden(segments, is_secret) else {
-            return message;
-        };
         let got = self.value_at(segments).map_or("a value", kind);
+        let Some(hidden) = self.hidden(segments, is_secret) else {
+            // Not a secret here, but a value of the wrong shape may still be
+            // one pasted in the wrong place (`redis: "redis://:pw@host"` for
+            // the `redis` map): serde's quote of it is never needed.
+            return match message.rsplit_once(", expected ") {
+                Some((_, expected)) if quotes_the_value(&message) => {
+                    format!("expected {}, got {got}", plain(expected))
+                }
+                _ => message,
+            };
+        };
         // serde words a type error `invalid type: <the value>, expected <the
         // type>`; the part after the value names no value.
         match message.rsplit_once(", expected ") {
@@ -302,6 +310,14 @@ fn plain(expected: &str) -> &str {
         struct_name if struct_name.starts_with("struct ") => "a map",
         other => other,
     }
+}
+
+/// Whether a serde message quotes the offending value: `invalid type:
+/// string "…"`, `invalid value: …`, `unknown variant `…``.
+fn quotes_the_value(message: &str) -> bool {
+    ["invalid type: ", "invalid value: ", "unknown variant "]
+        .iter()
+        .any(|start| message.starts_with(start))
 }
 
 #[cfg(test)]
