@@ -24,6 +24,7 @@ use crate::body::{self, Body};
 use crate::config::{ApiRequests, AuthCommon, UnauthenticatedPolicy};
 use crate::identity::signing::{DataSigner, DataTokenCache, fingerprint};
 use crate::metrics::Metrics;
+use crate::untrusted::Untrusted;
 
 /// Access tokens without `expires_in` are treated as valid this long.
 const DEFAULT_ACCESS_TOKEN_LIFETIME: u64 = 3600;
@@ -332,10 +333,22 @@ impl Authenticator {
         login: PendingLogin,
         mut remaining: PendingLogins,
         code: &str,
+        iss: Option<&str>,
         context: &RequestContext<'_>,
     ) -> Result<Response<Body>, AuthError> {
         let now = unix_now();
         let endpoints = self.provider.endpoints().await?;
+        // RFC 9207, against IdP mix-up: the IdP that answered must be the one
+        // the login went to, before the code goes to any token endpoint.
+        match iss {
+            Some(iss) if iss != endpoints.issuer => {
+                return Err(AuthError::IssuerMismatch {
+                    iss: Untrusted::new(iss),
+                });
+            }
+            None if endpoints.iss_in_callback => return Err(AuthError::MissingIss),
+            _ => {}
+        }
         let started = Instant::now();
         let tokens = tokens::redeem_code(
             &self.provider,

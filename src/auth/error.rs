@@ -30,6 +30,10 @@ pub enum AuthError {
     /// was started for (an IdP mix-up).
     #[error("the callback's iss `{iss}` is not the issuer this login was started with")]
     IssuerMismatch { iss: Untrusted },
+    /// RFC 9207: the IdP's discovery promises `iss` on the callback, and
+    /// this one has none.
+    #[error("the callback has no iss, which this IdP always sends")]
+    MissingIss,
     /// `error=` on the callback: anyone can send one, with any text.
     #[error("the IdP answered the login with error `{error}`")]
     IdpError { error: Untrusted },
@@ -94,6 +98,7 @@ impl AuthError {
             | AuthError::MissingCode
             | AuthError::InvalidState
             | AuthError::IssuerMismatch { .. }
+            | AuthError::MissingIss
             | AuthError::MissingHost => Blame::Client,
             AuthError::IdpError { .. }
             | AuthError::ProviderUnavailable(_)
@@ -122,6 +127,7 @@ impl AuthError {
             AuthError::MissingHost => "AuthMissingHostHeader",
             // ALB checks no `iss` on the callback; this name is portcullis'.
             AuthError::IssuerMismatch { .. } => "AuthInvalidIssParam",
+            AuthError::MissingIss => "AuthMissingIssParam",
             // ALB has no name for an `error=` callback; this one is portcullis'.
             AuthError::IdpError { .. } => "AuthIdpError",
             AuthError::ProviderUnavailable(_) | AuthError::BadDiscovery(_) => {

@@ -311,16 +311,6 @@ impl Proxy {
                 let login = logins
                     .take(state, crate::auth::oidc::tokens::unix_now())
                     .ok_or(AuthError::InvalidState)?;
-                // RFC 9207: an IdP that names itself must be the one the
-                // login went to, before the code goes to any token endpoint.
-                if let Some(iss) = param("iss")
-                    && iss != login.iss
-                {
-                    return Err(AuthError::IssuerMismatch {
-                        iss: crate::auth::error::Untrusted::new(iss),
-                    }
-                    .into());
-                }
                 let route = self
                     .routes
                     .iter()
@@ -338,7 +328,7 @@ impl Proxy {
                     .as_ref()
                     .expect("filtered on is_some above");
                 Ok(authenticator
-                    .finish_login(login, logins, code, &context)
+                    .finish_login(login, logins, code, param("iss"), &context)
                     .await?)
             }
             "/oauth2/sign_out" => {

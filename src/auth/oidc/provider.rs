@@ -62,6 +62,9 @@ pub struct Endpoints {
     pub jwks_uri: Url,
     pub end_session: Option<Url>,
     pub token_auth: TokenAuth,
+    /// The IdP promises `iss` on every authorization response (RFC 9207),
+    /// so a callback without one is refused.
+    pub iss_in_callback: bool,
 }
 
 #[derive(Deserialize)]
@@ -74,6 +77,8 @@ struct Discovery {
     end_session_endpoint: Option<Url>,
     #[serde(default)]
     token_endpoint_auth_methods_supported: Vec<String>,
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: bool,
 }
 
 pub struct Provider {
@@ -219,6 +224,7 @@ async fn discover(
             jwks_uri,
             end_session,
             token_auth: TokenAuth::Basic,
+            iss_in_callback: false,
         });
     }
     let url = format!("{issuer}/.well-known/openid-configuration");
@@ -261,6 +267,7 @@ async fn discover(
         } else {
             TokenAuth::Basic
         },
+        iss_in_callback: discovery.authorization_response_iss_parameter_supported,
     })
 }
 
