@@ -143,24 +143,19 @@ pub async fn verify_id_token(
     let token = CoreIdToken::from_str(raw).map_err(|error| {
         AuthError::InvalidIdToken(format!("not a JWT: {}", Untrusted::message(&error)))
     })?;
-    let keys = provider.keys().await?;
-    match verify_with(
-        &keys,
-        &token,
-        &endpoints.issuer,
-        client_id,
-        nonce,
-        access_token,
-    ) {
+    let verify = |keys: &CoreJsonWebKeySet| {
+        verify_with(
+            keys,
+            &token,
+            &endpoints.issuer,
+            client_id,
+            nonce,
+            access_token,
+        )
+    };
+    match verify(&*provider.keys().await?) {
         Err(Refusal::UnknownKey) => match provider.refetch_keys().await? {
-            Some(keys) => Ok(verify_with(
-                &keys,
-                &token,
-                &endpoints.issuer,
-                client_id,
-                nonce,
-                access_token,
-            )?),
+            Some(keys) => Ok(verify(&keys)?),
             None => Err(Refusal::UnknownKey.into()),
         },
         result => Ok(result?),
