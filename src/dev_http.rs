@@ -26,8 +26,14 @@ where
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // EMFILE and friends: back off instead of spinning, as the proxy does.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let handler = handler.clone();
         tokio::spawn(async move {
@@ -74,10 +80,17 @@ pre{{background:#f6f8fa;padding:.6rem;white-space:pre-wrap;overflow-wrap:anywher
 pub fn html_page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
     let mut response = Response::new(body::full(html_document(title, body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
+    // The login form takes passwords: no other site may frame it.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
 
@@ -106,4 +119,20 @@ pub fn redirect(location: &str) -> Response<Body> {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_cannot_be_framed() {
+        let page = html_page(StatusCode::OK, "Sign in", "<form></form>");
+        let headers = page.headers();
+        assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+        assert_eq!(
+            headers[header::CONTENT_SECURITY_POLICY],
+            "frame-ancestors 'none'"
+        );
+    }
 }
