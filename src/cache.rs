@@ -43,6 +43,25 @@ impl<V: Clone> Cache<V> {
         self.lock(key).insert(key, value, cost);
     }
 
+    /// Drops the entry for `key`, if any.
+    pub fn remove(&self, key: u128) {
+        let mut shard = self.lock(key);
+        if let Some(old) = shard.current.remove(&key) {
+            shard.current_cost -= old.cost;
+        }
+        shard.previous.remove(&key);
+    }
+
+    /// Drops every entry.
+    pub fn clear(&self) {
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            shard.current.clear();
+            shard.previous.clear();
+            shard.current_cost = 0;
+        }
+    }
+
     /// Entries held, usable or not (for metrics and tests).
     pub fn len(&self) -> usize {
         self.shards.iter().map(|shard| lock(shard).len()).sum()
@@ -133,6 +152,21 @@ impl<V: Clone> Generations<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removed_and_cleared_entries_are_gone() {
+        let cache: Cache<u32> = Cache::new(1_000, 100);
+        for key in 0u128..20 {
+            cache.insert(key, key as u32, 1);
+        }
+        cache.remove(3);
+        assert_eq!(cache.get(3, |_| true), None);
+        assert_eq!(cache.get(4, |_| true), Some(4));
+        cache.clear();
+        assert!(cache.is_empty());
+        cache.insert(5, 5, 1);
+        assert_eq!(cache.get(5, |_| true), Some(5));
+    }
 
     #[test]
     fn a_byte_budget_bounds_the_sum_of_costs() {

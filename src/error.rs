@@ -64,6 +64,7 @@ impl ProxyError {
                     StatusCode::from_u16(IDP_FAILED).expect("561 is a valid status code")
                 }
                 Blame::Proxy => StatusCode::INTERNAL_SERVER_ERROR,
+                Blame::SessionStore => StatusCode::SERVICE_UNAVAILABLE,
             },
         }
     }
@@ -90,6 +91,9 @@ impl ProxyError {
             (_, Blame::Client) => "The login could not be completed. Go back and try again.",
             (_, Blame::IdentityProvider) => "The identity provider could not complete the login.",
             (_, Blame::Proxy) => "The login could not be completed because of an internal error.",
+            (_, Blame::SessionStore) => {
+                "Sessions are unavailable for a moment. Try again in a few seconds."
+            }
         })
     }
 
@@ -122,12 +126,18 @@ impl ProxyError {
             ("text/html; charset=utf-8", page)
         };
         let method_refused = matches!(self, ProxyError::MethodRefused);
+        let retry_soon = status == StatusCode::SERVICE_UNAVAILABLE;
         let mut response = Response::new(body::full(text));
         *response.status_mut() = status;
         if method_refused {
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        }
+        if retry_soon {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
             .headers_mut()

@@ -39,6 +39,12 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    /// The session store operation: `load`, `save`, `update`, `delete`, …
+    pub op: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -48,6 +54,8 @@ pub struct Metrics {
     auth_failure: Family<ReasonLabels, Counter>,
     auth_refresh: Family<ResultLabels, Counter>,
     idp_latency: Histogram,
+    store_errors: Family<OpLabels, Counter>,
+    store_latency: Family<OpLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -98,6 +106,21 @@ impl Metrics {
             "Time taken by each call to an IdP",
             idp_latency.clone(),
         );
+        let store_errors = Family::<OpLabels, Counter>::default();
+        registry.register(
+            "session_store_errors",
+            "Session store calls that failed or timed out, by operation",
+            store_errors.clone(),
+        );
+        // 0.1 ms .. ~3.3 s
+        let store_latency = Family::<OpLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.000_1, 2.0, 16))) as fn() -> Histogram,
+        );
+        registry.register(
+            "session_store_latency_seconds",
+            "Time taken by each call to the session store, by operation",
+            store_latency.clone(),
+        );
         Self {
             registry,
             requests,
@@ -107,6 +130,8 @@ impl Metrics {
             auth_failure,
             auth_refresh,
             idp_latency,
+            store_errors,
+            store_latency,
         }
     }
 
@@ -141,6 +166,17 @@ impl Metrics {
 
     pub fn observe_idp_latency(&self, elapsed: Duration) {
         self.idp_latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// One call to the session store: how long it took, and whether it failed.
+    pub fn observe_store_call(&self, op: &'static str, elapsed: Duration, failed: bool) {
+        let labels = OpLabels { op };
+        self.store_latency
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        if failed {
+            self.store_errors.get_or_create(&labels).inc();
+        }
     }
 
     pub fn connection_opened(&self) {

@@ -16,12 +16,13 @@ use super::oidc::provider::Provider;
 use super::oidc::tokens::{self, ClientCredentials, TokenResponse, unix_now};
 use super::opened::{IdentityHeaders, OPENED_SESSIONS_BYTES, OpenedSessions};
 use super::policy;
+use super::session::store::{AnyStore, Backend, StoreHealth, Ticket};
 use super::session::{
     CookieSealer, RequestCookies, SealedShards, clear_cookie, set_sharded_cookies, shard_names,
 };
 use super::state::{NONCE_COOKIE, PendingLogin, PendingLogins, Session, same_host_target};
 use crate::body::{self, Body};
-use crate::config::{ApiRequests, AuthCommon, UnauthenticatedPolicy};
+use crate::config::{ApiRequests, AuthCommon, SessionKey, UnauthenticatedPolicy};
 use crate::identity::signing::{DataSigner, DataTokenCache, fingerprint};
 use crate::metrics::Metrics;
 use crate::untrusted::Untrusted;
@@ -42,7 +43,12 @@ const DATA_HEADER: HeaderName = HeaderName::from_static("x-amzn-oidc-data");
 
 /// What every authenticate action of the process shares.
 pub struct AuthShared {
-    pub sealer: CookieSealer,
+    pub sealer: Arc<CookieSealer>,
+    /// `sessions.secrets`, which also key the session store's indexes.
+    pub secrets: Vec<SessionKey>,
+    /// Where sessions live (`sessions.store`), and whether it answers.
+    pub backend: Arc<Backend>,
+    pub store_health: Arc<StoreHealth>,
     pub signer: DataSigner,
     pub data_tokens: DataTokenCache,
     pub metrics: Arc<Metrics>,
@@ -106,10 +112,21 @@ pub enum Decision {
 /// A refreshed session, shared by every request that arrived with the old one.
 struct Refreshed {
     session: Session,
+    /// A new ticket's cookies; empty when the ticket stays the same (Redis).
     cookies: Vec<HeaderValue>,
 }
 
-type RefreshCell = Arc<OnceCell<Option<Arc<Refreshed>>>>;
+/// How a refresh ended, for every request that waited on it.
+#[derive(Clone)]
+enum RefreshOutcome {
+    Refreshed(Arc<Refreshed>),
+    /// The user logs in again (the IdP refused, or the session is gone).
+    Failed,
+    /// The session store did not answer: 503, the session is not lost.
+    StoreUnavailable(Arc<super::session::store::StoreError>),
+}
+
+type RefreshCell = Arc<OnceCell<RefreshOutcome>>;
 
 pub struct Authenticator {
     /// The rule's name: pending logins remember it to find their way back.
@@ -119,6 +136,8 @@ pub struct Authenticator {
     provider: Arc<Provider>,
     logout: Logout,
     shared: Arc<AuthShared>,
+    /// Where this action's sessions live.
+    store: AnyStore,
     /// Refreshes in flight or just done, by refresh-token fingerprint (single-flight).
     refreshes: Arc<Mutex<HashMap<u128, RefreshCell>>>,
     opened: OpenedSessions,
@@ -133,6 +152,12 @@ impl Authenticator {
         logout: Logout,
         shared: Arc<AuthShared>,
     ) -> Self {
+        let store = shared.backend.store(
+            &shared.sealer,
+            &shared.secrets,
+            &settings.session_cookie_name,
+            &shared.metrics,
+        );
         Self {
             rule,
             settings,
@@ -140,6 +165,7 @@ impl Authenticator {
             provider,
             logout,
             shared,
+            store,
             refreshes: Arc::default(),
             opened: OpenedSessions::new(OPENED_SESSIONS_BYTES),
         }
@@ -171,34 +197,17 @@ impl Authenticator {
         context: &RequestContext<'_>,
     ) -> Result<Decision, AuthError> {
         let now = unix_now();
-        let shards = self.session_shards(context.cookies);
-        if let Some(shards) = shards
-            && let Some(headers) = self.opened.get(&shards, now)
-        {
-            return Ok(Decision::Authenticated(Identity {
-                headers,
-                set_cookies: Vec::new(),
-            }));
-        }
-        if let Some(session) = shards.and_then(|shards| self.load_session(&shards, now)) {
-            if session.access_expires_at > now {
-                let identity = self.identity(&session, Vec::new(), now)?;
-                // The data token's `exp`: the end of the access token or the session.
-                let fresh_until = session.access_expires_at.min(session.expires_at);
-                if let Some(shards) = shards {
-                    self.opened
-                        .insert(&shards, Arc::clone(&identity.headers), fresh_until);
-                }
-                return Ok(Decision::Authenticated(identity));
+        if let Some(shards) = self.session_shards(context.cookies) {
+            if let Some(headers) = self.opened.get(&shards, now) {
+                return Ok(Decision::Authenticated(Identity {
+                    headers,
+                    set_cookies: Vec::new(),
+                }));
             }
-            if session.refresh_token.is_some() {
-                // Boxed: a refresh is rare, and its HTTP exchange would
-                // otherwise enlarge every request's future (see server::conn).
-                if let Some(refreshed) = Box::pin(self.refresh(&session)).await {
-                    return self
-                        .identity(&refreshed.session, refreshed.cookies.clone(), now)
-                        .map(Decision::Authenticated);
-                }
+            // Boxed: a store call or a refresh would otherwise enlarge every
+            // request's future (see server::conn).
+            if let Some(identity) = Box::pin(self.resume(&shards, now)).await? {
+                return Ok(Decision::Authenticated(identity));
             }
         }
 
@@ -226,14 +235,64 @@ impl Authenticator {
         SealedShards::find(&self.settings.session_cookie_name, cookies)
     }
 
-    /// The session in the shards, when it opens, is ours and has not ended.
-    fn load_session(&self, shards: &SealedShards<'_>, now: u64) -> Option<Session> {
-        let plaintext = self.shared.sealer.open_shards(shards)?;
-        let session: Session = serde_json::from_slice(&plaintext).ok()?;
-        let same_idp =
-            session.iss.trim_end_matches('/') == self.provider.issuer().trim_end_matches('/');
-        (same_idp && session.client == self.client.client_id && session.expires_at > now)
-            .then_some(session)
+    /// The identity of the session the shards name, refreshed when its
+    /// access token has expired; `None` when there is no live session.
+    async fn resume(
+        &self,
+        shards: &SealedShards<'_>,
+        now: u64,
+    ) -> Result<Option<Identity>, AuthError> {
+        let Some(ticket) = ticket_of(shards) else {
+            return Ok(None);
+        };
+        let Some(session) = self.load_session(&ticket, now).await? else {
+            return Ok(None);
+        };
+        if session.access_expires_at > now {
+            let identity = self.identity(&session, Vec::new(), now)?;
+            self.opened.insert(
+                shards,
+                Arc::clone(&identity.headers),
+                self.fresh_until(&session, now),
+            );
+            return Ok(Some(identity));
+        }
+        if session.refresh_token.is_none() {
+            return Ok(None);
+        }
+        match self.refresh(&ticket, &session).await {
+            RefreshOutcome::Refreshed(refreshed) => self
+                .identity(&refreshed.session, refreshed.cookies.clone(), now)
+                .map(Some),
+            RefreshOutcome::Failed => Ok(None),
+            RefreshOutcome::StoreUnavailable(error) => Err(AuthError::SessionStore(error)),
+        }
+    }
+
+    /// Until when an opened session's identity may be reused without asking
+    /// the store again: while its data token is valid (the end of the access
+    /// token or the session), and at most to the end of this second when the
+    /// store can revoke it, so that a sign-out on another replica is honoured
+    /// within a second.
+    fn fresh_until(&self, session: &Session, now: u64) -> u64 {
+        let valid_until = session.access_expires_at.min(session.expires_at);
+        if self.store.revokes() {
+            valid_until.min(now + 1)
+        } else {
+            valid_until
+        }
+    }
+
+    /// The session behind `ticket`, when it is live and ours.
+    async fn load_session(&self, ticket: &Ticket, now: u64) -> Result<Option<Session>, AuthError> {
+        let session = self.store.load(ticket, now).await?;
+        Ok(session.filter(|session| self.owns(session)))
+    }
+
+    /// Whether `session` was made by this action's IdP and client.
+    fn owns(&self, session: &Session) -> bool {
+        session.iss.trim_end_matches('/') == self.provider.issuer().trim_end_matches('/')
+            && session.client == self.client.client_id
     }
 
     /// 302 to the authorization endpoint, with the login's secrets sealed
@@ -390,7 +449,7 @@ impl Authenticator {
             iss: endpoints.issuer.clone(),
             client: self.client.client_id.clone(),
             sub: verified.subject,
-            sid: None,
+            sid: None, // FIXME(merge bcl-token): verified.sid
             access_expires_at: access_expiry(&tokens, now, expires_at),
             access_token: tokens.access_token,
             refresh_token: tokens.refresh_token,
@@ -398,7 +457,8 @@ impl Authenticator {
             expires_at,
             claims,
         };
-        let cookies = self.session_cookies(&session, SECURE_COOKIES, now)?;
+        let ticket = self.store.save(&session, now).await?;
+        let cookies = self.ticket_cookies(&ticket, &session, SECURE_COOKIES, now);
         self.shared.metrics.auth_succeeded();
 
         let mut response = redirect(same_host_target(&login.url))?;
@@ -413,31 +473,29 @@ impl Authenticator {
         Ok(response)
     }
 
-    /// Seals the session into shards, and clears any shard a previous,
-    /// larger session left behind.
-    fn session_cookies(
+    /// The cookies that carry `ticket` until the session ends, clearing any
+    /// shard a previous, larger session left behind.
+    fn ticket_cookies(
         &self,
+        ticket: &Ticket,
         session: &Session,
         tls: bool,
         now: u64,
-    ) -> Result<Vec<HeaderValue>, AuthError> {
-        let plaintext = serde_json::to_vec(session).map_err(AuthError::Serialize)?;
+    ) -> Vec<HeaderValue> {
         let base = &self.settings.session_cookie_name;
-        let shards = self
-            .shared
-            .sealer
-            .seal_sharded(base, &plaintext)
-            .map_err(|_| AuthError::ClaimsTooLarge {
-                size: plaintext.len(),
-            })?;
+        let shards: Vec<(String, String)> = shard_names(base)
+            .zip(ticket.shards().iter().cloned())
+            .collect();
         let max_age = Duration::from_secs(session.expires_at.saturating_sub(now));
-        Ok(set_sharded_cookies(base, &shards, Some(max_age), tls).collect())
+        set_sharded_cookies(base, &shards, Some(max_age), tls).collect()
     }
 
     /// Refreshes the session once, however many requests arrive with it at
     /// the same time: they all wait for, and share, the one result.
-    async fn refresh(&self, session: &Session) -> Option<Arc<Refreshed>> {
-        let refresh_token = session.refresh_token.as_deref()?;
+    async fn refresh(&self, ticket: &Ticket, session: &Session) -> RefreshOutcome {
+        let Some(refresh_token) = session.refresh_token.as_deref() else {
+            return RefreshOutcome::Failed;
+        };
         let key = fingerprint(&[
             self.settings.session_cookie_name.as_bytes(),
             refresh_token.as_bytes(),
@@ -450,18 +508,20 @@ impl Authenticator {
             refreshes.entry(key).or_default().clone()
         };
         cell.get_or_init(|| async {
-            let result = self.refresh_now(session, refresh_token).await;
+            let result = self.refresh_now(ticket, session, refresh_token).await;
             self.forget_refresh_later(key);
             match result {
-                Ok(refreshed) => {
+                Ok(Some(refreshed)) => {
                     self.shared.metrics.refreshed("success");
-                    Some(Arc::new(refreshed))
+                    RefreshOutcome::Refreshed(Arc::new(refreshed))
                 }
+                Ok(None) => RefreshOutcome::Failed,
+                Err(AuthError::SessionStore(error)) => RefreshOutcome::StoreUnavailable(error),
                 Err(error) => {
                     self.shared.metrics.refreshed("failure");
                     self.shared.metrics.auth_failed(error.reason());
                     tracing::info!(reason = error.reason(), error = %error, "refresh failed; the user logs in again");
-                    None
+                    RefreshOutcome::Failed
                 }
             }
         })
@@ -469,11 +529,14 @@ impl Authenticator {
         .clone()
     }
 
+    /// Refreshes the tokens at the IdP and stores the result under the
+    /// same ticket. `None` when the session ended meanwhile (signed out).
     async fn refresh_now(
         &self,
+        ticket: &Ticket,
         session: &Session,
         refresh_token: &str,
-    ) -> Result<Refreshed, AuthError> {
+    ) -> Result<Option<Refreshed>, AuthError> {
         let now = unix_now();
         let endpoints = self.provider.endpoints().await?;
         let started = Instant::now();
@@ -502,11 +565,18 @@ impl Authenticator {
             expires_at: session.expires_at,
             claims,
         };
-        let cookies = self.session_cookies(&refreshed, SECURE_COOKIES, now)?;
-        Ok(Refreshed {
+        let Some(new_ticket) = self.store.update(ticket, &refreshed, now).await? else {
+            return Ok(None);
+        };
+        let cookies = if new_ticket == *ticket {
+            Vec::new()
+        } else {
+            self.ticket_cookies(&new_ticket, &refreshed, SECURE_COOKIES, now)
+        };
+        Ok(Some(Refreshed {
             session: refreshed,
             cookies,
-        })
+        }))
     }
 
     /// Keeps the result a while for requests still carrying the old cookie,
@@ -562,12 +632,23 @@ impl Authenticator {
         })
     }
 
-    /// `/oauth2/sign_out`: clears every shard and the nonce cookie, then
+    /// `/oauth2/sign_out`: ends the session in the store (on every replica
+    /// when the store can), clears every shard and the nonce cookie, then
     /// sends the browser to the IdP's logout (or straight to `rd`).
-    pub async fn sign_out(&self, context: &RequestContext<'_>, rd: &str) -> Response<Body> {
-        let session = self
-            .session_shards(context.cookies)
-            .and_then(|shards| self.load_session(&shards, unix_now()));
+    pub async fn sign_out(
+        &self,
+        context: &RequestContext<'_>,
+        rd: &str,
+    ) -> Result<Response<Body>, AuthError> {
+        let shards = self.session_shards(context.cookies);
+        let mut session = None;
+        if let Some(shards) = &shards
+            && let Some(ticket) = ticket_of(shards)
+        {
+            session = self.load_session(&ticket, unix_now()).await?;
+            self.store.delete(&ticket).await?;
+            self.opened.forget(shards);
+        }
         let post_logout = if self.settings.sign_out_redirect.starts_with('/') {
             format!("{}{}", context.origin(), self.settings.sign_out_redirect)
         } else {
@@ -615,8 +696,18 @@ impl Authenticator {
             SECURE_COOKIES,
         );
         clear_nonce_cookie(response.headers_mut(), SECURE_COOKIES);
-        response
+        Ok(response)
     }
+}
+
+/// The ticket the session cookie shards carry; `None` when a shard is not
+/// text (no store issues such a ticket).
+fn ticket_of(shards: &SealedShards<'_>) -> Option<Ticket> {
+    let values = shards
+        .iter()
+        .map(|shard| std::str::from_utf8(shard).ok().map(str::to_owned))
+        .collect::<Option<Vec<String>>>()?;
+    Some(Ticket::from_shards(values))
 }
 
 /// The logins in progress in this browser; none when the cookie is absent or does not open.
@@ -743,7 +834,10 @@ mod tests {
         })
         .expect("a generated key");
         let shared = AuthShared {
-            sealer: CookieSealer::new(&[SessionKey([7; 32])]),
+            sealer: Arc::new(CookieSealer::new(&[SessionKey([7; 32])])),
+            secrets: vec![SessionKey([7; 32])],
+            backend: Arc::new(Backend::Cookie),
+            store_health: Arc::new(StoreHealth::new()),
             signer,
             data_tokens: DataTokenCache::new(16),
             metrics: Arc::new(Metrics::new()),

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::session::store::StoreError;
 pub use crate::untrusted::Untrusted;
 
 /// Where the blame lies decides the status.
@@ -14,6 +15,8 @@ pub enum Blame {
     IdentityProvider,
     /// 500: ours (claims too large, an internal failure).
     Proxy,
+    /// 503: the session store did not answer; try again shortly.
+    SessionStore,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +69,24 @@ pub enum AuthError {
     Serialize(#[source] serde_json::Error),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Redis down or slower than `sessions.redis.timeout`: never "no session".
+    #[error("the session store is unavailable")]
+    SessionStore(#[source] std::sync::Arc<StoreError>),
+}
+
+impl From<StoreError> for AuthError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::TooLarge { size, .. } => AuthError::ClaimsTooLarge { size },
+            StoreError::CookieTooLarge(too_large) => AuthError::ClaimsTooLarge {
+                size: too_large.size,
+            },
+            StoreError::Expired => {
+                AuthError::Internal("a session was saved after it had ended".into())
+            }
+            unavailable => AuthError::SessionStore(std::sync::Arc::new(unavailable)),
+        }
+    }
 }
 
 /// A failed HTTP call to the IdP.
@@ -114,6 +135,7 @@ impl AuthError {
             | AuthError::Signing(_)
             | AuthError::Serialize(_)
             | AuthError::Internal(_) => Blame::Proxy,
+            AuthError::SessionStore(_) => Blame::SessionStore,
         }
     }
 
@@ -146,6 +168,8 @@ impl AuthError {
             AuthError::Signing(_) | AuthError::Serialize(_) | AuthError::Internal(_) => {
                 "AuthUnhandledException"
             }
+            // ALB keeps no sessions on the server; this name is portcullis'.
+            AuthError::SessionStore(_) => "AuthSessionStoreUnavailable",
         }
     }
 }

@@ -27,6 +27,7 @@ use oidc::http::IdpClient;
 use oidc::provider::{ConfiguredEndpoints, Provider, issuer_string};
 use oidc::tokens::ClientCredentials;
 use session::CookieSealer;
+use session::store::{Backend, StoreHealth};
 
 /// Signed `x-amzn-oidc-data` values kept for reuse (one per active session and expiry).
 const DATA_TOKEN_CACHE_ENTRIES: usize = 16_384;
@@ -35,8 +36,8 @@ const DATA_TOKEN_CACHE_ENTRIES: usize = 16_384;
 pub enum BuildError {
     #[error("the signing key for x-amzn-oidc-data")]
     Signing(#[from] SigningError),
-    #[error("sessions.store: redis is not supported by this build yet; use store: cookie")]
-    RedisNotSupported,
+    #[error("sessions.redis")]
+    SessionStore(#[from] session::store::StoreError),
 }
 
 /// What every authenticate action shares, or `None` when no rule authenticates.
@@ -52,9 +53,8 @@ pub fn shared(
     if !authenticates {
         return Ok(None);
     }
-    if config.sessions.store != crate::config::SessionStoreKind::Cookie {
-        return Err(BuildError::RedisNotSupported);
-    }
+    let backend = Arc::new(Backend::open(&config.sessions.store)?);
+    let store_health = Arc::new(StoreHealth::new());
     let signer = DataSigner::new(&config.signing)?;
     if signer.generated() {
         tracing::warn!(
@@ -64,7 +64,10 @@ pub fn shared(
         );
     }
     Ok(Some(Arc::new(AuthShared {
-        sealer: CookieSealer::new(&config.sessions.secrets),
+        sealer: Arc::new(CookieSealer::new(&config.sessions.secrets)),
+        secrets: config.sessions.secrets.clone(),
+        backend,
+        store_health,
         signer,
         data_tokens: DataTokenCache::new(DATA_TOKEN_CACHE_ENTRIES),
         metrics,

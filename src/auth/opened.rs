@@ -66,6 +66,17 @@ impl OpenedSessions {
             .map(|opened| Arc::clone(&opened.headers))
     }
 
+    /// Forgets what `shards` opened to (the session was signed out).
+    pub fn forget(&self, shards: &SealedShards<'_>) {
+        self.entries.remove(shards.tag_text());
+    }
+
+    /// Forgets every session (sessions were revoked by `sid` or `sub`, which
+    /// the cache cannot look up).
+    pub fn forget_all(&self) {
+        self.entries.clear();
+    }
+
     /// Remembers the headers `shards` opened to, until `fresh_until`.
     pub fn insert(&self, shards: &SealedShards<'_>, headers: IdentityHeaders, fresh_until: u64) {
         let mut sealed = Vec::with_capacity(shards.text_len());

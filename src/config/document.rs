@@ -196,6 +196,7 @@ fn is_secret_key(segments: &[Segment]) -> bool {
         keys(segments).as_slice(),
         ["sessions", "secrets", ..]
             | ["sessions", "redis", "url", ..]
+            | ["sessions", "redis", "cluster", ..]
             | [
                 "listeners",
                 "rules",

@@ -69,7 +69,26 @@ impl fmt::Debug for SessionKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionStoreKind {
     Cookie,
-    Redis { url: Secret },
+    Redis(RedisConfig),
+}
+
+/// `sessions.redis`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    pub address: RedisAddress,
+    /// Prepended to every key, so that several deployments share one Redis.
+    pub key_prefix: String,
+    /// Bound on each Redis call, connecting included.
+    pub timeout: Duration,
+}
+
+/// Where Redis is. URLs may carry a password: they are secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisAddress {
+    /// `url` or `url_file`: one server (or a proxy in front of several).
+    Single(Secret),
+    /// `cluster`: seed nodes of a Redis Cluster.
+    Cluster(Vec<Secret>),
 }
 
 #[derive(Debug, Clone)]

@@ -50,6 +50,9 @@ pub struct RawSessions {
 pub struct RawRedis {
     pub url: Option<String>,
     pub url_file: Option<String>,
+    pub cluster: Option<Vec<String>>,
+    pub key_prefix: Option<String>,
+    pub timeout: Option<RawDuration>,
 }
 
 #[derive(Default, Deserialize)]

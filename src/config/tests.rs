@@ -772,10 +772,47 @@ fn redis_store_needs_a_url() {
     );
     assert_eq!(
         config.sessions.store,
-        SessionStoreKind::Redis {
-            url: Secret::new("redis://:pw@redis:6379")
-        }
+        SessionStoreKind::Redis(RedisConfig {
+            address: RedisAddress::Single(Secret::new("redis://:pw@redis:6379")),
+            key_prefix: "portcullis:".into(),
+            timeout: Duration::from_secs(2),
+        })
     );
+}
+
+#[test]
+fn redis_cluster_prefix_and_timeout() {
+    let redis = |settings: &str| format!("sessions: {{ store: redis, redis: {settings} }}\n{MINIMAL}");
+    let config = load(&redis(
+        "{ cluster: [\"redis://a:6379\", \"rediss://:pw@b:6379\"], key_prefix: \"team-a:\", timeout: 500ms }",
+    ));
+    assert_eq!(
+        config.sessions.store,
+        SessionStoreKind::Redis(RedisConfig {
+            address: RedisAddress::Cluster(vec![
+                Secret::new("redis://a:6379"),
+                Secret::new("rediss://:pw@b:6379"),
+            ]),
+            key_prefix: "team-a:".into(),
+            timeout: Duration::from_millis(500),
+        })
+    );
+    for (settings, path) in [
+        ("{ cluster: [] }", "sessions.redis.cluster"),
+        (
+            "{ cluster: [\"redis://a\"], url: \"redis://b\" }",
+            "sessions.redis.cluster",
+        ),
+        ("{ cluster: [\"redis://a\", \"http://b\"] }", "sessions.redis.cluster[1]"),
+        ("{ url: \"redis://a\", key_prefix: \"a b\" }", "sessions.redis.key_prefix"),
+        ("{ url: \"redis://a\", timeout: 0s }", "sessions.redis.timeout"),
+        ("{ url: \"redis://a\", timeout: 5m }", "sessions.redis.timeout"),
+    ] {
+        assert_eq!(only_problem(&redis(settings)).path, path, "{settings}");
+    }
+    // A cluster node's URL may carry a password: never echoed.
+    let problem = only_problem(&redis("{ cluster: [\"redis://:hunter2@a\", \"ftp://:hunter2@b\"] }"));
+    assert!(!problem.to_string().contains("hunter2"), "{problem}");
 }
 
 #[test]

@@ -343,7 +343,7 @@ impl Proxy {
                     .iter()
                     .find(|route| rules::rule_matches(&route.rule, host, &rd_path));
                 match route.and_then(|route| route.authenticator.as_ref()) {
-                    Some(authenticator) => Ok(authenticator.sign_out(&context, &rd).await),
+                    Some(authenticator) => Ok(authenticator.sign_out(&context, &rd).await?),
                     None => {
                         let mut response = crate::auth::authenticator::redirect(&rd)?;
                         for base in &self.session_cookies {

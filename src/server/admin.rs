@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 use tokio::sync::watch;
 
 use crate::auth::oidc::provider::Provider;
+use crate::auth::session::store::StoreHealth;
 use crate::body::{self, Body};
 use crate::metrics::Metrics;
 
@@ -20,11 +21,18 @@ pub struct Admin {
     pub stop: watch::Receiver<bool>,
     /// Each must have loaded its endpoints and keys.
     pub providers: Vec<Arc<Provider>>,
+    /// The session store must answer (Redis); `None` when no rule authenticates.
+    pub store_health: Option<Arc<StoreHealth>>,
 }
 
 impl Admin {
     fn is_ready(&self) -> bool {
-        !*self.stop.borrow() && self.providers.iter().all(|provider| provider.is_ready())
+        !*self.stop.borrow()
+            && self.providers.iter().all(|provider| provider.is_ready())
+            && self
+                .store_health
+                .as_ref()
+                .is_none_or(|health| health.is_ready())
     }
 }
 

@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::oidc::provider::Provider;
+use crate::auth::session::store::StoreHealth;
 use crate::config::{Config, Limits};
 use crate::metrics::Metrics;
 use crate::proxy::{Downstream, Proxy, Route, Upstream};
@@ -61,6 +62,8 @@ pub struct Portcullis {
     metrics: Arc<Metrics>,
     /// Not ready until each has its endpoints and keys.
     providers: Vec<Arc<Provider>>,
+    /// Not ready while the session store does not answer.
+    store_health: Option<Arc<StoreHealth>>,
     limits: Limits,
     shutdown_timeout: Duration,
 }
@@ -71,6 +74,10 @@ impl Portcullis {
         let upstream = Upstream::new();
         let crypto = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let auth = crate::auth::shared(config, metrics.clone())?;
+        let store_health = auth.as_ref().map(|auth| {
+            auth.backend.watch(&auth.store_health);
+            Arc::clone(&auth.store_health)
+        });
         let mut providers = Vec::new();
 
         let mut listeners = Vec::with_capacity(config.listeners.len());
@@ -123,6 +130,7 @@ impl Portcullis {
             admin,
             metrics,
             providers,
+            store_health,
             limits: config.limits.clone(),
             shutdown_timeout: config.shutdown_timeout,
         })
@@ -159,6 +167,7 @@ impl Portcullis {
                 metrics: self.metrics.clone(),
                 stop: stop_rx.clone(),
                 providers: self.providers.clone(),
+                store_health: self.store_health.clone(),
             });
             tokio::spawn(serve_admin(admin, admin_state, stop_rx.clone()));
         }

@@ -1,5 +1,7 @@
 //! The top-level sections: `admin`, `sessions`, `signing`, `limits`.
 
+use std::time::Duration;
+
 use base64::Engine;
 use url::Url;
 
@@ -11,6 +13,12 @@ use crate::config::raw::*;
 /// an ALB ARN because some verifiers expect one.
 const DEFAULT_SIGNER: &str =
     "arn:aws:elasticloadbalancing:us-east-1:000000000000:loadbalancer/app/portcullis/0";
+/// `sessions.redis.key_prefix` when not given.
+pub const DEFAULT_REDIS_KEY_PREFIX: &str = "portcullis:";
+const MAX_REDIS_KEY_PREFIX: usize = 64;
+/// `sessions.redis.timeout` when not given, and its largest value.
+const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+const MAX_REDIS_TIMEOUT: Duration = Duration::from_secs(60);
 /// hyper's HTTP/1 reader refuses (panics on) a smaller buffer than this.
 const MIN_HEADER_BYTES: u64 = 8 * 1024;
 
@@ -45,15 +53,9 @@ impl Validator<'_> {
             &[("cookie", "cookie"), ("redis", "redis")],
         );
         let store = match (store, raw.redis) {
-            (Some("redis"), redis) => {
-                let at = at.key("redis");
-                let redis = redis.unwrap_or_default();
-                let url = self.secret_twin(&at, "url", redis.url, redis.url_file);
-                if let Some(url) = &url {
-                    self.redis_url(&at.key("url"), url.expose());
-                }
-                url.map(|url| SessionStoreKind::Redis { url })
-            }
+            (Some("redis"), redis) => self
+                .redis(&at.key("redis"), redis.unwrap_or_default())
+                .map(SessionStoreKind::Redis),
             (Some(_), Some(_)) => {
                 self.problem(
                     &at.key("redis"),
@@ -135,10 +137,82 @@ impl Validator<'_> {
         }
     }
 
-    fn redis_url(&mut self, at: &At, url: &str) {
+    /// `sessions.redis`: one address (`url` or `url_file`) or a `cluster`.
+    fn redis(&mut self, at: &At, raw: RawRedis) -> Option<RedisConfig> {
+        let address = match raw.cluster {
+            Some(nodes) => {
+                if raw.url.is_some() || raw.url_file.is_some() {
+                    self.problem(
+                        &at.key("cluster"),
+                        "both cluster and url are given",
+                        "keep `url` for one Redis server, or `cluster` for the seed nodes \
+                         of a Redis Cluster",
+                    );
+                    None
+                } else if nodes.is_empty() {
+                    self.problem(
+                        &at.key("cluster"),
+                        "`cluster` lists no node",
+                        "list one or more nodes of the cluster, such as \
+                         [\"redis://10.0.0.1:6379\", \"redis://10.0.0.2:6379\"]",
+                    );
+                    None
+                } else {
+                    let mut valid = true;
+                    for (index, node) in nodes.iter().enumerate() {
+                        valid &= self.redis_url(&at.key("cluster").index(index), node);
+                    }
+                    valid.then(|| {
+                        RedisAddress::Cluster(nodes.into_iter().map(Secret::new).collect())
+                    })
+                }
+            }
+            None => self
+                .secret_twin(at, "url", raw.url, raw.url_file)
+                .filter(|url| self.redis_url(&at.key("url"), url.expose()))
+                .map(RedisAddress::Single),
+        };
+        let key_prefix = raw
+            .key_prefix
+            .unwrap_or_else(|| DEFAULT_REDIS_KEY_PREFIX.to_owned());
+        let prefix_ok = key_prefix.len() <= MAX_REDIS_KEY_PREFIX
+            && key_prefix.bytes().all(|byte| byte.is_ascii_graphic());
+        if !prefix_ok {
+            self.problem(
+                &at.key("key_prefix"),
+                format!(
+                    "`key_prefix` must be at most {MAX_REDIS_KEY_PREFIX} printable characters \
+                     without spaces"
+                ),
+                "use a short prefix such as `portcullis:` or `team-a:portcullis:`",
+            );
+        }
+        let timeout = self.duration(&at.key("timeout"), raw.timeout, DEFAULT_REDIS_TIMEOUT);
+        let timeout = self.positive(&at.key("timeout"), timeout);
+        if let Some(timeout) = timeout
+            && timeout > MAX_REDIS_TIMEOUT
+        {
+            self.problem(
+                &at.key("timeout"),
+                format!("`timeout` is {}s", timeout.as_secs()),
+                "give at most 60s: every request that needs a session waits this long \
+                 when Redis does not answer",
+            );
+        }
+        Some(RedisConfig {
+            address: address?,
+            key_prefix: prefix_ok.then_some(key_prefix)?,
+            timeout: timeout.filter(|timeout| *timeout <= MAX_REDIS_TIMEOUT)?,
+        })
+    }
+
+    /// Whether `url` is a Redis URL; a problem at `at` when not.
+    fn redis_url(&mut self, at: &At, url: &str) -> bool {
         // Never echo the URL: it may carry a password.
         match Url::parse(url) {
-            Ok(url) if matches!(url.scheme(), "redis" | "rediss" | "redis+unix" | "unix") => {}
+            Ok(url) if matches!(url.scheme(), "redis" | "rediss" | "redis+unix" | "unix") => {
+                return true;
+            }
             Ok(url) => {
                 let scheme = url.scheme().to_string();
                 self.problem(
@@ -153,6 +227,7 @@ impl Validator<'_> {
                 "use redis://HOST:PORT, or rediss:// for TLS",
             ),
         }
+        false
     }
 
     pub(super) fn signing(&mut self, at: &At, raw: RawSigning) -> Option<SigningConfig> {

@@ -18,6 +18,7 @@
 //! oauth2-proxy's cookie store does, and [`SessionStore::revokes`] tells the
 //! caller whether deleting a ticket ends it anywhere but in this browser.
 
+mod any;
 mod cookie;
 mod redis;
 
@@ -26,6 +27,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use self::redis::{MAX_SESSION_BYTES, RedisSettings, RedisStore, connect};
+pub use any::{AnyStore, Backend, StoreHealth};
 pub use cookie::CookieStore;
 
 use super::codec::TooLarge;
@@ -80,6 +82,8 @@ pub enum StoreError {
     Timeout { op: &'static str, after: Duration },
     #[error("the session store address is not usable")]
     InvalidUrl(#[source] ::redis::RedisError),
+    #[error("Redis Cluster is not supported by this build yet")]
+    ClusterNotBuilt,
     #[error("a session that has already ended cannot be saved")]
     Expired,
     #[error(transparent)]

@@ -1,0 +1,276 @@
+//! The proxy's own paths under `/oauth2/`, never forwarded upstream: the
+//! login callback, sign-out, back-channel logout and the public keys of
+//! `x-amzn-oidc-data`.
+//!
+//! The proxy finds that a request is for one of them (after making its path
+//! canonical) and hands it here with the listener's authenticate actions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::authenticator::{
+    Authenticator, RequestContext, SECURE_COOKIES, clear_login_cookies, pending_logins, redirect,
+};
+use super::error::{AuthError, Untrusted};
+use super::oidc::logout::{self, LogoutRefusal};
+use super::oidc::tokens::unix_now;
+use super::state::same_host_target;
+use super::AuthShared;
+use super::authenticator::RevokeError;
+use crate::body::{self, Body};
+use crate::error::ProxyError;
+use crate::identity;
+
+/// Paths under this prefix belong to the proxy and are never forwarded.
+pub const OWNED_PREFIX: &str = "/oauth2/";
+
+const CALLBACK_PATH: &str = "/oauth2/idpresponse";
+const SIGN_OUT_PATH: &str = "/oauth2/sign_out";
+const BACKCHANNEL_LOGOUT_PATH: &str = "/oauth2/backchannel_logout";
+
+/// Largest back-channel logout request body read: a form with one token.
+const MAX_LOGOUT_BODY: usize = 64 * 1024;
+/// How long the IdP may take to send that body.
+const LOGOUT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the owned paths need to know of the listener they arrived on.
+pub struct Listener<'a> {
+    pub shared: &'a AuthShared,
+    /// Each rule's authenticate action, in rule order (`None`: the rule does
+    /// not authenticate).
+    pub actions: &'a [Option<Arc<Authenticator>>],
+    /// The rule a request for this path on the request's host would reach.
+    pub rule_for: &'a (dyn Fn(&str) -> Option<usize> + Sync),
+    /// Every session cookie name the listener's rules use.
+    pub session_cookies: &'a [String],
+}
+
+/// The answer, and the rule it is counted under when one took part.
+pub struct Answered {
+    pub rule: Option<usize>,
+    pub response: Result<Response<Body>, ProxyError>,
+}
+
+impl Listener<'_> {
+    pub async fn answer(
+        &self,
+        request: Request<Incoming>,
+        context: &RequestContext<'_>,
+    ) -> Answered {
+        let path = request.uri().path();
+        let params: Vec<(String, String)> =
+            url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+        };
+        let unanswered = |response| Answered {
+            rule: None,
+            response,
+        };
+        match path {
+            CALLBACK_PATH => self.callback(&param, context).await,
+            SIGN_OUT_PATH => unanswered(self.sign_out(param("rd"), context).await),
+            BACKCHANNEL_LOGOUT_PATH => unanswered(Ok(self.backchannel_logout(request).await)),
+            _ if request.method() == Method::GET || request.method() == Method::HEAD => {
+                unanswered(
+                    identity::keys::key_endpoint(&self.shared.signer, path)
+                        .ok_or(ProxyError::OwnedPathNotFound),
+                )
+            }
+            _ => unanswered(Err(ProxyError::OwnedPathNotFound)),
+        }
+    }
+
+    /// `/oauth2/idpresponse`: finished by the action that started the login.
+    async fn callback(
+        &self,
+        param: &impl Fn(&str) -> Option<&str>,
+        context: &RequestContext<'_>,
+    ) -> Answered {
+        let mut rule = None;
+        let response = async {
+            if let Some(error) = param("error") {
+                return Err(AuthError::IdpError {
+                    error: Untrusted::new(error),
+                });
+            }
+            let state = param("state").ok_or(AuthError::MissingState)?;
+            let code = param("code").ok_or(AuthError::MissingCode)?;
+            let mut logins = pending_logins(&self.shared.sealer, context.cookies);
+            let login = logins
+                .take(state, unix_now())
+                .ok_or(AuthError::InvalidState)?;
+            let (index, authenticator) = self
+                .actions
+                .iter()
+                .enumerate()
+                .find_map(|(index, action)| {
+                    action
+                        .as_ref()
+                        .filter(|action| action.started(&login))
+                        .map(|action| (index, action))
+                })
+                .ok_or(AuthError::InvalidState)?;
+            rule = Some(index);
+            authenticator
+                .finish_login(login, logins, code, param("iss"), context)
+                .await
+        }
+        .await;
+        Answered {
+            rule,
+            response: response.map_err(ProxyError::from),
+        }
+    }
+
+    /// `/oauth2/sign_out?rd=`: signed out by the action of the rule `rd`
+    /// reaches, found as the request for it would be.
+    async fn sign_out(
+        &self,
+        rd: Option<&str>,
+        context: &RequestContext<'_>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let rd = same_host_target(rd.unwrap_or("/")).to_owned();
+        let rd_path = rd.split('?').next().unwrap_or("/");
+        let rd_path = crate::proxy::path::canonicalize(rd_path)
+            .unwrap_or(std::borrow::Cow::Borrowed("/"));
+        let action = (self.rule_for)(&rd_path)
+            .and_then(|index| self.actions.get(index))
+            .and_then(Option::as_ref);
+        match action {
+            Some(authenticator) => Ok(authenticator.sign_out(context, &rd).await?),
+            None => {
+                let mut response = redirect(&rd)?;
+                clear_login_cookies(
+                    response.headers_mut(),
+                    self.session_cookies.iter().map(String::as_str),
+                    SECURE_COOKIES,
+                );
+                Ok(response)
+            }
+        }
+    }
+
+    /// `POST /oauth2/backchannel_logout` (OpenID Connect Back-Channel Logout
+    /// 1.0): the IdP names sessions to end in a signed logout token. 200
+    /// when they are gone (or were already), 400 for a token that is not
+    /// valid here, 503 when the session store does not answer (the IdP may
+    /// try again). Never cached.
+    async fn backchannel_logout(&self, request: Request<Incoming>) -> Response<Body> {
+        let (status, error) = match self.end_sessions(request).await {
+            Ok(()) => (StatusCode::OK, None),
+            Err(BackchannelError::Request(refusal)) => {
+                tracing::info!(refusal, "back-channel logout refused");
+                (StatusCode::BAD_REQUEST, Some("invalid_request"))
+            }
+            Err(BackchannelError::Token(refusal)) => {
+                tracing::info!(%refusal, "back-channel logout token refused");
+                (StatusCode::BAD_REQUEST, Some("invalid_request"))
+            }
+            Err(BackchannelError::Store(error)) => {
+                tracing::warn!(%error, "back-channel logout: the session store failed");
+                (StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable"))
+            }
+        };
+        let text = match error {
+            Some(error) => serde_json::json!({ "error": error }).to_string(),
+            None => String::new(),
+        };
+        let mut response = Response::new(body::full(text));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if error.is_some() {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        response
+    }
+
+    async fn end_sessions(&self, request: Request<Incoming>) -> Result<(), BackchannelError> {
+        if request.method() != Method::POST {
+            return Err(BackchannelError::Request("the method is not POST"));
+        }
+        let form = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|media| {
+                media
+                    .trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !form {
+            return Err(BackchannelError::Request("the body is not a form"));
+        }
+        let body = Limited::new(request.into_body(), MAX_LOGOUT_BODY).collect();
+        let body = match tokio::time::timeout(LOGOUT_BODY_TIMEOUT, body).await {
+            Ok(Ok(body)) => body.to_bytes(),
+            Ok(Err(_)) => return Err(BackchannelError::Request("the body is too large")),
+            Err(_) => return Err(BackchannelError::Request("the body was not sent in time")),
+        };
+        let mut tokens = url::form_urlencoded::parse(&body)
+            .filter(|(name, _)| name == "logout_token")
+            .map(|(_, value)| value);
+        let (Some(token), None) = (tokens.next(), tokens.next()) else {
+            return Err(BackchannelError::Request("not exactly one logout_token"));
+        };
+
+        // The actions that trust the token's issuer try it, each with its
+        // own client id as the audience; the issuer is only a hint until
+        // the signature is checked.
+        let issuer = logout::unverified_issuer(&token)
+            .ok_or(BackchannelError::Request("the logout token has no readable iss"))?;
+        let now = unix_now();
+        let mut refusal =
+            BackchannelError::Request("no rule of this listener trusts the token's issuer");
+        let mut tried = Vec::new();
+        for authenticator in self.actions.iter().flatten() {
+            if !authenticator.trusts(&issuer) || tried.contains(&authenticator.client_key()) {
+                continue;
+            }
+            tried.push(authenticator.client_key());
+            match authenticator.verify_logout_token(&token, now).await {
+                Ok(logout) => {
+                    return authenticator
+                        .end_sessions(&logout, now)
+                        .await
+                        .map_err(BackchannelError::from);
+                }
+                Err(error) => refusal = BackchannelError::Token(error),
+            }
+        }
+        Err(refusal)
+    }
+}
+
+/// Why a back-channel logout did not end sessions.
+enum BackchannelError {
+    /// 400: the request is not a logout request this listener takes.
+    Request(&'static str),
+    /// 400: the logout token is not valid for any action that trusts its issuer.
+    Token(LogoutRefusal),
+    /// 503: the session store did not answer.
+    Store(AuthError),
+}
+
+impl From<RevokeError> for BackchannelError {
+    fn from(error: RevokeError) -> Self {
+        match error {
+            RevokeError::Replayed => Self::Request("the logout token was used before"),
+            RevokeError::Store(error) => Self::Store(error),
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The store `sessions.store` chose, as one type the authenticator holds:
+//! [`Backend`] is what every authenticate action shares (the Redis
+//! connection), [`AnyStore`] one action's store on it (bound to its cookie
+//! name). Calls to Redis are timed into the session-store metrics; the
+//! cookie store's are not (they never leave the process).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ::redis::Client;
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::{CookieStore, RedisSettings, RedisStore, Revoked, SessionStore, StoreError, Ticket};
+use crate::auth::session::CookieSealer;
+use crate::auth::state::Session;
+use crate::config::{RedisAddress, SessionKey, SessionStoreKind};
+use crate::metrics::Metrics;
+
+/// How often readiness asks Redis whether it answers.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where the sessions of this process live.
+pub enum Backend {
+    Cookie,
+    Redis {
+        conn: ConnectionManager,
+        settings: RedisSettings,
+    },
+}
+
+impl Backend {
+    /// The backend for `store`. Connects lazily: the proxy starts while
+    /// Redis is down, answers 503 where a session is needed and reports
+    /// not ready until Redis answers.
+    pub fn open(store: &SessionStoreKind) -> Result<Self, StoreError> {
+        let config = match store {
+            SessionStoreKind::Cookie => return Ok(Self::Cookie),
+            SessionStoreKind::Redis(config) => config,
+        };
+        let settings = RedisSettings {
+            key_prefix: config.key_prefix.clone(),
+            timeout: config.timeout,
+        };
+        let url = match &config.address {
+            RedisAddress::Single(url) => url,
+            RedisAddress::Cluster(_) => return Err(StoreError::ClusterNotBuilt),
+        };
+        let client = Client::open(url.expose()).map_err(StoreError::InvalidUrl)?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
+            // Reconnecting is retried on the next call, not inside this one:
+            // a request waits at most `timeout`.
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_lazy_with_config(client, manager)
+            .map_err(StoreError::InvalidUrl)?;
+        Ok(Self::Redis { conn, settings })
+    }
+
+    /// One authenticate action's store, for sessions under the cookie `base`.
+    pub fn store(
+        &self,
+        sealer: &Arc<CookieSealer>,
+        secrets: &[SessionKey],
+        base: &str,
+        metrics: &Arc<Metrics>,
+    ) -> AnyStore {
+        let kind = match self {
+            Self::Cookie => Kind::Cookie(CookieStore::new(Arc::clone(sealer), base)),
+            Self::Redis { conn, settings } => Kind::Redis(RedisStore::new(
+                conn.clone(),
+                Arc::clone(sealer),
+                secrets,
+                base,
+                settings.clone(),
+            )),
+        };
+        AnyStore {
+            kind,
+            metrics: Arc::clone(metrics),
+        }
+    }
+
+    /// Whether the store answers: always for cookies; `PING` for Redis.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let Self::Redis { conn, settings } = self else {
+            return Ok(());
+        };
+        let mut conn = conn.clone();
+        let ping = ::redis::cmd("PING");
+        match tokio::time::timeout(settings.timeout, ping.query_async::<()>(&mut conn)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(StoreError::Unavailable { op: "ping", source }),
+            Err(_) => Err(StoreError::Timeout {
+                op: "ping",
+                after: settings.timeout,
+            }),
+        }
+    }
+
+    /// Keeps `health` current until the process ends: pings Redis every
+    /// second. Nothing to watch for the cookie store.
+    pub fn watch(self: &Arc<Self>, health: &Arc<StoreHealth>) {
+        if matches!(**self, Self::Cookie) {
+            return;
+        }
+        let backend = Arc::downgrade(self);
+        let health = Arc::clone(health);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(PING_INTERVAL);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(backend) = backend.upgrade() else {
+                    return;
+                };
+                let answered = backend.ping().await;
+                if let Err(error) = &answered
+                    && health.is_ready()
+                {
+                    tracing::warn!(%error, "the session store does not answer; not ready");
+                }
+                if answered.is_ok() && !health.is_ready() {
+                    tracing::info!("the session store answers again; ready");
+                }
+                health.0.store(answered.is_ok(), Ordering::Relaxed);
+            }
+        });
+    }
+}
+
+/// Whether the session store answered its last ping, for `/readyz`.
+#[derive(Debug)]
+pub struct StoreHealth(AtomicBool);
+
+impl StoreHealth {
+    /// Ready until a ping says otherwise: the first comes at once.
+    pub fn new() -> Self {
+        Self(AtomicBool::new(true))
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Default for StoreHealth {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One authenticate action's session store.
+pub struct AnyStore {
+    kind: Kind,
+    metrics: Arc<Metrics>,
+}
+
+enum Kind {
+    Cookie(CookieStore),
+    Redis(RedisStore),
+}
+
+/// Calls `$call` on whichever store `$self` holds, timing Redis calls as `$op`.
+macro_rules! dispatch {
+    ($self:ident, $op:literal, $store:ident => $call:expr) => {
+        match &$self.kind {
+            Kind::Cookie($store) => $call.await,
+            Kind::Redis($store) => $self.timed($op, $call).await,
+        }
+    };
+}
+
+impl AnyStore {
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = call.await;
+        self.metrics
+            .observe_store_call(op, started.elapsed(), result.is_err());
+        result
+    }
+
+    /// Whether deleting a session ends it for every holder of its ticket.
+    pub fn revokes(&self) -> bool {
+        match &self.kind {
+            Kind::Cookie(store) => store.revokes(),
+            Kind::Redis(store) => store.revokes(),
+        }
+    }
+
+    pub async fn save(&self, session: &Session, now: u64) -> Result<Ticket, StoreError> {
+        dispatch!(self, "save", store => store.save(session, now))
+    }
+
+    pub async fn update(
+        &self,
+        ticket: &Ticket,
+        session: &Session,
+        now: u64,
+    ) -> Result<Option<Ticket>, StoreError> {
+        dispatch!(self, "update", store => store.update(ticket, session, now))
+    }
+
+    pub async fn load(&self, ticket: &Ticket, now: u64) -> Result<Option<Session>, StoreError> {
+        dispatch!(self, "load", store => store.load(ticket, now))
+    }
+
+    pub async fn delete(&self, ticket: &Ticket) -> Result<(), StoreError> {
+        dispatch!(self, "delete", store => store.delete(ticket))
+    }
+
+    pub async fn delete_by_sid(&self, iss: &str, sid: &str) -> Result<Revoked, StoreError> {
+        dispatch!(self, "revoke", store => store.delete_by_sid(iss, sid))
+    }
+
+    pub async fn delete_by_sub(&self, iss: &str, sub: &str) -> Result<Revoked, StoreError> {
+        dispatch!(self, "revoke", store => store.delete_by_sub(iss, sub))
+    }
+}
