@@ -1,7 +1,9 @@
 //! The deployment examples (`deploy/`) and the `Dockerfile` agree with each
 //! other and with portcullis: every YAML file parses, the configurations
 //! they carry pass `portcullis check` with the files their volumes provide,
-//! and image names, ports, probes and security settings line up.
+//! and image names, ports, probes and security settings line up. Each
+//! Kubernetes example (the sidecar, and three replicas with Redis) is
+//! checked the same way.
 //!
 //! No Docker engine or cluster is needed: the files are read as text and
 //! YAML (with `yaml-rust2`, the parser the `config` crate already uses), and
@@ -19,6 +21,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 const IMAGE: &str = "ghcr.io/portcullis/portcullis:0.1.0";
 /// Where the image expects its configuration (the Dockerfile's CMD).
 const CONFIG_DIR: &str = "/etc/portcullis";
+/// The Kubernetes examples, one directory each: the sidecar, and the same
+/// pod as three replicas sharing sessions through Redis.
+const KUBERNETES_EXAMPLES: [&str; 2] = ["deploy/kubernetes", THREE_REPLICAS];
+const THREE_REPLICAS: &str = "deploy/kubernetes/three-replicas";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -48,6 +54,23 @@ fn yaml_files(dir: &Path, found: &mut Vec<PathBuf>) {
             found.push(path);
         }
     }
+}
+
+/// The YAML files directly in `dir`, not in its subdirectories, sorted.
+fn yaml_files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.is_file()
+                && matches!(
+                    path.extension().and_then(|ext| ext.to_str()),
+                    Some("yaml" | "yml")
+                )
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 fn str_at<'a>(yaml: &'a Yaml, what: &str) -> &'a str {
@@ -256,16 +279,16 @@ fn every_yaml_file_under_deploy_parses() {
     }
 }
 
-/// Every Kubernetes document under deploy/kubernetes, by kind.
+/// Every Kubernetes document of one example (the YAML files directly in
+/// its directory), by kind.
 struct Manifests {
     documents: Vec<(PathBuf, Yaml)>,
 }
 
 impl Manifests {
-    fn load() -> Self {
-        let mut files = Vec::new();
-        yaml_files(&repo().join("deploy/kubernetes"), &mut files);
-        files.sort();
+    fn load(example: &str) -> Self {
+        let files = yaml_files_in(&repo().join(example));
+        assert!(!files.is_empty(), "{example} holds manifests");
         let documents = files
             .into_iter()
             .flat_map(|file| {
@@ -298,8 +321,40 @@ impl Manifests {
             .unwrap_or_else(|| panic!("no {kind} named {name}"))
     }
 
+    /// The Deployment whose pod runs portcullis (beside it there may be
+    /// others, such as Redis).
+    fn deployment(&self) -> &Yaml {
+        let mut found = self
+            .documents
+            .iter()
+            .map(|(_, document)| document)
+            .filter(|document| {
+                document["kind"].as_str() == Some("Deployment")
+                    && document["spec"]["template"]["spec"]["containers"]
+                        .as_vec()
+                        .is_some_and(|containers| {
+                            containers
+                                .iter()
+                                .any(|container| container["name"].as_str() == Some("portcullis"))
+                        })
+            });
+        let deployment = found.next().expect("a Deployment runs portcullis");
+        assert!(found.next().is_none(), "one Deployment runs portcullis");
+        deployment
+    }
+
+    /// The object of `kind` named as the portcullis Deployment (its
+    /// Service, its PodDisruptionBudget).
+    fn of_deployment(&self, kind: &str) -> &Yaml {
+        let name = str_at(
+            &self.deployment()["metadata"]["name"],
+            "the Deployment's name",
+        );
+        self.named(kind, name)
+    }
+
     fn pod(&self) -> &Yaml {
-        &self.one("Deployment")["spec"]["template"]
+        &self.deployment()["spec"]["template"]
     }
 
     fn container(&self, name: &str) -> &Yaml {
@@ -323,22 +378,39 @@ impl Manifests {
 
 #[test]
 fn every_kubernetes_document_is_a_namespace_free_object() {
-    let manifests = Manifests::load();
-    for (file, document) in &manifests.documents {
-        let at = file.display();
-        str_at(&document["apiVersion"], &format!("{at}: apiVersion"));
-        str_at(&document["kind"], &format!("{at}: kind"));
-        str_at(
-            &document["metadata"]["name"],
-            &format!("{at}: metadata.name"),
-        );
-        assert!(
-            document["metadata"]["namespace"].is_badvalue(),
-            "{at}: no namespace, so it applies to any"
-        );
-    }
-    for kind in ["Deployment", "ConfigMap", "Secret", "Service"] {
-        manifests.one(kind);
+    // Every manifest under deploy/kubernetes belongs to an example checked here.
+    let mut all = Vec::new();
+    yaml_files(&repo().join("deploy/kubernetes"), &mut all);
+    let examples: usize = KUBERNETES_EXAMPLES
+        .iter()
+        .map(|example| yaml_files_in(&repo().join(example)).len())
+        .sum();
+    assert_eq!(
+        all.len(),
+        examples,
+        "a directory under deploy/kubernetes is missing from KUBERNETES_EXAMPLES: {all:?}"
+    );
+
+    for example in KUBERNETES_EXAMPLES {
+        let manifests = Manifests::load(example);
+        for (file, document) in &manifests.documents {
+            let at = file.display();
+            str_at(&document["apiVersion"], &format!("{at}: apiVersion"));
+            str_at(&document["kind"], &format!("{at}: kind"));
+            str_at(
+                &document["metadata"]["name"],
+                &format!("{at}: metadata.name"),
+            );
+            assert!(
+                document["metadata"]["namespace"].is_badvalue(),
+                "{at}: no namespace, so it applies to any"
+            );
+        }
+        manifests.deployment();
+        manifests.of_deployment("Service");
+        manifests.of_deployment("PodDisruptionBudget");
+        manifests.one("ConfigMap");
+        manifests.named("Secret", "portcullis-secrets");
     }
 }
 
@@ -362,7 +434,13 @@ fn address_port(address: &Yaml) -> (SocketAddr, i64) {
 
 #[test]
 fn the_sidecar_agrees_with_the_image_and_its_configuration() {
-    let manifests = Manifests::load();
+    for example in KUBERNETES_EXAMPLES {
+        sidecar_agrees_with_the_image_and_its_configuration(example);
+    }
+}
+
+fn sidecar_agrees_with_the_image_and_its_configuration(example: &str) {
+    let manifests = Manifests::load(example);
     let dockerfile = Dockerfile::parse();
     let (_, config) = manifests.config();
     let portcullis = manifests.container("portcullis");
@@ -413,7 +491,7 @@ fn the_sidecar_agrees_with_the_image_and_its_configuration() {
     str_at(&manifests.container("app")["image"], "the app's image");
 
     // The Service sends 443 to the HTTPS port, and selects these pods.
-    let service = manifests.one("Service");
+    let service = manifests.of_deployment("Service");
     let ports = list_at(&service["spec"]["ports"], "Service ports");
     assert_eq!(
         ports.len(),
@@ -426,11 +504,11 @@ fn the_sidecar_agrees_with_the_image_and_its_configuration() {
     for (selector, at) in [
         (&service["spec"]["selector"], "Service"),
         (
-            &manifests.one("Deployment")["spec"]["selector"]["matchLabels"],
+            &manifests.deployment()["spec"]["selector"]["matchLabels"],
             "Deployment",
         ),
         (
-            &manifests.one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+            &manifests.of_deployment("PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
             "PodDisruptionBudget",
         ),
     ] {
@@ -449,7 +527,13 @@ fn the_sidecar_agrees_with_the_image_and_its_configuration() {
 
 #[test]
 fn the_sidecar_is_locked_down_and_drains_before_it_is_killed() {
-    let manifests = Manifests::load();
+    for example in KUBERNETES_EXAMPLES {
+        sidecar_is_locked_down_and_drains_before_it_is_killed(example);
+    }
+}
+
+fn sidecar_is_locked_down_and_drains_before_it_is_killed(example: &str) {
+    let manifests = Manifests::load(example);
     let dockerfile = Dockerfile::parse();
     let pod = &manifests.pod()["spec"];
     let portcullis = manifests.container("portcullis");
@@ -495,12 +579,232 @@ fn the_sidecar_is_locked_down_and_drains_before_it_is_killed() {
     );
 }
 
+/// Whether a non-empty `matchLabels`-style selector matches `labels`.
+fn selects(selector: &Yaml, labels: &Yaml) -> bool {
+    selector.as_hash().is_some_and(|selector| {
+        !selector.is_empty()
+            && selector
+                .iter()
+                .all(|(key, value)| labels[str_at(key, "a label")] == *value)
+    })
+}
+
+/// The argument after `flag` in a container's args.
+fn arg_after<'a>(args: &[&'a str], flag: &str) -> &'a str {
+    let at = args
+        .iter()
+        .position(|arg| *arg == flag)
+        .unwrap_or_else(|| panic!("no {flag} in {args:?}"));
+    args[at + 1]
+}
+
+#[test]
+fn three_replicas_share_sessions_through_redis_without_stickiness() {
+    let manifests = Manifests::load(THREE_REPLICAS);
+    assert_eq!(
+        int_at(&manifests.deployment()["spec"]["replicas"], "replicas"),
+        3
+    );
+    let portcullis_labels = &manifests.pod()["metadata"]["labels"];
+
+    // No stickiness: any replica serves any session.
+    let service = manifests.of_deployment("Service");
+    assert_ne!(
+        service["spec"]["sessionAffinity"].as_str(),
+        Some("ClientIP"),
+        "replicas need no session affinity"
+    );
+    // Drains take one replica at a time.
+    assert_eq!(
+        manifests.of_deployment("PodDisruptionBudget")["spec"]["maxUnavailable"].as_i64(),
+        Some(1)
+    );
+
+    // The session secret, signing key and Redis URL come from the one Secret
+    // every replica mounts.
+    let (_, config) = manifests.config();
+    let sessions = &config["sessions"];
+    assert_eq!(sessions["store"].as_str(), Some("redis"));
+    let secrets_dir = format!("{CONFIG_DIR}/secrets");
+    let mount = list_at(
+        &manifests.container("portcullis")["volumeMounts"],
+        "volumeMounts",
+    )
+    .iter()
+    .find(|mount| mount["mountPath"].as_str() == Some(secrets_dir.as_str()))
+    .expect("the secrets are mounted");
+    let volume = list_at(&manifests.pod()["spec"]["volumes"], "volumes")
+        .iter()
+        .find(|volume| volume["name"] == mount["name"])
+        .expect("the secrets' volume");
+    assert_eq!(
+        volume["secret"]["secretName"].as_str(),
+        Some("portcullis-secrets")
+    );
+    let secrets = &manifests.named("Secret", "portcullis-secrets")["stringData"];
+    let secret = |value: &Yaml, at: &str| -> String {
+        let path = str_at(value, at);
+        let key = path
+            .strip_prefix(&format!("{secrets_dir}/"))
+            .unwrap_or_else(|| panic!("{at}: {path} is in portcullis-secrets"));
+        str_at(&secrets[key], &format!("portcullis-secrets' {key}")).to_owned()
+    };
+    secret(&sessions["secrets_file"], "sessions.secrets_file");
+    secret(
+        &config["signing"]["private_key_file"],
+        "signing.private_key_file",
+    );
+    let url = secret(&sessions["redis"]["url_file"], "sessions.redis.url_file");
+    let url = url.trim();
+
+    // The URL names the Redis Service, its port and the ACL user.
+    let (scheme, rest) = url.split_once("://").expect("the Redis URL has a scheme");
+    assert!(matches!(scheme, "redis" | "rediss"), "{url}");
+    let (userinfo, address) = rest.split_once('@').expect("the Redis URL names a user");
+    let (user, password) = userinfo.split_once(':').expect("user:password");
+    let (host, port) = address
+        .split('/')
+        .next()
+        .unwrap()
+        .split_once(':')
+        .expect("HOST:PORT");
+    let port: i64 = port.parse().expect("a port number");
+    let redis_service = manifests.named("Service", host);
+    let service_port = list_at(&redis_service["spec"]["ports"], "Redis Service ports")
+        .iter()
+        .find(|entry| entry["port"].as_i64() == Some(port))
+        .unwrap_or_else(|| panic!("the Redis Service has port {port}"));
+    let redis_deployment = manifests
+        .documents
+        .iter()
+        .map(|(_, document)| document)
+        .find(|document| {
+            document["kind"].as_str() == Some("Deployment")
+                && selects(
+                    &redis_service["spec"]["selector"],
+                    &document["spec"]["template"]["metadata"]["labels"],
+                )
+        })
+        .expect("a Deployment behind the Redis Service");
+    let redis_pod = &redis_deployment["spec"]["template"];
+    let redis = list_at(&redis_pod["spec"]["containers"], "containers")
+        .iter()
+        .find(|container| container["name"].as_str() == Some("redis"))
+        .expect("a container named redis");
+    container_port(redis, &service_port["targetPort"]);
+    assert!(
+        str_at(&redis["image"], "Redis' image").starts_with("redis:7"),
+        "Redis 7.0 or newer: the store uses EXPIRE NX and GT"
+    );
+    assert_eq!(
+        int_at(&redis_deployment["spec"]["replicas"], "Redis replicas"),
+        1
+    );
+    assert_eq!(
+        redis_deployment["spec"]["strategy"]["type"].as_str(),
+        Some("Recreate"),
+        "never two Redis pods, each with its own sessions, behind one Service"
+    );
+    assert_eq!(
+        redis["securityContext"]["runAsNonRoot"].as_bool(),
+        Some(true)
+    );
+
+    // Only the portcullis pods reach Redis.
+    let policy = manifests
+        .documents
+        .iter()
+        .map(|(_, document)| document)
+        .find(|document| {
+            document["kind"].as_str() == Some("NetworkPolicy")
+                && selects(
+                    &document["spec"]["podSelector"]["matchLabels"],
+                    &redis_pod["metadata"]["labels"],
+                )
+        })
+        .expect("a NetworkPolicy for Redis");
+    let peers: Vec<&Yaml> = list_at(&policy["spec"]["ingress"], "ingress")
+        .iter()
+        .flat_map(|rule| list_at(&rule["from"], "from"))
+        .collect();
+    assert!(
+        !peers.is_empty()
+            && peers
+                .iter()
+                .all(|peer| selects(&peer["podSelector"]["matchLabels"], portcullis_labels)),
+        "only the portcullis pods may connect to Redis"
+    );
+
+    // Redis never evicts (an evicted index would let a back-channel logout
+    // miss sessions), and its ACL user is the URL's, limited to the key
+    // prefix and the commands the session store sends.
+    let args: Vec<&str> = list_at(&redis["args"], "Redis args")
+        .iter()
+        .map(|arg| str_at(arg, "an argument"))
+        .collect();
+    assert_eq!(arg_after(&args, "--maxmemory-policy"), "noeviction");
+    let (acl_dir, acl_name) = arg_after(&args, "--aclfile")
+        .rsplit_once('/')
+        .expect("an absolute ACL file path");
+    let acl_mount = list_at(&redis["volumeMounts"], "Redis volumeMounts")
+        .iter()
+        .find(|mount| mount["mountPath"].as_str() == Some(acl_dir))
+        .expect("the ACL file's directory is mounted");
+    let acl_volume = list_at(&redis_pod["spec"]["volumes"], "Redis volumes")
+        .iter()
+        .find(|volume| volume["name"] == acl_mount["name"])
+        .expect("the ACL file's volume");
+    let acl_secret = manifests.named(
+        "Secret",
+        str_at(&acl_volume["secret"]["secretName"], "the ACL's Secret"),
+    );
+    let acl = str_at(&acl_secret["stringData"][acl_name], "the ACL file");
+    assert!(
+        acl.lines().any(|line| line.starts_with("user default off")),
+        "the password-less default user is off:\n{acl}"
+    );
+    let rules: Vec<&str> = acl
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<&str>>())
+        .find(|words| words.first() == Some(&"user") && words.get(1) == Some(&user))
+        .unwrap_or_else(|| panic!("no ACL user {user}:\n{acl}"));
+    let prefix = sessions["redis"]["key_prefix"]
+        .as_str()
+        .unwrap_or("portcullis:");
+    let password_rule = format!(">{password}");
+    let keys_rule = format!("~{prefix}*");
+    for rule in ["on", "-@all", password_rule.as_str(), keys_rule.as_str()] {
+        assert!(
+            rules.contains(&rule),
+            "ACL user {user} has `{rule}`: {rules:?}"
+        );
+    }
+    for command in [
+        "get",
+        "set",
+        "del",
+        "expire",
+        "zadd",
+        "zrange",
+        "zrem",
+        "zremrangebyscore",
+        "ping",
+    ] {
+        let rule = format!("+{command}");
+        assert!(
+            rules.contains(&rule.as_str()),
+            "ACL user {user} may run {command}: {rules:?}"
+        );
+    }
+}
+
 // ---- portcullis check on the shipped configurations -----------------------------
 
 /// A made-up value that `check` accepts for a secret file of this name.
 fn secret_file_content(name: &str) -> String {
     match name {
         "session_secret" => "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n".to_owned(),
+        "redis_url" => "redis://portcullis:test-password@redis:6379/0\n".to_owned(),
         name if name.ends_with(".pem") => rcgen::KeyPair::generate().unwrap().serialize_pem(),
         _ => "test-client-secret\n".to_owned(),
     }
@@ -528,7 +832,13 @@ fn check(config: &str, root: &Path, env: &BTreeMap<String, String>) -> (bool, St
 
 #[test]
 fn the_configmap_passes_check_with_the_files_the_pod_mounts() {
-    let manifests = Manifests::load();
+    for example in KUBERNETES_EXAMPLES {
+        configmap_passes_check_with_the_files_the_pod_mounts(example);
+    }
+}
+
+fn configmap_passes_check_with_the_files_the_pod_mounts(example: &str) {
+    let manifests = Manifests::load(example);
     let portcullis = manifests.container("portcullis");
     let (text, _) = manifests.config();
     let root = tempfile::tempdir().unwrap();
@@ -596,7 +906,7 @@ fn the_configmap_passes_check_with_the_files_the_pod_mounts() {
     let (passed, stderr) = check(&text, root.path(), &env);
     assert!(
         passed,
-        "the ConfigMap's config.yaml passes check:\n{stderr}"
+        "{example}: the ConfigMap's config.yaml passes check:\n{stderr}"
     );
 
     // And without the env, check names the missing variable.
@@ -748,6 +1058,7 @@ fn every_doc_names_the_same_image() {
     yaml_files(&repo().join("deploy"), &mut files);
     for readme in [
         "deploy/kubernetes/README.md",
+        "deploy/kubernetes/three-replicas/README.md",
         "deploy/docker-compose/README.md",
     ] {
         files.push(repo().join(readme));
