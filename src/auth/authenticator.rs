@@ -3,6 +3,7 @@
 //! `/oauth2/idpresponse`, sign out, and build the identity headers.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,10 @@ use super::error::AuthError;
 use super::oidc::provider::Provider;
 use super::oidc::tokens::{self, ClientCredentials, TokenResponse, unix_now};
 use super::opened::{IdentityHeaders, OPENED_SESSIONS_BYTES, OpenedSessions};
+use super::oidc::logout::{self, LogoutRefusal, LogoutRequest};
 use super::policy;
-use super::session::store::{AnyStore, Backend, StoreHealth, Ticket};
+use super::revocations::Revocations;
+use super::session::store::{AnyStore, Backend, Revoked, StoreHealth, Ticket};
 use super::session::{
     CookieSealer, RequestCookies, SealedShards, clear_cookie, set_sharded_cookies, shard_names,
 };
@@ -49,6 +52,10 @@ pub struct AuthShared {
     /// Where sessions live (`sessions.store`), and whether it answers.
     pub backend: Arc<Backend>,
     pub store_health: Arc<StoreHealth>,
+    /// Sessions ended by back-channel logout, when the store cannot delete them (cookies).
+    pub revocations: Revocations,
+    /// The longest `session_timeout` of any action: how long a revocation is kept.
+    pub longest_session: Duration,
     pub signer: DataSigner,
     pub data_tokens: DataTokenCache,
     pub metrics: Arc<Metrics>,
@@ -109,6 +116,14 @@ pub enum Decision {
     Unauthenticated,
 }
 
+/// Why a back-channel logout ended no session.
+pub enum RevokeError {
+    /// The logout token's `jti` was seen before.
+    Replayed,
+    /// The session store did not answer.
+    Store(AuthError),
+}
+
 /// A refreshed session, shared by every request that arrived with the old one.
 struct Refreshed {
     session: Session,
@@ -141,6 +156,8 @@ pub struct Authenticator {
     /// Refreshes in flight or just done, by refresh-token fingerprint (single-flight).
     refreshes: Arc<Mutex<HashMap<u128, RefreshCell>>>,
     opened: OpenedSessions,
+    /// The revocations generation `opened` was last checked against.
+    revocations_seen: AtomicU64,
 }
 
 impl Authenticator {
@@ -168,6 +185,7 @@ impl Authenticator {
             store,
             refreshes: Arc::default(),
             opened: OpenedSessions::new(OPENED_SESSIONS_BYTES),
+            revocations_seen: AtomicU64::new(0),
         }
     }
 
@@ -198,6 +216,7 @@ impl Authenticator {
     ) -> Result<Decision, AuthError> {
         let now = unix_now();
         if let Some(shards) = self.session_shards(context.cookies) {
+            self.forget_revoked();
             if let Some(headers) = self.opened.get(&shards, now) {
                 return Ok(Decision::Authenticated(Identity {
                     headers,
@@ -269,6 +288,15 @@ impl Authenticator {
         }
     }
 
+    /// Forgets the opened sessions when a back-channel logout has revoked
+    /// any session of the process since the last request.
+    fn forget_revoked(&self) {
+        let generation = self.shared.revocations.generation();
+        if self.revocations_seen.swap(generation, Ordering::AcqRel) != generation {
+            self.opened.forget_all();
+        }
+    }
+
     /// Until when an opened session's identity may be reused without asking
     /// the store again: while its data token is valid (the end of the access
     /// token or the session), and at most to the end of this second when the
@@ -286,7 +314,85 @@ impl Authenticator {
     /// The session behind `ticket`, when it is live and ours.
     async fn load_session(&self, ticket: &Ticket, now: u64) -> Result<Option<Session>, AuthError> {
         let session = self.store.load(ticket, now).await?;
-        Ok(session.filter(|session| self.owns(session)))
+        Ok(session.filter(|session| self.owns(session) && !self.revoked(session, now)))
+    }
+
+    /// Whether a back-channel logout ended `session` in this process (the
+    /// cookie store, which cannot delete sessions).
+    fn revoked(&self, session: &Session, now: u64) -> bool {
+        let created_at = session
+            .expires_at
+            .saturating_sub(self.settings.session_timeout.as_secs());
+        self.shared
+            .revocations
+            .is_revoked(session, created_at, now)
+    }
+
+    /// Whether a logout token claiming to come from `iss` is for this action to check.
+    pub fn trusts(&self, iss: &str) -> bool {
+        iss.trim_end_matches('/') == self.provider.issuer().trim_end_matches('/')
+    }
+
+    /// The IdP and client this action logs in with: actions that share both
+    /// check a logout token the same way.
+    pub fn client_key(&self) -> (&str, &str) {
+        (self.provider.issuer(), &self.client.client_id)
+    }
+
+    /// Checks a back-channel logout token against this action's IdP and
+    /// client. The outer error: the IdP's keys could not be loaded.
+    pub async fn verify_logout_token(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<Result<LogoutRequest, LogoutRefusal>, AuthError> {
+        let endpoints = self.provider.endpoints().await?;
+        Ok(logout::verify_logout_token(
+            &self.provider,
+            &endpoints,
+            &self.client.client_id,
+            token,
+            now,
+        )
+        .await)
+    }
+
+    /// Ends the sessions a verified logout token names: by `sid`, else every
+    /// session of `sub` at the issuer. A token is used once.
+    pub async fn end_sessions(&self, logout: &LogoutRequest, now: u64) -> Result<(), RevokeError> {
+        let replay_key = format!("{}\0{}", logout.iss, logout.jti);
+        let first = self
+            .store
+            .first_use("logout-jti", &replay_key, logout::REPLAY_WINDOW, now)
+            .await
+            .map_err(|error| RevokeError::Store(error.into()))?;
+        if !first {
+            return Err(RevokeError::Replayed);
+        }
+        let revoked = match (&logout.sid, &logout.sub) {
+            (Some(sid), _) => self.store.delete_by_sid(&logout.iss, sid).await,
+            (None, Some(sub)) => self.store.delete_by_sub(&logout.iss, sub).await,
+            (None, None) => Ok(Revoked::Sessions(0)),
+        }
+        .map_err(|error| RevokeError::Store(error.into()))?;
+        let until = now + self.shared.longest_session.as_secs();
+        match revoked {
+            Revoked::Sessions(count) => {
+                tracing::info!(sessions = count, "back-channel logout ended sessions");
+            }
+            Revoked::Unsupported => {
+                match (&logout.sid, &logout.sub) {
+                    (Some(sid), _) => self.shared.revocations.revoke_sid(&logout.iss, sid, now, until),
+                    (None, Some(sub)) => {
+                        self.shared.revocations.revoke_sub(&logout.iss, sub, now, until);
+                    }
+                    (None, None) => {}
+                }
+                tracing::info!("back-channel logout: sessions refused by this process from now on");
+            }
+        }
+        self.opened.forget_all();
+        Ok(())
     }
 
     /// Whether `session` was made by this action's IdP and client.
@@ -690,12 +796,11 @@ impl Authenticator {
         let mut response = redirect(&location)
             .or_else(|_| redirect("/"))
             .expect("`/` is a valid Location");
-        clear_session_cookies(
+        clear_login_cookies(
             response.headers_mut(),
-            &self.settings.session_cookie_name,
+            [self.settings.session_cookie_name.as_str()],
             SECURE_COOKIES,
         );
-        clear_nonce_cookie(response.headers_mut(), SECURE_COOKIES);
         Ok(response)
     }
 }
@@ -762,15 +867,18 @@ fn nonce_cookie(
         .ok_or_else(|| AuthError::Internal("the nonce cookie grew after it was measured".into()))
 }
 
-/// Clears every shard a cookie name may use.
-pub fn clear_session_cookies(headers: &mut http::HeaderMap, base: &str, secure: bool) {
-    for name in shard_names(base) {
-        headers.append(header::SET_COOKIE, clear_cookie(&name, secure));
+/// Clears what a login leaves in the browser: every shard each session
+/// cookie name in `bases` may use, and the logins in progress.
+pub fn clear_login_cookies<'a>(
+    headers: &mut http::HeaderMap,
+    bases: impl IntoIterator<Item = &'a str>,
+    secure: bool,
+) {
+    for base in bases {
+        for name in shard_names(base) {
+            headers.append(header::SET_COOKIE, clear_cookie(&name, secure));
+        }
     }
-}
-
-/// Clears the logins in progress.
-pub fn clear_nonce_cookie(headers: &mut http::HeaderMap, secure: bool) {
     headers.append(header::SET_COOKIE, clear_cookie(NONCE_COOKIE, secure));
 }
 
@@ -838,6 +946,8 @@ mod tests {
             secrets: vec![SessionKey([7; 32])],
             backend: Arc::new(Backend::Cookie),
             store_health: Arc::new(StoreHealth::new()),
+            revocations: Revocations::default(),
+            longest_session: Duration::from_secs(7 * 24 * 3600),
             signer,
             data_tokens: DataTokenCache::new(16),
             metrics: Arc::new(Metrics::new()),

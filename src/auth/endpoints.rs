@@ -61,26 +61,16 @@ impl Listener<'_> {
         request: Request<Incoming>,
         context: &RequestContext<'_>,
     ) -> Answered {
-        let path = request.uri().path();
-        let params: Vec<(String, String)> =
-            url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
-                .into_owned()
-                .collect();
-        let param = |name: &str| {
-            params
-                .iter()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.as_str())
-        };
+        let query = Query::parse(request.uri().query());
         let unanswered = |response| Answered {
             rule: None,
             response,
         };
-        match path {
-            CALLBACK_PATH => self.callback(&param, context).await,
-            SIGN_OUT_PATH => unanswered(self.sign_out(param("rd"), context).await),
+        match request.uri().path() {
+            CALLBACK_PATH => self.callback(&query, context).await,
+            SIGN_OUT_PATH => unanswered(self.sign_out(query.get("rd"), context).await),
             BACKCHANNEL_LOGOUT_PATH => unanswered(Ok(self.backchannel_logout(request).await)),
-            _ if request.method() == Method::GET || request.method() == Method::HEAD => {
+            path if request.method() == Method::GET || request.method() == Method::HEAD => {
                 unanswered(
                     identity::keys::key_endpoint(&self.shared.signer, path)
                         .ok_or(ProxyError::OwnedPathNotFound),
@@ -91,11 +81,8 @@ impl Listener<'_> {
     }
 
     /// `/oauth2/idpresponse`: finished by the action that started the login.
-    async fn callback(
-        &self,
-        param: &impl Fn(&str) -> Option<&str>,
-        context: &RequestContext<'_>,
-    ) -> Answered {
+    async fn callback(&self, query: &Query, context: &RequestContext<'_>) -> Answered {
+        let param = |name| query.get(name);
         let mut rule = None;
         let response = async {
             if let Some(error) = param("error") {
@@ -253,6 +240,24 @@ impl Listener<'_> {
             }
         }
         Err(refusal)
+    }
+}
+
+/// A request's query parameters, decoded.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(query: Option<&str>) -> Self {
+        let query = query.unwrap_or("").as_bytes();
+        Self(url::form_urlencoded::parse(query).into_owned().collect())
+    }
+
+    /// The first value of `name`.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
     }
 }
 

@@ -8,10 +8,12 @@
 
 pub mod authenticator;
 pub mod cognito;
+pub mod endpoints;
 pub mod error;
 pub mod oidc;
 pub mod opened;
 pub mod policy;
+pub mod revocations;
 pub mod session;
 pub mod state;
 
@@ -27,6 +29,7 @@ use oidc::http::IdpClient;
 use oidc::provider::{ConfiguredEndpoints, Provider, issuer_string};
 use oidc::tokens::ClientCredentials;
 use session::CookieSealer;
+use revocations::Revocations;
 use session::store::{Backend, StoreHealth};
 
 /// Signed `x-amzn-oidc-data` values kept for reuse (one per active session and expiry).
@@ -54,6 +57,14 @@ pub fn shared(
         return Ok(None);
     }
     let backend = Arc::new(Backend::open(&config.sessions.store)?);
+    let longest_session = config
+        .listeners
+        .iter()
+        .flat_map(|listener| &listener.rules)
+        .filter_map(|rule| rule.authenticate.as_ref())
+        .map(|action| action.common().session_timeout)
+        .max()
+        .unwrap_or_default();
     let store_health = Arc::new(StoreHealth::new());
     let signer = DataSigner::new(&config.signing)?;
     if signer.generated() {
@@ -68,6 +79,8 @@ pub fn shared(
         secrets: config.sessions.secrets.clone(),
         backend,
         store_health,
+        revocations: Revocations::default(),
+        longest_session,
         signer,
         data_tokens: DataTokenCache::new(DATA_TOKEN_CACHE_ENTRIES),
         metrics,

@@ -242,6 +242,16 @@ pub enum AuthenticateAction {
     Cognito(CognitoAction),
 }
 
+impl AuthenticateAction {
+    /// The settings both kinds share.
+    pub fn common(&self) -> &AuthCommon {
+        match self {
+            Self::Oidc(oidc) => &oidc.common,
+            Self::Cognito(cognito) => &cognito.common,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct OidcAction {
     pub issuer: Url,

@@ -17,25 +17,19 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 
-use crate::auth::authenticator::{
-    SECURE_COOKIES, clear_nonce_cookie, clear_session_cookies, pending_logins,
-};
+use crate::auth::endpoints::{self, OWNED_PREFIX};
 use crate::auth::session::{RequestCookies, is_shard_name, strip_request_cookies};
 use crate::auth::state::NONCE_COOKIE;
-use crate::auth::{AuthError, AuthShared, Authenticator, Decision, RequestContext};
+use crate::auth::{AuthShared, Authenticator, Decision, RequestContext};
 use crate::body::{self, Body};
 use crate::config::{HeaderPolicy, Rule, TerminalAction};
 use crate::error::{ALLOWED_METHODS, ProxyError};
-use crate::identity;
 use crate::metrics::{Metrics, RuleLabel};
 use crate::untrusted::LogSafe;
 use path::PathError;
 use upgrade::OnUpgrade;
 
 pub use forward::{Downstream, Upstream};
-
-/// Paths under this prefix belong to the proxy and are never forwarded.
-pub const OWNED_PREFIX: &str = "/oauth2/";
 
 /// A rule with its metrics label made once, not per request.
 pub struct Route {
@@ -64,6 +58,8 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     /// Sealer and signer, when any rule of the process authenticates.
     auth: Option<Arc<AuthShared>>,
+    /// Each route's authenticate action, in rule order, for `/oauth2/` paths.
+    actions: Vec<Option<Arc<Authenticator>>>,
     /// Session cookie names used on this listener: never forwarded upstream.
     session_cookies: Vec<String>,
     /// Labels for requests that no rule answered.
@@ -95,7 +91,12 @@ impl Proxy {
             .collect();
         session_cookies.sort();
         session_cookies.dedup();
+        let actions = routes
+            .iter()
+            .map(|route| route.authenticator.clone())
+            .collect();
         Self {
+            actions,
             routes,
             headers,
             upstream,
@@ -195,10 +196,34 @@ impl Proxy {
         //    must never forward `/oauth2/...` upstream.
         if path::is_owned(request.uri().path(), OWNED_PREFIX) {
             outcome.rule = &self.owned;
+            let Some(shared) = &self.auth else {
+                return Err(ProxyError::OwnedPathNotFound);
+            };
+            let rule_for = |path: &str| {
+                self.routes
+                    .iter()
+                    .position(|route| rules::rule_matches(&route.rule, &host, path))
+            };
+            let listener = endpoints::Listener {
+                shared,
+                actions: &self.actions,
+                rule_for: &rule_for,
+                session_cookies: &self.session_cookies,
+            };
+            let cookies_header = request.headers().clone();
+            let cookies = RequestCookies::parse(&cookies_header);
+            let context = RequestContext {
+                authority: &authority,
+                tls: downstream.tls,
+                cookies: &cookies,
+            };
             // Boxed: the login callback's token exchange would otherwise
             // enlarge every request's future (see server::conn).
-            return Box::pin(self.owned_path(&request, &authority, &host, downstream, outcome))
-                .await;
+            let answered = Box::pin(listener.answer(request, &context)).await;
+            if let Some(index) = answered.rule {
+                outcome.rule = &self.routes[index].label;
+            }
+            return answered.response;
         }
 
         // 4. First matching rule wins.
@@ -266,100 +291,6 @@ impl Proxy {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
         Ok(response)
-    }
-
-    /// `/oauth2/idpresponse`, `/oauth2/sign_out`, the key endpoints; 404 for the rest.
-    async fn owned_path<'a>(
-        &'a self,
-        request: &Request<Incoming>,
-        authority: &str,
-        host: &str,
-        downstream: Downstream,
-        outcome: &mut Outcome<'a>,
-    ) -> Result<Response<Body>, ProxyError> {
-        let Some(auth) = &self.auth else {
-            return Err(ProxyError::OwnedPathNotFound);
-        };
-        let path = request.uri().path();
-        let cookies = RequestCookies::parse(request.headers());
-        let context = RequestContext {
-            authority,
-            tls: downstream.tls,
-            cookies: &cookies,
-        };
-        let params: Vec<(String, String)> =
-            url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
-                .into_owned()
-                .collect();
-        let param = |name: &str| {
-            params
-                .iter()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.as_str())
-        };
-        match path {
-            "/oauth2/idpresponse" => {
-                if let Some(error) = param("error") {
-                    return Err(AuthError::IdpError {
-                        error: crate::auth::error::Untrusted::new(error),
-                    }
-                    .into());
-                }
-                let state = param("state").ok_or(AuthError::MissingState)?;
-                let code = param("code").ok_or(AuthError::MissingCode)?;
-                let mut logins = pending_logins(&auth.sealer, &cookies);
-                let login = logins
-                    .take(state, crate::auth::oidc::tokens::unix_now())
-                    .ok_or(AuthError::InvalidState)?;
-                let route = self
-                    .routes
-                    .iter()
-                    .find(|route| {
-                        route.rule.name == login.rule
-                            && route
-                                .authenticator
-                                .as_ref()
-                                .is_some_and(|a| a.started(&login))
-                    })
-                    .ok_or(AuthError::InvalidState)?;
-                outcome.rule = &route.label;
-                let authenticator = route
-                    .authenticator
-                    .as_ref()
-                    .expect("filtered on is_some above");
-                Ok(authenticator
-                    .finish_login(login, logins, code, param("iss"), &context)
-                    .await?)
-            }
-            "/oauth2/sign_out" => {
-                let rd =
-                    crate::auth::state::same_host_target(param("rd").unwrap_or("/")).to_owned();
-                // The rule `rd` would reach, found as the request for it would be.
-                let rd_path = rd.split('?').next().unwrap_or("/");
-                let rd_path =
-                    path::canonicalize(rd_path).unwrap_or(std::borrow::Cow::Borrowed("/"));
-                let route = self
-                    .routes
-                    .iter()
-                    .find(|route| rules::rule_matches(&route.rule, host, &rd_path));
-                match route.and_then(|route| route.authenticator.as_ref()) {
-                    Some(authenticator) => Ok(authenticator.sign_out(&context, &rd).await?),
-                    None => {
-                        let mut response = crate::auth::authenticator::redirect(&rd)?;
-                        for base in &self.session_cookies {
-                            clear_session_cookies(response.headers_mut(), base, SECURE_COOKIES);
-                        }
-                        clear_nonce_cookie(response.headers_mut(), SECURE_COOKIES);
-                        Ok(response)
-                    }
-                }
-            }
-            _ if request.method() == Method::GET || request.method() == Method::HEAD => {
-                identity::keys::key_endpoint(&auth.signer, path)
-                    .ok_or(ProxyError::OwnedPathNotFound)
-            }
-            _ => Err(ProxyError::OwnedPathNotFound),
-        }
     }
 }
 
