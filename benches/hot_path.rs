@@ -72,6 +72,7 @@ fn open_cookie(c: &mut Criterion) {
         opened.insert(
             &SealedShards::find(COOKIE_NAME, &cookies).unwrap(),
             identity,
+            100,
             u64::MAX,
         );
         group.bench_with_input(

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use ::redis::Client;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{CookieStore, RedisSettings, RedisStore, Revoked, SessionStore, StoreError, Ticket};
+use super::{
+    CookieStore, Lock, RedisSettings, RedisStore, Revoked, SessionStore, StoreError, Ticket,
+};
 use crate::auth::session::CookieSealer;
 use crate::auth::state::Session;
 use crate::config::{RedisAddress, SessionKey, SessionStoreKind};
@@ -221,5 +223,23 @@ impl AnyStore {
 
     pub async fn delete_by_sub(&self, iss: &str, sub: &str) -> Result<Revoked, StoreError> {
         dispatch!(self, "revoke", store => store.delete_by_sub(iss, sub))
+    }
+
+    pub async fn try_lock(&self, ticket: &Ticket, hold: Duration) -> Result<Option<Lock>, StoreError> {
+        dispatch!(self, "lock", store => store.try_lock(ticket, hold))
+    }
+
+    pub async fn unlock(&self, lock: Lock) -> Result<(), StoreError> {
+        dispatch!(self, "unlock", store => store.unlock(lock))
+    }
+
+    pub async fn first_use(
+        &self,
+        scope: &str,
+        key: &str,
+        keep: Duration,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, "first_use", store => store.first_use(scope, key, keep, now))
     }
 }
