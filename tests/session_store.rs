@@ -2,9 +2,8 @@
 //! and the Redis store against a real `redis-server` each test starts on a
 //! free loopback port. Time is passed in, so expiry needs no waiting.
 
-use std::io::{BufRead as _, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +13,8 @@ use portcullis::internals::{
     SessionStore, StoreError, Ticket, connect_redis,
 };
 use serde_json::value::RawValue;
+
+use common::redis::RedisServer;
 
 const BASE: &str = "AWSELBAuthSessionCookie";
 const ISS: &str = "https://idp.example";
@@ -39,79 +40,6 @@ fn session(iss: &str, sub: &str, sid: Option<&str>) -> Session {
         expires_at: NOW + LIFE,
         claims: RawValue::from_string(format!(r#"{{"email":"{sub}@claims.example"}}"#))
             .expect("valid JSON"),
-    }
-}
-
-/// A `redis-server` on a free loopback port, stopped when dropped.
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    /// `None` (after saying so, loudly) when `redis-server` is not installed.
-    fn start() -> Option<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free loopback port")
-            .port();
-        Self::start_on(port)
-    }
-
-    fn start_on(port: u16) -> Option<Self> {
-        let spawned = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
-            // Missing is a failure, not a pass: only an explicit opt-out skips.
-            Err(err)
-                if err.kind() == std::io::ErrorKind::NotFound
-                    && std::env::var_os("PORTCULLIS_SKIP_REDIS_TESTS").is_some() =>
-            {
-                eprintln!(
-                    "\n*** SKIPPED (PORTCULLIS_SKIP_REDIS_TESTS): the Redis session store \
-                     is NOT tested ***\n"
-                );
-                return None;
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!(
-                "redis-server is not on PATH: scripts/deps installs it \
-                 (apt-get install redis-server), or set PORTCULLIS_SKIP_REDIS_TESTS=1"
-            ),
-            Err(err) => panic!("starting redis-server: {err}"),
-        };
-        // Wait for the event, not for a while: redis-server says when it listens.
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        loop {
-            match lines.next() {
-                Some(Ok(line)) if line.contains("Ready to accept connections") => break,
-                Some(Ok(_)) => {}
-                _ => panic!("redis-server on port {port} exited before it was ready"),
-            }
-        }
-        // Keep draining its log so that it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Some(Self { child, port })
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -531,8 +459,7 @@ async fn redis_down_is_an_error_not_a_missing_session_and_recovers() {
 
     // Redis comes back (empty: it kept nothing): the same store serves again
     // without being rebuilt.
-    let port = server.port;
-    let _server = RedisServer::start_on(port).expect("redis-server restarts");
+    server.restart();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let ticket = loop {
         match store.save(&session(ISS, "carol", None), NOW).await {
