@@ -83,8 +83,9 @@ pub mod internals {
     pub use crate::auth::oidc::tokens::{self, VerifiedIdToken};
     pub use crate::auth::opened::OpenedSessions;
     pub use crate::auth::session::store::{
-        CookieStore, MAX_SESSION_BYTES, RedisSettings, RedisStore, Revoked, SessionStore,
-        StoreError, Ticket, connect as connect_redis,
+        CookieStore, MAX_ONCE_KEYS, MAX_SESSION_BYTES, RedisSettings, RedisStore, Revoked,
+        SessionStore, StoreError, Ticket, connect as connect_redis,
+        connect_cluster as connect_redis_cluster,
     };
     pub use crate::auth::session::{
         CookieSealer, MAX_REQUEST_COOKIE_BYTES, MAX_REQUEST_COOKIES, RequestCookies, SealedShards,

@@ -7,6 +7,7 @@ pub mod alb;
 pub mod browser;
 pub mod idp;
 pub mod lenient;
+pub mod redis;
 pub mod upstream;
 
 use std::net::SocketAddr;
