@@ -165,7 +165,7 @@ enum RefreshOutcome {
     /// The user logs in again (the IdP refused, or the session is gone).
     Failed,
     /// The session store did not answer: 503, the session is not lost.
-    StoreUnavailable(Arc<super::session::store::StoreError>),
+    StoreUnavailable(Arc<StoreError>),
 }
 
 type RefreshCell = Arc<OnceCell<RefreshOutcome>>;
@@ -646,7 +646,7 @@ impl Authenticator {
             refreshes.entry(key).or_default().clone()
         };
         cell.get_or_init(|| async {
-            let result = self.refresh_now(ticket, session, refresh_token).await;
+            let result = self.refresh_now(ticket, refresh_token).await;
             self.forget_refresh_later(key);
             match result {
                 Ok(Some(refreshed)) => {
@@ -674,7 +674,6 @@ impl Authenticator {
     async fn refresh_now(
         &self,
         ticket: &Ticket,
-        session: &Session,
         refresh_token: &str,
     ) -> Result<Option<Refreshed>, AuthError> {
         // Long enough for the token and userinfo calls, each bounded by idp_timeout.

@@ -120,8 +120,6 @@ pub enum StoreError {
     Timeout { op: &'static str, after: Duration },
     #[error("the session store address is not usable")]
     InvalidUrl(#[source] ::redis::RedisError),
-    #[error("Redis Cluster is not supported by this build yet")]
-    ClusterNotBuilt,
     #[error("a session that has already ended cannot be saved")]
     Expired,
     #[error(transparent)]
