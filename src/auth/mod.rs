@@ -50,6 +50,7 @@ pub enum BuildError {
 pub fn shared(
     config: &Config,
     metrics: Arc<Metrics>,
+    clock: Clock,
 ) -> Result<Option<Arc<AuthShared>>, BuildError> {
     let authenticates = config
         .listeners
@@ -84,7 +85,7 @@ pub fn shared(
         store_health,
         revocations: Revocations::default(),
         longest_session,
-        clock: Clock::system(),
+        clock,
         signer,
         data_tokens: DataTokenCache::new(DATA_TOKEN_CACHE_ENTRIES),
         metrics,
