@@ -10,12 +10,13 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openidconnect::core::{
-    CoreGenderClaim, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
-    CoreJwsSigningAlgorithm,
+    CoreGenderClaim, CoreIdTokenVerifier, CoreJsonWebKey, CoreJsonWebKeySet,
+    CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm,
 };
 use openidconnect::{
     AccessToken, AccessTokenHash, AdditionalClaims, ClaimsVerificationError, ClientId, IssuerUrl,
-    Nonce, SignatureVerificationError,
+    JsonWebKey as _, JsonWebKeyAlgorithm, JsonWebKeyId, JsonWebKeyUse as _,
+    JwsSigningAlgorithm as _, Nonce, SignatureVerificationError,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -27,11 +28,11 @@ use crate::auth::error::{AuthError, IdpCallError, Untrusted};
 use crate::config::Secret;
 
 /// How far in the future an `iat` may be before the token is refused (clock skew).
-const IAT_LEEWAY: Duration = Duration::from_secs(60);
+pub(super) const IAT_LEEWAY: Duration = Duration::from_secs(60);
 
 /// Only asymmetric signatures: an HMAC "signed" with the client secret proves
 /// nothing about the IdP, and `none` proves nothing at all.
-const ALLOWED_ALGS: [CoreJwsSigningAlgorithm; 9] = [
+pub(super) const ALLOWED_ALGS: [CoreJwsSigningAlgorithm; 9] = [
     CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
     CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
     CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
@@ -228,6 +229,69 @@ impl From<Refusal<AuthError>> for AuthError {
             Refusal::Keys(error) | Refusal::Invalid(error) => error,
         }
     }
+}
+
+/// A compact JWS's signature and what it covers, not yet verified.
+pub(super) struct SignedJws<'a> {
+    pub alg: CoreJwsSigningAlgorithm,
+    pub kid: Option<JsonWebKeyId>,
+    /// `header.payload` as the token spells them: the bytes signed.
+    pub signing_input: &'a str,
+    pub signature: Vec<u8>,
+}
+
+/// Why [`check_signature`] refused a signature made with a key it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SignatureRefusal {
+    /// Not one of [`ALLOWED_ALGS`].
+    DisallowedAlg,
+    /// More than one key fits and the token does not say which.
+    AmbiguousKey,
+    BadSignature,
+}
+
+/// The signing algorithm named `alg`, if it is one of [`ALLOWED_ALGS`].
+pub(super) fn allowed_alg(alg: &str) -> Option<CoreJwsSigningAlgorithm> {
+    serde_json::from_value(Value::String(alg.to_owned()))
+        .ok()
+        .filter(|alg| ALLOWED_ALGS.contains(alg))
+}
+
+/// Verifies a signature against one key set, choosing the key as
+/// openidconnect does for ID tokens: the one key that [`fits`] the token.
+pub(super) fn check_signature(
+    keys: &CoreJsonWebKeySet,
+    jws: &SignedJws<'_>,
+) -> Result<(), Refusal<SignatureRefusal>> {
+    if !ALLOWED_ALGS.contains(&jws.alg) {
+        return Err(SignatureRefusal::DisallowedAlg.into());
+    }
+    let mut fitting = keys.keys().iter().filter(|key| fits(key, jws));
+    let key = match (fitting.next(), fitting.next()) {
+        (None, _) => return Err(Refusal::UnknownKey),
+        (Some(key), None) => key,
+        (Some(_), Some(_)) => return Err(SignatureRefusal::AmbiguousKey.into()),
+    };
+    key.verify_signature(&jws.alg, jws.signing_input.as_bytes(), &jws.signature)
+        .map_err(|_| SignatureRefusal::BadSignature.into())
+}
+
+/// Whether `key` may have made `jws`'s signature: the token's `kid`, when
+/// it has one, names the key; the key may sign (or says nothing of its
+/// use), is of the algorithm's type, and is tied to that algorithm or to
+/// none.
+fn fits(key: &CoreJsonWebKey, jws: &SignedJws<'_>) -> bool {
+    let named = jws.kid.is_none() || key.key_id() == jws.kid.as_ref();
+    let signs = key
+        .key_use()
+        .is_none_or(|key_use| key_use.allows_signature());
+    let typed = jws.alg.key_type().as_ref() == Some(key.key_type());
+    let tied = match key.signing_alg() {
+        JsonWebKeyAlgorithm::Unspecified => true,
+        JsonWebKeyAlgorithm::Algorithm(alg) => *alg == jws.alg,
+        JsonWebKeyAlgorithm::Unsupported => false,
+    };
+    named && signs && typed && tied
 }
 
 fn verify_with(
