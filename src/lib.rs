@@ -80,6 +80,7 @@ pub mod internals {
     pub use crate::auth::authenticator::pending_logins;
     pub use crate::auth::error::IdpCallError;
     pub use crate::auth::oidc::http::IdpClient;
+    pub use crate::auth::oidc::logout::{self, LogoutRefusal, LogoutRequest};
     pub use crate::auth::oidc::provider::{ConfiguredEndpoints, Endpoints, Provider};
     pub use crate::auth::oidc::tokens::{self, VerifiedIdToken};
     pub use crate::auth::opened::OpenedSessions;
