@@ -371,22 +371,25 @@ impl Authenticator {
         (self.provider.issuer(), &self.client.client_id)
     }
 
-    /// Checks a back-channel logout token against this action's IdP and
-    /// client. The outer error: the IdP's keys could not be loaded.
+    /// Checks a back-channel logout token against this action's IdP and client.
     pub async fn verify_logout_token(
         &self,
         token: &str,
         now: u64,
-    ) -> Result<Result<LogoutRequest, LogoutRefusal>, AuthError> {
-        let endpoints = self.provider.endpoints().await?;
-        Ok(logout::verify_logout_token(
+    ) -> Result<LogoutRequest, LogoutRefusal> {
+        let endpoints = self
+            .provider
+            .endpoints()
+            .await
+            .map_err(LogoutRefusal::KeysUnavailable)?;
+        logout::verify_logout_token(
             &self.provider,
             &endpoints,
             &self.client.client_id,
             token,
             now,
         )
-        .await)
+        .await
     }
 
     /// Ends the sessions a verified logout token names: by `sid`, else every
@@ -395,7 +398,7 @@ impl Authenticator {
         let replay_key = format!("{}\0{}", logout.iss, logout.jti);
         let first = self
             .store
-            .first_use("logout-jti", &replay_key, logout::REPLAY_WINDOW, now)
+            .first_use("logout-jti", &replay_key, logout::JTI_RETENTION, now)
             .await
             .map_err(|error| RevokeError::Store(error.into()))?;
         if !first {
@@ -587,7 +590,7 @@ impl Authenticator {
             iss: endpoints.issuer.clone(),
             client: self.client.client_id.clone(),
             sub: verified.subject,
-            sid: None, // FIXME(merge bcl-token): verified.sid
+            sid: verified.sid,
             access_expires_at: access_expiry(&tokens, now, expires_at),
             access_token: tokens.access_token,
             refresh_token: tokens.refresh_token,

@@ -158,6 +158,10 @@ impl Listener<'_> {
                 tracing::info!(refusal, "back-channel logout refused");
                 (StatusCode::BAD_REQUEST, Some("invalid_request"))
             }
+            Err(BackchannelError::Token(LogoutRefusal::KeysUnavailable(error))) => {
+                tracing::warn!(%error, "back-channel logout: the IdP's keys are not available");
+                (StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable"))
+            }
             Err(BackchannelError::Token(refusal)) => {
                 tracing::info!(%refusal, "back-channel logout token refused");
                 (StatusCode::BAD_REQUEST, Some("invalid_request"))

@@ -161,6 +161,16 @@ pub async fn verify_logout_token(
     }
 }
 
+/// The `iss` a logout token claims, before anything about it is checked:
+/// only to pick the authenticate actions whose IdP should check it.
+pub fn unverified_issuer(token: &str) -> Option<String> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return None;
+    }
+    let (_, claims) = decode(token).ok()?;
+    claims.get("iss")?.as_str().map(str::to_owned)
+}
+
 /// Splits the compact JWS and checks its header; the claims are returned
 /// unchecked.
 fn decode(token: &str) -> Result<(SignedJws<'_>, Map<String, Value>), LogoutRefusal> {
