@@ -62,7 +62,7 @@ fn open_cookie(c: &mut Criterion) {
             },
         );
         let opened = OpenedSessions::new(1 << 20);
-        let identity = std::sync::Arc::new(std::array::from_fn(|_| {
+        let identity: std::sync::Arc<[_; 3]> = std::sync::Arc::new(std::array::from_fn(|_| {
             (
                 http::HeaderName::from_static("x-amzn-oidc-identity"),
                 HeaderValue::from_static("alice"),
@@ -72,6 +72,7 @@ fn open_cookie(c: &mut Criterion) {
         opened.insert(
             &SealedShards::find(COOKIE_NAME, &cookies).unwrap(),
             identity,
+            100,
             u64::MAX,
         );
         group.bench_with_input(

@@ -8,13 +8,18 @@
 //! 2. **canonical path**: the one spelling the rules, the log and the
 //!    upstream all see; `CONNECT`/`TRACE` refused, `OPTIONS *` answered
 //!    ([`proxy::path`]);
-//! 3. **owned paths**: `/oauth2/...` is answered by the proxy, never forwarded;
+//! 3. **owned paths**: `/oauth2/...` is answered by the proxy, never
+//!    forwarded: login callback, sign-out, back-channel logout, public keys
+//!    ([`auth::endpoints`]);
 //! 4. **match**: the listener's rules, first match wins, on host and path ([`proxy::rules`]);
-//! 5. **session**: the rule's authenticate action loads (and refreshes) the
-//!    session, applies the unauthenticated policy and sets the identity headers ([`auth`]);
-//! 6. **action**: `forward` (streamed, [`proxy::forward`]), `fixed_response` or `redirect`
+//! 5. **authentication**: the rule's authenticate action loads the session
+//!    from its store (cookie or Redis) and refreshes it when due, giving a
+//!    [`auth::principal::Principal`]; or applies the unauthenticated policy ([`auth`]);
+//! 6. **authorization**: whether that principal may use the rule; then the
+//!    identity headers, built from it;
+//! 7. **action**: `forward` (streamed, [`proxy::forward`]), `fixed_response` or `redirect`
 //!    ([`proxy::actions`]);
-//! 7. **log**: one access-log line and the request metrics ([`metrics`]).
+//! 8. **log**: one access-log line and the request metrics ([`metrics`]).
 //!
 //! # Layout
 //!
@@ -25,8 +30,9 @@
 //!                connection limits and idle parking, the admin listener, shutdown
 //! proxy/         the request pipeline above: hygiene, paths, rules, actions,
 //!                forwarding, the upstream pool, WebSocket upgrades
-//! auth/          login: the OIDC relying party (oidc/), sealed session cookies
-//!                (session/), the opened-session cache, policies, Cognito
+//! auth/          login: the OIDC relying party (oidc/), the session stores
+//!                (session/: sealed cookies or Redis), the /oauth2/ endpoints,
+//!                the opened-session cache, policies, Cognito, the clock
 //! identity/      the x-amzn-oidc-* headers: stripped inbound, x-amzn-oidc-data
 //!                signed (signing/), the public-key endpoints
 //! error.rs       every error kind and the one place it becomes a response
@@ -70,15 +76,18 @@ pub use server::{Portcullis, StartError};
 #[doc(hidden)]
 pub mod internals {
     pub use crate::auth::AuthError;
+    pub use crate::auth::clock::Clock;
     pub use crate::auth::authenticator::pending_logins;
     pub use crate::auth::error::IdpCallError;
     pub use crate::auth::oidc::http::IdpClient;
+    pub use crate::auth::oidc::logout::{self, LogoutRefusal, LogoutRequest};
     pub use crate::auth::oidc::provider::{ConfiguredEndpoints, Endpoints, Provider};
     pub use crate::auth::oidc::tokens::{self, VerifiedIdToken};
     pub use crate::auth::opened::OpenedSessions;
     pub use crate::auth::session::store::{
-        CookieStore, MAX_SESSION_BYTES, RedisSettings, RedisStore, Revoked, SessionStore,
-        StoreError, Ticket, connect as connect_redis,
+        CookieStore, MAX_ONCE_KEYS, MAX_SESSION_BYTES, RedisSettings, RedisStore, Revoked,
+        SessionStore, StoreError, Ticket, connect as connect_redis,
+        connect_cluster as connect_redis_cluster,
     };
     pub use crate::auth::session::{
         CookieSealer, MAX_REQUEST_COOKIE_BYTES, MAX_REQUEST_COOKIES, RequestCookies, SealedShards,

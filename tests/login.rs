@@ -11,11 +11,19 @@ use std::time::Duration;
 use common::alb::{self, b64};
 use common::idp::NodeIdp;
 use common::*;
+use portcullis::internals::Clock;
 use serde_json::{Value, json};
 
 const CLIENT_ID: &str = "portcullis";
 const CLIENT_SECRET: &str = "portcullis-secret";
 const SIGNER: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/portcullis/50dc6c495c0c9188";
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
 
 /// The IdP and, in front of a real upstream, the proxy of one test.
 struct Stack {
@@ -55,7 +63,10 @@ fn idp_config(extra: Value) -> Value {
 async fn stack(idp_extra: Value, action_extra: &str, rules_extra: &str) -> Stack {
     let idp = NodeIdp::start(idp_config(idp_extra)).await;
     let vars = [("CLIENT_SECRET", CLIENT_SECRET)];
-    let tls = TlsStack::start(SIGNER, &vars, |upstream| {
+    // The proxy's clock stands still unless a test moves it: session and
+    // access-token expiry are tested by moving it, not by sleeping.
+    let clock = Clock::manual(unix_now());
+    let tls = TlsStack::start_with_clock(SIGNER, &vars, clock, |upstream| {
         format!(
             r#"{rules_extra}
       - name: app
@@ -648,13 +659,12 @@ async fn a_login_is_finished_only_for_the_client_that_started_it() {
 
 #[tokio::test]
 async fn the_session_ends_at_session_timeout() {
-    // The session ends in the whole second of the login plus 3: between 2
-    // and 3 s after it, so a slow machine still sees the first request in.
     let stack = stack(json!({}), "session_timeout: 3", "").await;
     let mut browser = stack.browser();
     stack.login(&mut browser, "/app/").await;
+    stack.clock.advance(2);
     assert_eq!(browser.get(&stack.url("/app/")).await.status, 200);
-    tokio::time::sleep(Duration::from_millis(4100)).await;
+    stack.clock.advance(1);
     assert_eq!(
         browser.get(&stack.url("/app/")).await.status,
         302,
@@ -665,9 +675,7 @@ async fn the_session_ends_at_session_timeout() {
 #[tokio::test]
 async fn an_expired_access_token_is_refreshed_once_for_twenty_concurrent_requests() {
     let stack = stack(
-        // 4 s: the login's own requests must not see the token expire (see
-        // the failed-refresh test below), or the refresh count is off.
-        json!({ "accessTokenTtl": 4, "issueRefreshToken": true }),
+        json!({ "accessTokenTtl": 60, "issueRefreshToken": true }),
         "",
         "",
     )
@@ -675,7 +683,9 @@ async fn an_expired_access_token_is_refreshed_once_for_twenty_concurrent_request
     let mut browser = stack.browser();
     let first = stack.login(&mut browser, "/app/").await;
     let old_token = first.json()["headers"]["x-amzn-oidc-accesstoken"][0].clone();
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    // The proxy now sees the access token expired; the IdP still honours
+    // the refresh token (its own clock has not moved).
+    stack.clock.advance(61);
 
     let cookies = browser.cookies("localhost");
     let requests = (0..20).map(|index| {
@@ -902,7 +912,10 @@ async fn a_failed_refresh_sends_the_browser_to_login_and_api_clients_get_401() {
     .await;
     let mut browser = stack.browser();
     stack.login(&mut browser, "/app/").await;
+    // The one test that waits for real time: the IdP's refresh token must
+    // have expired on the IdP's own clock.
     tokio::time::sleep(Duration::from_millis(4500)).await;
+    stack.clock.advance(5);
     let api = browser
         .request(
             "GET",

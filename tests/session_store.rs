@@ -1,6 +1,8 @@
 //! One conformance suite run against every session store: the cookie store,
-//! and the Redis store against a real `redis-server` each test starts on a
-//! free loopback port. Time is passed in, so expiry needs no waiting.
+//! and the Redis store against a real `redis-server`, and against a real
+//! three-node Redis Cluster, that each test starts on free loopback ports.
+//! Time is passed in, so expiry needs no waiting; only the locks and
+//! one-time keys that Redis expires on its own clock take a moment.
 
 mod common;
 
@@ -9,12 +11,15 @@ use std::time::Duration;
 
 use portcullis::config::SessionKey;
 use portcullis::internals::{
-    CookieSealer, CookieStore, MAX_SESSION_BYTES, RedisSettings, RedisStore, Revoked, Session,
-    SessionStore, StoreError, Ticket, connect_redis,
+    CookieSealer, CookieStore, MAX_ONCE_KEYS, MAX_SESSION_BYTES, RedisSettings, RedisStore,
+    Revoked, Session, SessionStore, StoreError, Ticket, connect_redis, connect_redis_cluster,
 };
+use redis::aio::ConnectionLike;
+use redis::cluster_async::ClusterConnection;
 use serde_json::value::RawValue;
+use tokio::time::Instant;
 
-use common::redis::RedisServer;
+use common::redis::{RedisCluster, RedisServer};
 
 const BASE: &str = "AWSELBAuthSessionCookie";
 const ISS: &str = "https://idp.example";
@@ -22,6 +27,12 @@ const ISS: &str = "https://idp.example";
 const NOW: u64 = 1_900_000_000;
 const LIFE: u64 = 3600;
 const TIMEOUT: Duration = Duration::from_secs(2);
+/// Long enough for the next command to find the lock still held.
+const HOLD: Duration = Duration::from_millis(300);
+/// Longer than any test.
+const LONG: Duration = Duration::from_secs(60);
+/// How long a one-time key is remembered in the conformance case.
+const KEEP: Duration = Duration::from_millis(500);
 
 fn secrets() -> Vec<SessionKey> {
     vec![SessionKey([7; 32])]
@@ -54,7 +65,17 @@ async fn redis_store(server: &RedisServer) -> RedisStore {
     redis_store_on(conn)
 }
 
-fn redis_store_on(conn: redis::aio::ConnectionManager) -> RedisStore {
+async fn cluster_store(cluster: &RedisCluster) -> RedisStore<ClusterConnection> {
+    let conn = connect_redis_cluster(&cluster.urls(), TIMEOUT)
+        .await
+        .expect("the cluster is up");
+    redis_store_on(conn)
+}
+
+fn redis_store_on<C>(conn: C) -> RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync,
+{
     RedisStore::new(
         conn,
         Arc::new(CookieSealer::new(&secrets())),
@@ -261,6 +282,84 @@ async fn oversized_sessions_are_refused(store: &impl SessionStore) {
     );
 }
 
+/// Polls `condition` every 20 ms until it holds; panics after 5 s.
+async fn soon(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "not within 5 s: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn refresh_lock_is_exclusive(store: &impl SessionStore) {
+    let ticket = store.save(&session(ISS, "alice", None), NOW).await.unwrap();
+    let other = store.save(&session(ISS, "bob", None), NOW).await.unwrap();
+    let first = store.try_lock(&ticket, LONG).await.unwrap();
+    let first = first.expect("a free lock is granted");
+    let second = store.try_lock(&ticket, LONG).await.unwrap();
+    if !store.revokes() {
+        // Nothing is shared between replicas: every lock is granted, and
+        // the caller's single-flight does the rest in-process.
+        store.unlock(second.expect("always granted")).await.unwrap();
+        store.unlock(first).await.unwrap();
+        return;
+    }
+    assert!(second.is_none(), "a held lock is not granted twice");
+    let bobs = store.try_lock(&other, LONG).await.unwrap();
+    let bobs = bobs.expect("another session's lock is its own");
+
+    // Unlocked, it is free again.
+    store.unlock(first).await.unwrap();
+    let short = store.try_lock(&ticket, HOLD).await.unwrap();
+    let short = short.expect("free again after unlock");
+    assert!(store.try_lock(&ticket, LONG).await.unwrap().is_none());
+
+    // Held too long, it is free again; unlocking it late frees nothing.
+    let mut next = None;
+    soon("the lock frees itself after its hold", async || {
+        next = store.try_lock(&ticket, LONG).await.unwrap();
+        next.is_some()
+    })
+    .await;
+    store.unlock(short).await.unwrap();
+    assert!(
+        store.try_lock(&ticket, LONG).await.unwrap().is_none(),
+        "a stale unlock must not free the next holder's lock"
+    );
+    store.unlock(next.unwrap()).await.unwrap();
+    let last = store.try_lock(&ticket, LONG).await.unwrap();
+    store.unlock(last.expect("free again")).await.unwrap();
+    store.unlock(bobs).await.unwrap();
+
+    // A ticket that names no session is never locked.
+    let junk = Ticket::from_shards(vec!["junk".to_owned()]);
+    assert!(store.try_lock(&junk, LONG).await.unwrap().is_none());
+}
+
+async fn one_time_keys_are_used_once(store: &impl SessionStore) {
+    let once = async |scope: &str, key: &str, now: u64| {
+        store.first_use(scope, key, KEEP, now).await.unwrap()
+    };
+    assert!(once("logout", "jti-1", NOW).await, "first use");
+    assert!(!once("logout", "jti-1", NOW).await, "replay");
+    assert!(once("other", "jti-1", NOW).await, "scopes are independent");
+    assert!(once("logout", "jti-2", NOW).await, "keys are independent");
+    // Keys are whatever the token says: long, binary-looking, key-pattern-like.
+    let hostile = format!("{}\r\n*1\r\n$4\r\nPING {{}} * ?", "x".repeat(100_000));
+    assert!(once("logout", &hostile, NOW).await);
+    assert!(!once("logout", &hostile, NOW).await);
+    assert!(once("logout", "", NOW).await && !once("logout", "", NOW).await);
+
+    // Forgotten after `keep`: the cookie store by `now` (rounded up to the
+    // second), Redis by its own clock.
+    let started = Instant::now();
+    soon("a one-time key is forgotten after keep", async || {
+        once("logout", "jti-1", NOW + 1 + started.elapsed().as_secs()).await
+    })
+    .await;
+    assert!(!once("logout", "jti-1", NOW + 1).await, "remembered anew");
+}
+
 /// Runs every case against a fresh store from `$make`, one test per case.
 macro_rules! conformance {
     ($store:ident, $make:expr) => {
@@ -275,6 +374,8 @@ macro_rules! conformance {
                 delete_ends_the_session,
                 revocation_removes_exactly_those_sessions,
                 oversized_sessions_are_refused,
+                refresh_lock_is_exclusive,
+                one_time_keys_are_used_once,
             );
         }
     };
@@ -298,6 +399,57 @@ conformance!(
         None => None,
     }
 );
+conformance!(
+    redis_cluster,
+    match RedisCluster::start(3) {
+        Some(cluster) => Some((cluster_store(&cluster).await, cluster)),
+        None => None,
+    }
+);
+
+// ---- what only the cookie store can show ----
+
+#[tokio::test]
+async fn cookie_one_time_keys_are_bounded_and_never_forget_a_live_one() {
+    let store = cookie_store();
+    let keep = Duration::from_secs(60);
+    for i in 0..MAX_ONCE_KEYS {
+        assert!(
+            store
+                .first_use("logout", &i.to_string(), keep, NOW)
+                .await
+                .unwrap()
+        );
+    }
+    // Full of live keys: a new key is refused rather than a live one
+    // forgotten, which would let its replay through.
+    assert!(!store.first_use("logout", "new", keep, NOW).await.unwrap());
+    assert!(
+        !store
+            .first_use("logout", "0", keep, NOW + 59)
+            .await
+            .unwrap()
+    );
+    // Once they have expired they make room, and are themselves forgotten.
+    assert!(
+        store
+            .first_use("logout", "new", keep, NOW + 60)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .first_use("logout", "0", keep, NOW + 60)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .first_use("logout", "new", keep, NOW + 60)
+            .await
+            .unwrap()
+    );
+}
 
 // ---- what only a server-side store can show ----
 
@@ -436,7 +588,7 @@ async fn redis_down_is_an_error_not_a_missing_session_and_recovers() {
     let ticket = store.save(&session(ISS, "alice", None), NOW).await.unwrap();
     server.stop();
 
-    let started = tokio::time::Instant::now();
+    let started = Instant::now();
     let loaded = store.load(&ticket, NOW).await;
     assert!(unavailable(&loaded), "{:?}", loaded.map(|s| s.is_some()));
     let saved = store.save(&session(ISS, "bob", None), NOW).await;
@@ -460,11 +612,11 @@ async fn redis_down_is_an_error_not_a_missing_session_and_recovers() {
     // Redis comes back (empty: it kept nothing): the same store serves again
     // without being rebuilt.
     server.restart();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     let ticket = loop {
         match store.save(&session(ISS, "carol", None), NOW).await {
             Ok(ticket) => break ticket,
-            Err(err) if tokio::time::Instant::now() < deadline => {
+            Err(err) if Instant::now() < deadline => {
                 // The manager reconnects in the background; ask again shortly.
                 let _ = err;
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -473,4 +625,127 @@ async fn redis_down_is_an_error_not_a_missing_session_and_recovers() {
         }
     };
     assert!(store.load(&ticket, NOW).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn redis_one_time_keys_are_hashed_and_expire() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = redis_store(&server).await;
+    let jti = format!("jti-{}", "x".repeat(10_000));
+    assert!(store.first_use("logout", &jti, LONG, NOW).await.unwrap());
+    let mut raw = raw(&server).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let [key] = keys.as_slice() else {
+        panic!("one key: {keys:?}")
+    };
+    assert!(key.starts_with("test:once:logout:"), "{key}");
+    assert!(!key.contains("jti") && key.len() < 80, "{key}");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(key)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!((1..=LONG.as_millis() as i64).contains(&ttl), "{ttl} ms");
+}
+
+#[tokio::test]
+async fn redis_cluster_node_down_is_an_error_and_recovers() {
+    let Some(mut cluster) = RedisCluster::start(3) else {
+        return;
+    };
+    let store = cluster_store(&cluster).await;
+    let node_0 = cluster.urls()[0].clone();
+    let mut on_node_0 = redis::Client::open(node_0.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // Sessions until node 0 holds some and the other nodes some.
+    let mut tickets = Vec::new();
+    let mut lost = 0;
+    while lost == 0 || lost == tickets.len() {
+        assert!(tickets.len() < 100, "the slots are spread over the nodes");
+        let user = format!("user-{}", tickets.len());
+        let sid = format!("sid-{}", tickets.len());
+        tickets.push(
+            store
+                .save(&session(ISS, &user, Some(&sid)), NOW)
+                .await
+                .unwrap(),
+        );
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("test:session:*")
+            .query_async(&mut on_node_0)
+            .await
+            .unwrap();
+        lost = keys.len();
+    }
+
+    cluster.node(0).stop();
+    let started = Instant::now();
+    let (mut failed, mut served) = (0, 0);
+    for ticket in &tickets {
+        match store.load(ticket, NOW).await {
+            Ok(Some(_)) => served += 1,
+            Ok(None) => panic!("a node that is down is not a missing session"),
+            Err(err) => {
+                assert!(unavailable::<()>(&Err(err)));
+                failed += 1;
+            }
+        }
+    }
+    assert_eq!((failed, served), (lost, tickets.len() - lost));
+    assert!(
+        started.elapsed() < TIMEOUT * (lost as u32 + 1),
+        "each call is bounded by the timeout: {:?} for {lost} failures",
+        started.elapsed()
+    );
+    let refused = connect_redis_cluster(&[node_0], TIMEOUT).await;
+    assert!(unavailable(&refused), "connect: {:?}", refused.err());
+
+    // Node 0 comes back empty, owning the same slots: the same store serves
+    // every slot again without being rebuilt, node 0's sessions gone.
+    cluster.node(0).restart();
+    soon("the cluster connection reconnects to node 0", async || {
+        let mut answered = 0;
+        for ticket in &tickets {
+            answered += usize::from(store.load(ticket, NOW).await.is_ok());
+        }
+        answered == tickets.len()
+    })
+    .await;
+    let mut live = 0;
+    for ticket in &tickets {
+        live += usize::from(store.load(ticket, NOW).await.unwrap().is_some());
+    }
+    assert_eq!(live, tickets.len() - lost);
+    for i in 0..10 {
+        let ticket = store
+            .save(&session(ISS, &format!("new-{i}"), Some("sid")), NOW)
+            .await
+            .expect("every slot is served again");
+        assert!(store.load(&ticket, NOW).await.unwrap().is_some());
+    }
+}
+
+#[tokio::test]
+async fn redis_cluster_urls_are_checked() {
+    let empty = connect_redis_cluster(&[], TIMEOUT).await;
+    assert!(
+        matches!(empty, Err(StoreError::InvalidUrl(_))),
+        "{:?}",
+        empty.err()
+    );
+    let junk = connect_redis_cluster(&["http://127.0.0.1:1".to_owned()], TIMEOUT).await;
+    assert!(
+        matches!(junk, Err(StoreError::InvalidUrl(_))),
+        "{:?}",
+        junk.err()
+    );
 }

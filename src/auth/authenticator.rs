@@ -14,12 +14,14 @@ use url::Url;
 
 use super::error::AuthError;
 use super::oidc::provider::Provider;
-use super::oidc::tokens::{self, ClientCredentials, TokenResponse, unix_now};
-use super::opened::{IdentityHeaders, OPENED_SESSIONS_BYTES, OpenedSessions};
+use super::oidc::tokens::{self, ClientCredentials, TokenResponse};
+use super::opened::{OPENED_SESSIONS_BYTES, OpenedSessions};
+use super::principal::Principal;
 use super::oidc::logout::{self, LogoutRefusal, LogoutRequest};
+use super::clock::Clock;
 use super::policy;
 use super::revocations::Revocations;
-use super::session::store::{AnyStore, Backend, Revoked, StoreHealth, Ticket};
+use super::session::store::{AnyStore, Backend, Revoked, StoreError, StoreHealth, Ticket};
 use super::session::{
     CookieSealer, RequestCookies, SealedShards, clear_cookie, set_sharded_cookies, shard_names,
 };
@@ -34,6 +36,10 @@ use crate::untrusted::Untrusted;
 const DEFAULT_ACCESS_TOKEN_LIFETIME: u64 = 3600;
 /// How long a refresh result is kept for requests still carrying the old cookie.
 const REFRESH_RESULT_KEPT: Duration = Duration::from_secs(60);
+/// A refresh lock's hold beyond the IdP calls it covers.
+const REFRESH_LOCK_MARGIN: Duration = Duration::from_secs(1);
+/// How often a request waiting on another replica's refresh reads the store.
+const REFRESH_POLL: Duration = Duration::from_millis(50);
 
 /// Cookies are always `Secure`, as ALB's are: a plain-HTTP
 /// listener is meant to sit behind a TLS terminator, and browsers accept
@@ -56,6 +62,8 @@ pub struct AuthShared {
     pub revocations: Revocations,
     /// The longest `session_timeout` of any action: how long a revocation is kept.
     pub longest_session: Duration,
+    /// What "now" is for sessions, logins and refresh.
+    pub clock: Clock,
     pub signer: DataSigner,
     pub data_tokens: DataTokenCache,
     pub metrics: Arc<Metrics>,
@@ -89,9 +97,28 @@ impl RequestContext<'_> {
     }
 }
 
+/// A principal with the identity headers built from it, once: a session's
+/// later requests reuse both from the opened-session cache.
+pub struct Authenticated {
+    pub principal: Principal,
+    headers: [(HeaderName, HeaderValue); 3],
+}
+
+impl Authenticated {
+    /// Roughly the bytes it holds, for the cache's budget.
+    fn size(&self) -> usize {
+        self.principal.size()
+            + self
+                .headers
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len())
+                .sum::<usize>()
+    }
+}
+
 /// The identity of a request with a valid session.
 pub struct Identity {
-    headers: IdentityHeaders,
+    pub authenticated: Arc<Authenticated>,
     /// Re-issued session cookies after a refresh; empty otherwise.
     pub set_cookies: Vec<HeaderValue>,
 }
@@ -99,7 +126,7 @@ pub struct Identity {
 impl Identity {
     /// Adds the `x-amzn-oidc-*` headers (inbound ones were stripped already).
     pub fn apply(&self, headers: &mut http::HeaderMap) {
-        for (name, value) in self.headers.iter() {
+        for (name, value) in &self.authenticated.headers {
             headers.insert(name.clone(), value.clone());
         }
     }
@@ -138,7 +165,7 @@ enum RefreshOutcome {
     /// The user logs in again (the IdP refused, or the session is gone).
     Failed,
     /// The session store did not answer: 503, the session is not lost.
-    StoreUnavailable(Arc<super::session::store::StoreError>),
+    StoreUnavailable(Arc<StoreError>),
 }
 
 type RefreshCell = Arc<OnceCell<RefreshOutcome>>;
@@ -155,7 +182,7 @@ pub struct Authenticator {
     store: AnyStore,
     /// Refreshes in flight or just done, by refresh-token fingerprint (single-flight).
     refreshes: Arc<Mutex<HashMap<u128, RefreshCell>>>,
-    opened: OpenedSessions,
+    opened: OpenedSessions<Arc<Authenticated>>,
     /// The revocations generation `opened` was last checked against.
     revocations_seen: AtomicU64,
 }
@@ -208,18 +235,20 @@ impl Authenticator {
             && login.client == self.client.client_id
     }
 
-    /// Session, refresh, policy: everything before the request may go upstream.
-    pub async fn authorize<B>(
+    /// Session, refresh, policy: who the request is, or what to do when
+    /// it is nobody. [`authorize`](Self::authorize) decides next whether
+    /// that principal may pass.
+    pub async fn authenticate<B>(
         &self,
         request: &Request<B>,
         context: &RequestContext<'_>,
     ) -> Result<Decision, AuthError> {
-        let now = unix_now();
+        let now = self.shared.clock.now();
         if let Some(shards) = self.session_shards(context.cookies) {
             self.forget_revoked();
-            if let Some(headers) = self.opened.get(&shards, now) {
+            if let Some(authenticated) = self.opened.get(&shards, now) {
                 return Ok(Decision::Authenticated(Identity {
-                    headers,
+                    authenticated,
                     set_cookies: Vec::new(),
                 }));
             }
@@ -268,12 +297,11 @@ impl Authenticator {
             return Ok(None);
         };
         if session.access_expires_at > now {
-            let identity = self.identity(&session, Vec::new(), now)?;
-            self.opened.insert(
-                shards,
-                Arc::clone(&identity.headers),
-                self.fresh_until(&session, now),
-            );
+            let fresh_until = self.fresh_until(&session, now);
+            let identity = self.identity(Principal::of_session(&session), Vec::new(), now)?;
+            let authenticated = Arc::clone(&identity.authenticated);
+            let size = authenticated.size();
+            self.opened.insert(shards, authenticated, size, fresh_until);
             return Ok(Some(identity));
         }
         if session.refresh_token.is_none() {
@@ -281,7 +309,11 @@ impl Authenticator {
         }
         match self.refresh(&ticket, &session).await {
             RefreshOutcome::Refreshed(refreshed) => self
-                .identity(&refreshed.session, refreshed.cookies.clone(), now)
+                .identity(
+                    Principal::of_session(&refreshed.session),
+                    refreshed.cookies.clone(),
+                    now,
+                )
                 .map(Some),
             RefreshOutcome::Failed => Ok(None),
             RefreshOutcome::StoreUnavailable(error) => Err(AuthError::SessionStore(error)),
@@ -339,22 +371,25 @@ impl Authenticator {
         (self.provider.issuer(), &self.client.client_id)
     }
 
-    /// Checks a back-channel logout token against this action's IdP and
-    /// client. The outer error: the IdP's keys could not be loaded.
+    /// Checks a back-channel logout token against this action's IdP and client.
     pub async fn verify_logout_token(
         &self,
         token: &str,
         now: u64,
-    ) -> Result<Result<LogoutRequest, LogoutRefusal>, AuthError> {
-        let endpoints = self.provider.endpoints().await?;
-        Ok(logout::verify_logout_token(
+    ) -> Result<LogoutRequest, LogoutRefusal> {
+        let endpoints = self
+            .provider
+            .endpoints()
+            .await
+            .map_err(LogoutRefusal::KeysUnavailable)?;
+        logout::verify_logout_token(
             &self.provider,
             &endpoints,
             &self.client.client_id,
             token,
             now,
         )
-        .await)
+        .await
     }
 
     /// Ends the sessions a verified logout token names: by `sid`, else every
@@ -363,7 +398,7 @@ impl Authenticator {
         let replay_key = format!("{}\0{}", logout.iss, logout.jti);
         let first = self
             .store
-            .first_use("logout-jti", &replay_key, logout::REPLAY_WINDOW, now)
+            .first_use("logout-jti", &replay_key, logout::JTI_RETENTION, now)
             .await
             .map_err(|error| RevokeError::Store(error.into()))?;
         if !first {
@@ -501,7 +536,7 @@ impl Authenticator {
         iss: Option<&str>,
         context: &RequestContext<'_>,
     ) -> Result<Response<Body>, AuthError> {
-        let now = unix_now();
+        let now = self.shared.clock.now();
         let endpoints = self.provider.endpoints().await?;
         // RFC 9207, against IdP mix-up: the IdP that answered must be the one
         // the login went to, before the code goes to any token endpoint.
@@ -555,7 +590,7 @@ impl Authenticator {
             iss: endpoints.issuer.clone(),
             client: self.client.client_id.clone(),
             sub: verified.subject,
-            sid: None, // FIXME(merge bcl-token): verified.sid
+            sid: verified.sid,
             access_expires_at: access_expiry(&tokens, now, expires_at),
             access_token: tokens.access_token,
             refresh_token: tokens.refresh_token,
@@ -614,7 +649,7 @@ impl Authenticator {
             refreshes.entry(key).or_default().clone()
         };
         cell.get_or_init(|| async {
-            let result = self.refresh_now(ticket, session, refresh_token).await;
+            let result = self.refresh_now(ticket, refresh_token).await;
             self.forget_refresh_later(key);
             match result {
                 Ok(Some(refreshed)) => {
@@ -635,15 +670,69 @@ impl Authenticator {
         .clone()
     }
 
-    /// Refreshes the tokens at the IdP and stores the result under the
-    /// same ticket. `None` when the session ended meanwhile (signed out).
+    /// Refreshes the session once across replicas: the one that takes the
+    /// store's refresh lock calls the IdP, the others wait for its tokens.
+    /// `None` when the session ended meanwhile (signed out) or the IdP
+    /// refused.
     async fn refresh_now(
         &self,
         ticket: &Ticket,
-        session: &Session,
         refresh_token: &str,
     ) -> Result<Option<Refreshed>, AuthError> {
-        let now = unix_now();
+        // Long enough for the token and userinfo calls, each bounded by idp_timeout.
+        let hold = self.settings.idp_timeout * 2 + REFRESH_LOCK_MARGIN;
+        let gave_up_at = Instant::now() + hold * 2;
+        loop {
+            if let Some(lock) = self.store.try_lock(ticket, hold).await? {
+                let refreshed = self.refresh_locked(ticket, refresh_token).await;
+                if let Err(error) = self.store.unlock(lock).await {
+                    tracing::warn!(%error, "releasing a refresh lock failed; it lapses by itself");
+                }
+                return refreshed;
+            }
+            // Another replica refreshes: its tokens arrive in the store.
+            tokio::time::sleep(REFRESH_POLL).await;
+            let now = self.shared.clock.now();
+            match self.load_session(ticket, now).await? {
+                None => return Ok(None),
+                Some(current) if current.access_expires_at > now => {
+                    return Ok(Some(Refreshed {
+                        session: current,
+                        cookies: Vec::new(),
+                    }));
+                }
+                Some(_) if Instant::now() >= gave_up_at => {
+                    return Err(StoreError::Timeout {
+                        op: "refresh",
+                        after: hold * 2,
+                    }
+                    .into());
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// The refresh itself, under the lock. The session is read again first:
+    /// another replica may have refreshed it since this request loaded it,
+    /// and with an IdP that rotates refresh tokens only the newest one works.
+    async fn refresh_locked(
+        &self,
+        ticket: &Ticket,
+        refresh_token: &str,
+    ) -> Result<Option<Refreshed>, AuthError> {
+        let now = self.shared.clock.now();
+        let session = match self.load_session(ticket, now).await? {
+            None => return Ok(None),
+            Some(current) if current.access_expires_at > now => {
+                return Ok(Some(Refreshed {
+                    session: current,
+                    cookies: Vec::new(),
+                }));
+            }
+            Some(current) => current,
+        };
+        let refresh_token = session.refresh_token.as_deref().unwrap_or(refresh_token);
         let endpoints = self.provider.endpoints().await?;
         let started = Instant::now();
         let tokens = tokens::refresh(&self.provider, &endpoints, &self.client, refresh_token).await;
@@ -705,20 +794,19 @@ impl Authenticator {
     /// requests do not each cost an ECDSA signature.
     fn identity(
         &self,
-        session: &Session,
+        principal: Principal,
         set_cookies: Vec<HeaderValue>,
         now: u64,
     ) -> Result<Identity, AuthError> {
-        let exp = session.access_expires_at.min(session.expires_at);
         let data = self
             .shared
             .signer
             .sign_cached(
                 &self.shared.data_tokens,
-                &session.iss,
-                &session.client,
-                session.claims.get().as_bytes(),
-                exp,
+                &principal.issuer,
+                &principal.client,
+                principal.claims.get().as_bytes(),
+                principal.expires_at,
                 now,
             )
             .map_err(AuthError::Signing)?;
@@ -726,16 +814,25 @@ impl Authenticator {
             HeaderValue::from_str(value)
                 .map_err(|_| AuthError::Internal("a token is not a valid header value".into()))
         };
-        let mut access_token = header(&session.access_token)?;
+        let mut access_token = header(&principal.access_token)?;
         access_token.set_sensitive(true);
+        let headers = [
+            (ACCESS_TOKEN_HEADER, access_token),
+            (IDENTITY_HEADER, header(&principal.subject)?),
+            (DATA_HEADER, header(&data)?),
+        ];
         Ok(Identity {
-            headers: Arc::new([
-                (ACCESS_TOKEN_HEADER, access_token),
-                (IDENTITY_HEADER, header(&session.sub)?),
-                (DATA_HEADER, header(&data)?),
-            ]),
+            authenticated: Arc::new(Authenticated { principal, headers }),
             set_cookies,
         })
+    }
+
+    /// The authorization step, after authentication: whether `principal`
+    /// may use this rule. Every authenticated principal may, for now; the
+    /// rule's claim requirements are checked here.
+    pub fn authorize(&self, principal: &Principal) -> Result<(), AuthError> {
+        let _ = principal;
+        Ok(())
     }
 
     /// `/oauth2/sign_out`: ends the session in the store (on every replica
@@ -751,7 +848,7 @@ impl Authenticator {
         if let Some(shards) = &shards
             && let Some(ticket) = ticket_of(shards)
         {
-            session = self.load_session(&ticket, unix_now()).await?;
+            session = self.load_session(&ticket, self.shared.clock.now()).await?;
             self.store.delete(&ticket).await?;
             self.opened.forget(shards);
         }
@@ -948,6 +1045,7 @@ mod tests {
             store_health: Arc::new(StoreHealth::new()),
             revocations: Revocations::default(),
             longest_session: Duration::from_secs(7 * 24 * 3600),
+            clock: Clock::manual(NOW),
             signer,
             data_tokens: DataTokenCache::new(16),
             metrics: Arc::new(Metrics::new()),

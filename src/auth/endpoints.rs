@@ -17,7 +17,6 @@ use super::authenticator::{
 };
 use super::error::{AuthError, Untrusted};
 use super::oidc::logout::{self, LogoutRefusal};
-use super::oidc::tokens::unix_now;
 use super::state::same_host_target;
 use super::AuthShared;
 use super::authenticator::RevokeError;
@@ -94,7 +93,7 @@ impl Listener<'_> {
             let code = param("code").ok_or(AuthError::MissingCode)?;
             let mut logins = pending_logins(&self.shared.sealer, context.cookies);
             let login = logins
-                .take(state, unix_now())
+                .take(state, self.shared.clock.now())
                 .ok_or(AuthError::InvalidState)?;
             let (index, authenticator) = self
                 .actions
@@ -159,6 +158,10 @@ impl Listener<'_> {
                 tracing::info!(refusal, "back-channel logout refused");
                 (StatusCode::BAD_REQUEST, Some("invalid_request"))
             }
+            Err(BackchannelError::Token(LogoutRefusal::KeysUnavailable(error))) => {
+                tracing::warn!(%error, "back-channel logout: the IdP's keys are not available");
+                (StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable"))
+            }
             Err(BackchannelError::Token(refusal)) => {
                 tracing::info!(%refusal, "back-channel logout token refused");
                 (StatusCode::BAD_REQUEST, Some("invalid_request"))
@@ -220,7 +223,7 @@ impl Listener<'_> {
         // the signature is checked.
         let issuer = logout::unverified_issuer(&token)
             .ok_or(BackchannelError::Request("the logout token has no readable iss"))?;
-        let now = unix_now();
+        let now = self.shared.clock.now();
         let mut refusal =
             BackchannelError::Request("no rule of this listener trusts the token's issuer");
         let mut tried = Vec::new();

@@ -7,12 +7,14 @@
 //! navigations from API calls.
 
 pub mod authenticator;
+pub mod clock;
 pub mod cognito;
 pub mod endpoints;
 pub mod error;
 pub mod oidc;
 pub mod opened;
 pub mod policy;
+pub mod principal;
 pub mod revocations;
 pub mod session;
 pub mod state;
@@ -29,6 +31,7 @@ use oidc::http::IdpClient;
 use oidc::provider::{ConfiguredEndpoints, Provider, issuer_string};
 use oidc::tokens::ClientCredentials;
 use session::CookieSealer;
+use clock::Clock;
 use revocations::Revocations;
 use session::store::{Backend, StoreHealth};
 
@@ -47,6 +50,7 @@ pub enum BuildError {
 pub fn shared(
     config: &Config,
     metrics: Arc<Metrics>,
+    clock: Clock,
 ) -> Result<Option<Arc<AuthShared>>, BuildError> {
     let authenticates = config
         .listeners
@@ -81,6 +85,7 @@ pub fn shared(
         store_health,
         revocations: Revocations::default(),
         longest_session,
+        clock,
         signer,
         data_tokens: DataTokenCache::new(DATA_TOKEN_CACHE_ENTRIES),
         metrics,

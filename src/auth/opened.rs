@@ -17,25 +17,25 @@ use crate::cache::Cache;
 /// Bytes of sealed text and headers kept per authenticate action.
 pub const OPENED_SESSIONS_BYTES: usize = 8 * 1024 * 1024;
 
-/// The identity headers a session produces, ready to clone into requests.
-pub type IdentityHeaders = Arc<[(http::HeaderName, http::HeaderValue); 3]>;
 
-pub struct OpenedSessions {
-    entries: Cache<Arc<Opened>>,
+/// Opened sessions, by their sealed text, each to what the caller built
+/// from it (`V`: the authenticated principal and its headers).
+pub struct OpenedSessions<V> {
+    entries: Cache<Arc<Opened<V>>>,
 }
 
-struct Opened {
+struct Opened<V> {
     /// The shards' text, concatenated.
     sealed: Box<[u8]>,
     /// Where each shard ends in `sealed`, so `{base}-0=ab; {base}-1=c` is not `a; bc`.
     ends: Box<[usize]>,
     /// What those shards opened to, built once.
-    headers: IdentityHeaders,
+    value: V,
     /// Unix seconds from which the headers must be built afresh.
     fresh_until: u64,
 }
 
-impl Opened {
+impl<V> Opened<V> {
     fn is(&self, shards: &SealedShards<'_>) -> bool {
         let mut start = 0;
         let mut ends = self.ends.iter();
@@ -50,20 +50,20 @@ impl Opened {
     }
 }
 
-impl OpenedSessions {
+impl<V: Clone> OpenedSessions<V> {
     pub fn new(budget_bytes: usize) -> Self {
         Self {
             entries: Cache::new(budget_bytes, 512 * 1024),
         }
     }
 
-    /// The headers built for exactly these shards, while still fresh at `now`.
-    pub fn get(&self, shards: &SealedShards<'_>, now: u64) -> Option<IdentityHeaders> {
+    /// What was built for exactly these shards, while still fresh at `now`.
+    pub fn get(&self, shards: &SealedShards<'_>, now: u64) -> Option<V> {
         self.entries
             .get(shards.tag_text(), |opened| {
                 now < opened.fresh_until && opened.is(shards)
             })
-            .map(|opened| Arc::clone(&opened.headers))
+            .map(|opened| opened.value.clone())
     }
 
     /// Forgets what `shards` opened to (the session was signed out).
@@ -77,23 +77,26 @@ impl OpenedSessions {
         self.entries.clear();
     }
 
-    /// Remembers the headers `shards` opened to, until `fresh_until`.
-    pub fn insert(&self, shards: &SealedShards<'_>, headers: IdentityHeaders, fresh_until: u64) {
+    /// Remembers `value`, built from what `shards` opened to, until
+    /// `fresh_until`. `value_bytes`: roughly what it holds, for the budget.
+    pub fn insert(
+        &self,
+        shards: &SealedShards<'_>,
+        value: V,
+        value_bytes: usize,
+        fresh_until: u64,
+    ) {
         let mut sealed = Vec::with_capacity(shards.text_len());
         let mut ends = Vec::with_capacity(4);
         for shard in shards.iter() {
             sealed.extend_from_slice(shard);
             ends.push(sealed.len());
         }
-        let cost = sealed.len()
-            + headers
-                .iter()
-                .map(|(name, value)| name.as_str().len() + value.len())
-                .sum::<usize>();
+        let cost = sealed.len() + value_bytes;
         let opened = Opened {
             sealed: sealed.into(),
             ends: ends.into(),
-            headers,
+            value,
             fresh_until,
         };
         self.entries
@@ -115,6 +118,8 @@ mod tests {
         map.insert(COOKIE, HeaderValue::from_str(header).unwrap());
         map
     }
+
+    type IdentityHeaders = Arc<[(HeaderName, HeaderValue); 3]>;
 
     fn headers(sub: &str) -> IdentityHeaders {
         let name = HeaderName::from_static("x-amzn-oidc-identity");
@@ -149,7 +154,7 @@ mod tests {
             &format!("S-0={}", text('a', "TAILTAILTAILTAIL")),
             |shards| {
                 assert_eq!(opened.get(shards, 10), None);
-                opened.insert(shards, headers("alice"), 100);
+                opened.insert(shards, headers("alice"), 100, 100);
                 assert_eq!(sub_of(opened.get(shards, 99)).as_deref(), Some("alice"));
                 assert_eq!(opened.get(shards, 100), None);
             },
@@ -160,7 +165,7 @@ mod tests {
     fn another_text_with_the_same_tail_never_gets_the_identity() {
         let opened = OpenedSessions::new(1 << 20);
         let alice_tag = with_shards(&format!("S-0={}", text('a', "TAILTAILTAILTAIL")), |alice| {
-            opened.insert(alice, headers("alice"), 100);
+            opened.insert(alice, headers("alice"), 100, 100);
             alice.tag_text()
         });
         with_shards(
@@ -178,7 +183,7 @@ mod tests {
         let whole = text('a', "TAILTAILTAILTAIL");
         let (first, rest) = whole.split_at(40);
         with_shards(&format!("S-0={first}; S-1={rest}"), |two| {
-            opened.insert(two, headers("alice"), 100);
+            opened.insert(two, headers("alice"), 100, 100);
             assert!(opened.get(two, 10).is_some());
         });
         let (first, rest) = whole.split_at(44);

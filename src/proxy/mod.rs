@@ -1,6 +1,7 @@
 //! The request pipeline: one linear handler per request, in the order the
 //! crate documentation lists (header hygiene → canonical path → owned paths
-//! → rule → session and policy → identity headers → action → access log).
+//! → rule → authentication → authorization and identity headers → action →
+//! access log).
 
 pub mod actions;
 pub mod forward;
@@ -234,7 +235,8 @@ impl Proxy {
             .ok_or(ProxyError::NoRuleMatched)?;
         outcome.rule = &route.label;
 
-        // 5. Session and unauthenticated policy; identity headers when logged in.
+        // 5. Authentication: the session (refreshed when due), or the
+        //    unauthenticated policy when there is none.
         let mut set_cookies = Vec::new();
         if let Some(authenticator) = &route.authenticator {
             let decision = {
@@ -244,10 +246,13 @@ impl Proxy {
                     tls: downstream.tls,
                     cookies: &cookies,
                 };
-                authenticator.authorize(&request, &context).await?
+                authenticator.authenticate(&request, &context).await?
             };
             match decision {
                 Decision::Authenticated(identity) => {
+                    // 6. Authorization: may this principal use this rule? Then
+                    //    the identity headers, built from it.
+                    authenticator.authorize(&identity.authenticated.principal)?;
                     identity.apply(request.headers_mut());
                     set_cookies = identity.set_cookies;
                 }
@@ -259,7 +264,7 @@ impl Proxy {
         // The proxy's cookies are its own business, never the upstream's.
         strip_request_cookies(request.headers_mut(), |name| self.is_proxy_cookie(name));
 
-        // 6. The terminal action.
+        // 7. The terminal action.
         let mut response = match &route.rule.action {
             TerminalAction::FixedResponse(action) => actions::fixed_response(action),
             TerminalAction::Redirect(action) => {

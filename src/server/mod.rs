@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::clock::Clock;
 use crate::auth::oidc::provider::Provider;
 use crate::auth::session::store::StoreHealth;
 use crate::config::{Config, Limits};
@@ -70,10 +71,16 @@ pub struct Portcullis {
 
 impl Portcullis {
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        Self::bind_with_clock(config, Clock::system()).await
+    }
+
+    /// [`bind`](Self::bind), judging sessions, logins and refresh by `clock`
+    /// (tests move a manual one instead of sleeping).
+    pub async fn bind_with_clock(config: &Config, clock: Clock) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new());
         let upstream = Upstream::new();
         let crypto = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let auth = crate::auth::shared(config, metrics.clone())?;
+        let auth = crate::auth::shared(config, metrics.clone(), clock)?;
         let store_health = auth.as_ref().map(|auth| {
             auth.backend.watch(&auth.store_health);
             Arc::clone(&auth.store_health)

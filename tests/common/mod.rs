@@ -20,6 +20,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use portcullis::Portcullis;
+use portcullis::internals::Clock;
 use portcullis::config::*;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -215,8 +216,15 @@ impl Drop for Running {
 }
 
 pub async fn start(config: Config) -> Running {
+    start_with_clock(config, Clock::system()).await
+}
+
+/// [`start`], judging sessions by `clock`.
+pub async fn start_with_clock(config: Config, clock: Clock) -> Running {
     install_crypto_provider();
-    let portcullis = Portcullis::bind(&config).await.expect("portcullis binds");
+    let portcullis = Portcullis::bind_with_clock(&config, clock)
+        .await
+        .expect("portcullis binds");
     let addrs = portcullis.local_addrs();
     let admin = portcullis.admin_addr();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -240,6 +248,8 @@ pub struct TlsStack {
     pub proxy: Running,
     pub upstream: upstream::Upstream,
     pub pki: Pki,
+    /// What the proxy judges sessions by.
+    pub clock: Clock,
 }
 
 impl TlsStack {
@@ -251,6 +261,16 @@ impl TlsStack {
     pub async fn start(
         signer: &str,
         vars: &[(&str, &str)],
+        rules: impl FnOnce(SocketAddr) -> String,
+    ) -> Self {
+        Self::start_with_clock(signer, vars, Clock::system(), rules).await
+    }
+
+    /// [`start`](Self::start), judging sessions by `clock`.
+    pub async fn start_with_clock(
+        signer: &str,
+        vars: &[(&str, &str)],
+        clock: Clock,
         rules: impl FnOnce(SocketAddr) -> String,
     ) -> Self {
         let upstream = upstream::start().await;
@@ -273,11 +293,12 @@ listeners:
             key = files.private_key_file.display(),
             rules = rules(upstream.addr),
         );
-        let proxy = start(load_yaml(&yaml, vars)).await;
+        let proxy = start_with_clock(load_yaml(&yaml, vars), clock.clone()).await;
         Self {
             proxy,
             upstream,
             pki,
+            clock,
         }
     }
 

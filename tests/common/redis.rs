@@ -23,6 +23,8 @@ pub struct RedisServer {
     pub port: u16,
     /// Its working directory; nothing is saved there, but nothing leaks into ours either.
     dir: TempDir,
+    /// Arguments beyond port, address and persistence, given again on restart.
+    args: Vec<String>,
 }
 
 impl RedisServer {
@@ -43,6 +45,7 @@ impl RedisServer {
                         child: Some(child),
                         port,
                         dir,
+                        args: Vec::new(),
                     });
                 }
                 Err(last) => log = last,
@@ -64,10 +67,11 @@ impl RedisServer {
     }
 
     /// Kills the server and starts a new, empty one on the same port: a Redis
-    /// that comes back after a crash.
+    /// that comes back after a crash. A cluster node keeps its `nodes.conf`,
+    /// so it comes back owning the same slots (but none of their keys).
     pub fn restart(&mut self) {
         self.stop();
-        let child = spawn_server(self.port, self.dir.path(), &[])
+        let child = spawn_server(self.port, self.dir.path(), &self.args)
             .unwrap_or_else(|log| panic!("redis-server did not restart on {}:\n{log}", self.port));
         self.child = Some(child);
     }
@@ -117,6 +121,11 @@ impl RedisCluster {
         Some(cluster)
     }
 
+    /// Node `i`, to stop or restart.
+    pub fn node(&mut self, i: usize) -> &mut RedisServer {
+        &mut self.nodes[i]
+    }
+
     /// `redis://127.0.0.1:PORT` of every node.
     pub fn urls(&self) -> Vec<String> {
         self.nodes
@@ -158,7 +167,7 @@ fn start_cluster_node() -> RedisServer {
         let port = free_port();
         // The bus port is chosen too: PORT + 10000 may be taken or past 65535.
         let bus = free_port();
-        let cluster_args = [
+        let cluster_args = vec![
             "--cluster-enabled".to_owned(),
             "yes".to_owned(),
             "--cluster-config-file".to_owned(),
@@ -172,6 +181,7 @@ fn start_cluster_node() -> RedisServer {
                     child: Some(child),
                     port,
                     dir,
+                    args: cluster_args,
                 };
             }
             Err(last) => log = last,

@@ -1,18 +1,25 @@
 //! Calls to the token and userinfo endpoints, and full validation of the ID
 //! token (signature against the JWKS, `iss`, `aud`/`azp`, `exp`, `iat`,
 //! `nonce`, `at_hash`; `none` and HMAC refused).
+//!
+//! The IdP's keys are reached through [`with_provider_keys`], which every
+//! signed token the IdP sends us (ID tokens, back-channel logout tokens)
+//! goes through, so all of them pick up a key rotation the same way.
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openidconnect::core::{
-    CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
+    CoreGenderClaim, CoreIdTokenVerifier, CoreJsonWebKey, CoreJsonWebKeySet,
+    CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm,
 };
 use openidconnect::{
-    AccessToken, AccessTokenHash, ClaimsVerificationError, ClientId, IssuerUrl, Nonce,
-    SignatureVerificationError,
+    AccessToken, AccessTokenHash, AdditionalClaims, ClaimsVerificationError, ClientId, IssuerUrl,
+    JsonWebKey as _, JsonWebKeyAlgorithm, JsonWebKeyId, JsonWebKeyUse as _,
+    JwsSigningAlgorithm as _, Nonce, SignatureVerificationError,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::http::basic_auth;
@@ -21,11 +28,11 @@ use crate::auth::error::{AuthError, IdpCallError, Untrusted};
 use crate::config::Secret;
 
 /// How far in the future an `iat` may be before the token is refused (clock skew).
-const IAT_LEEWAY: Duration = Duration::from_secs(60);
+pub(super) const IAT_LEEWAY: Duration = Duration::from_secs(60);
 
 /// Only asymmetric signatures: an HMAC "signed" with the client secret proves
 /// nothing about the IdP, and `none` proves nothing at all.
-const ALLOWED_ALGS: [CoreJwsSigningAlgorithm; 9] = [
+pub(super) const ALLOWED_ALGS: [CoreJwsSigningAlgorithm; 9] = [
     CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
     CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
     CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
@@ -65,7 +72,30 @@ struct TokenErrorResponse {
 #[derive(Debug, Clone)]
 pub struct VerifiedIdToken {
     pub subject: String,
+    /// The IdP's session id (`sid`), by which a back-channel logout token
+    /// may name this login; `None` when the token has none, or one that is
+    /// not a string.
+    pub sid: Option<String>,
 }
+
+/// The ID token with the one claim openidconnect does not model that the
+/// proxy keeps.
+type IdToken = openidconnect::IdToken<
+    SessionIdClaim,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm,
+>;
+
+#[derive(Debug, Deserialize, Serialize)]
+struct SessionIdClaim {
+    /// Any JSON: a `sid` of another type is ignored, not a reason to refuse
+    /// the login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<Value>,
+}
+
+impl AdditionalClaims for SessionIdClaim {}
 
 /// Redeems an authorization code (with its PKCE verifier).
 pub async fn redeem_code(
@@ -140,7 +170,7 @@ pub async fn verify_id_token(
     nonce: &str,
     access_token: &str,
 ) -> Result<VerifiedIdToken, AuthError> {
-    let token = CoreIdToken::from_str(raw).map_err(|error| {
+    let token = IdToken::from_str(raw).map_err(|error| {
         AuthError::InvalidIdToken(format!("not a JWT: {}", Untrusted::message(&error)))
     })?;
     let verify = |keys: &CoreJsonWebKeySet| {
@@ -153,48 +183,125 @@ pub async fn verify_id_token(
             access_token,
         )
     };
-    match verify(&*provider.keys().await?) {
-        Err(Refusal::UnknownKey) => match provider.refetch_keys().await? {
-            Some(keys) => Ok(verify(&keys)?),
-            None => Err(Refusal::UnknownKey.into()),
+    Ok(with_provider_keys(provider, verify).await?)
+}
+
+/// Runs `check` against the IdP's signing keys. When no key fits the
+/// token's `kid`, the keys are fetched again (at most once a minute, see
+/// [`Provider::refetch_keys`]) and `check` runs once more: that is how a key
+/// rotation at the IdP is picked up, for every kind of token it signs.
+pub(super) async fn with_provider_keys<T, E>(
+    provider: &Provider,
+    check: impl Fn(&CoreJsonWebKeySet) -> Result<T, Refusal<E>>,
+) -> Result<T, Refusal<E>> {
+    let keys = provider.keys().await.map_err(Refusal::Keys)?;
+    match check(&keys) {
+        Err(Refusal::UnknownKey) => match provider.refetch_keys().await.map_err(Refusal::Keys)? {
+            Some(keys) => check(&keys),
+            None => Err(Refusal::UnknownKey),
         },
-        result => Ok(result?),
+        result => result,
     }
 }
 
-/// Why [`verify_with`] refused a token. A `kid` the key set lacks is worth
-/// one fetch of fresh keys (the IdP may have rotated them); anything else is
-/// final.
-enum Refusal {
+/// Why a token was refused by a check against the IdP's keys. A `kid` the
+/// key set lacks is worth one fetch of fresh keys (the IdP may have rotated
+/// them); anything else is final.
+pub(super) enum Refusal<E> {
     UnknownKey,
-    Invalid(AuthError),
+    /// The keys could not be loaded (nor, after an unknown `kid`, reloaded).
+    Keys(AuthError),
+    Invalid(E),
 }
 
-impl From<AuthError> for Refusal {
-    fn from(error: AuthError) -> Self {
+impl<E> From<E> for Refusal<E> {
+    fn from(error: E) -> Self {
         Refusal::Invalid(error)
     }
 }
 
-impl From<Refusal> for AuthError {
-    fn from(refusal: Refusal) -> Self {
+impl From<Refusal<AuthError>> for AuthError {
+    fn from(refusal: Refusal<AuthError>) -> Self {
         match refusal {
             Refusal::UnknownKey => {
                 AuthError::InvalidIdToken("no key matches the token's kid".to_owned())
             }
-            Refusal::Invalid(error) => error,
+            Refusal::Keys(error) | Refusal::Invalid(error) => error,
         }
     }
 }
 
+/// A compact JWS's signature and what it covers, not yet verified.
+pub(super) struct SignedJws<'a> {
+    pub alg: CoreJwsSigningAlgorithm,
+    pub kid: Option<JsonWebKeyId>,
+    /// `header.payload` as the token spells them: the bytes signed.
+    pub signing_input: &'a str,
+    pub signature: Vec<u8>,
+}
+
+/// Why [`check_signature`] refused a signature made with a key it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SignatureRefusal {
+    /// Not one of [`ALLOWED_ALGS`].
+    DisallowedAlg,
+    /// More than one key fits and the token does not say which.
+    AmbiguousKey,
+    BadSignature,
+}
+
+/// The signing algorithm named `alg`, if it is one of [`ALLOWED_ALGS`].
+pub(super) fn allowed_alg(alg: &str) -> Option<CoreJwsSigningAlgorithm> {
+    serde_json::from_value(Value::String(alg.to_owned()))
+        .ok()
+        .filter(|alg| ALLOWED_ALGS.contains(alg))
+}
+
+/// Verifies a signature against one key set, choosing the key as
+/// openidconnect does for ID tokens: the one key that [`fits`] the token.
+pub(super) fn check_signature(
+    keys: &CoreJsonWebKeySet,
+    jws: &SignedJws<'_>,
+) -> Result<(), Refusal<SignatureRefusal>> {
+    if !ALLOWED_ALGS.contains(&jws.alg) {
+        return Err(SignatureRefusal::DisallowedAlg.into());
+    }
+    let mut fitting = keys.keys().iter().filter(|key| fits(key, jws));
+    let key = match (fitting.next(), fitting.next()) {
+        (None, _) => return Err(Refusal::UnknownKey),
+        (Some(key), None) => key,
+        (Some(_), Some(_)) => return Err(SignatureRefusal::AmbiguousKey.into()),
+    };
+    key.verify_signature(&jws.alg, jws.signing_input.as_bytes(), &jws.signature)
+        .map_err(|_| SignatureRefusal::BadSignature.into())
+}
+
+/// Whether `key` may have made `jws`'s signature: the token's `kid`, when
+/// it has one, names the key; the key may sign (or says nothing of its
+/// use), is of the algorithm's type, and is tied to that algorithm or to
+/// none.
+fn fits(key: &CoreJsonWebKey, jws: &SignedJws<'_>) -> bool {
+    let named = jws.kid.is_none() || key.key_id() == jws.kid.as_ref();
+    let signs = key
+        .key_use()
+        .is_none_or(|key_use| key_use.allows_signature());
+    let typed = jws.alg.key_type().as_ref() == Some(key.key_type());
+    let tied = match key.signing_alg() {
+        JsonWebKeyAlgorithm::Unspecified => true,
+        JsonWebKeyAlgorithm::Algorithm(alg) => *alg == jws.alg,
+        JsonWebKeyAlgorithm::Unsupported => false,
+    };
+    named && signs && typed && tied
+}
+
 fn verify_with(
     keys: &CoreJsonWebKeySet,
-    token: &CoreIdToken,
+    token: &IdToken,
     issuer: &str,
     client_id: &str,
     nonce: &str,
     access_token: &str,
-) -> Result<VerifiedIdToken, Refusal> {
+) -> Result<VerifiedIdToken, Refusal<AuthError>> {
     let issuer_url = IssuerUrl::new(issuer.to_owned())
         .map_err(|error| AuthError::Internal(format!("issuer `{issuer}` is not a URL: {error}")))?;
     let now = SystemTime::now();
@@ -268,8 +375,10 @@ fn verify_with(
             .into());
         }
     }
+    let sid = claims.additional_claims().sid.as_ref();
     Ok(VerifiedIdToken {
         subject: claims.subject().as_str().to_owned(),
+        sid: sid.and_then(Value::as_str).map(str::to_owned),
     })
 }
 

@@ -11,8 +11,12 @@ use std::time::{Duration, Instant};
 
 use ::redis::Client;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster_async::ClusterConnection;
+use tokio::sync::OnceCell;
 
-use super::{CookieStore, RedisSettings, RedisStore, Revoked, SessionStore, StoreError, Ticket};
+use super::{
+    CookieStore, Lock, connect_cluster, RedisSettings, RedisStore, Revoked, SessionStore, StoreError, Ticket,
+};
 use crate::auth::session::CookieSealer;
 use crate::auth::state::Session;
 use crate::config::{RedisAddress, SessionKey, SessionStoreKind};
@@ -28,6 +32,32 @@ pub enum Backend {
         conn: ConnectionManager,
         settings: RedisSettings,
     },
+    Cluster(Arc<LazyCluster>),
+}
+
+/// A Redis Cluster connection made on first use (and retried on each use
+/// until it is made); after that it follows the cluster and reconnects by
+/// itself.
+pub struct LazyCluster {
+    urls: Vec<String>,
+    settings: RedisSettings,
+    conn: OnceCell<ClusterConnection>,
+}
+
+impl LazyCluster {
+    async fn conn(&self) -> Result<ClusterConnection, StoreError> {
+        let timeout = self.settings.timeout;
+        let connecting = self
+            .conn
+            .get_or_try_init(|| connect_cluster(&self.urls, timeout));
+        match tokio::time::timeout(timeout, connecting).await {
+            Ok(conn) => conn.cloned(),
+            Err(_) => Err(StoreError::Timeout {
+                op: "connect",
+                after: timeout,
+            }),
+        }
+    }
 }
 
 impl Backend {
@@ -45,7 +75,13 @@ impl Backend {
         };
         let url = match &config.address {
             RedisAddress::Single(url) => url,
-            RedisAddress::Cluster(_) => return Err(StoreError::ClusterNotBuilt),
+            RedisAddress::Cluster(nodes) => {
+                return Ok(Self::Cluster(Arc::new(LazyCluster {
+                    urls: nodes.iter().map(|url| url.expose().to_owned()).collect(),
+                    settings,
+                    conn: OnceCell::new(),
+                })));
+            }
         };
         let client = Client::open(url.expose()).map_err(StoreError::InvalidUrl)?;
         let manager = ConnectionManagerConfig::new()
@@ -76,6 +112,13 @@ impl Backend {
                 base,
                 settings.clone(),
             )),
+            Self::Cluster(cluster) => Kind::Cluster(LazyClusterStore {
+                cluster: Arc::clone(cluster),
+                store: OnceCell::new(),
+                sealer: Arc::clone(sealer),
+                secrets: secrets.to_vec(),
+                base: base.to_owned(),
+            }),
         };
         AnyStore {
             kind,
@@ -85,18 +128,21 @@ impl Backend {
 
     /// Whether the store answers: always for cookies; `PING` for Redis.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let Self::Redis { conn, settings } = self else {
-            return Ok(());
-        };
-        let mut conn = conn.clone();
         let ping = ::redis::cmd("PING");
-        match tokio::time::timeout(settings.timeout, ping.query_async::<()>(&mut conn)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(source)) => Err(StoreError::Unavailable { op: "ping", source }),
-            Err(_) => Err(StoreError::Timeout {
-                op: "ping",
-                after: settings.timeout,
-            }),
+        match self {
+            Self::Cookie => Ok(()),
+            Self::Redis { conn, settings } => {
+                let mut conn = conn.clone();
+                bounded_ping(settings.timeout, ping.query_async::<()>(&mut conn)).await
+            }
+            Self::Cluster(cluster) => {
+                let mut conn = cluster.conn().await?;
+                bounded_ping(
+                    cluster.settings.timeout,
+                    ping.query_async::<()>(&mut conn),
+                )
+                .await
+            }
         }
     }
 
@@ -131,6 +177,17 @@ impl Backend {
     }
 }
 
+async fn bounded_ping(
+    after: Duration,
+    ping: impl Future<Output = ::redis::RedisResult<()>>,
+) -> Result<(), StoreError> {
+    match tokio::time::timeout(after, ping).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(source)) => Err(StoreError::Unavailable { op: "ping", source }),
+        Err(_) => Err(StoreError::Timeout { op: "ping", after }),
+    }
+}
+
 /// Whether the session store answered its last ping, for `/readyz`.
 #[derive(Debug)]
 pub struct StoreHealth(AtomicBool);
@@ -161,6 +218,33 @@ pub struct AnyStore {
 enum Kind {
     Cookie(CookieStore),
     Redis(RedisStore),
+    Cluster(LazyClusterStore),
+}
+
+/// A cluster store, built on the first call that finds the cluster connected.
+struct LazyClusterStore {
+    cluster: Arc<LazyCluster>,
+    store: OnceCell<RedisStore<ClusterConnection>>,
+    sealer: Arc<CookieSealer>,
+    secrets: Vec<SessionKey>,
+    base: String,
+}
+
+impl LazyClusterStore {
+    async fn get(&self) -> Result<&RedisStore<ClusterConnection>, StoreError> {
+        self.store
+            .get_or_try_init(|| async {
+                let conn = self.cluster.conn().await?;
+                Ok(RedisStore::new(
+                    conn,
+                    Arc::clone(&self.sealer),
+                    &self.secrets,
+                    &self.base,
+                    self.cluster.settings.clone(),
+                ))
+            })
+            .await
+    }
 }
 
 /// Calls `$call` on whichever store `$self` holds, timing Redis calls as `$op`.
@@ -169,6 +253,14 @@ macro_rules! dispatch {
         match &$self.kind {
             Kind::Cookie($store) => $call.await,
             Kind::Redis($store) => $self.timed($op, $call).await,
+            Kind::Cluster(lazy) => {
+                $self
+                    .timed($op, async {
+                        let $store = lazy.get().await?;
+                        $call.await
+                    })
+                    .await
+            }
         }
     };
 }
@@ -191,6 +283,7 @@ impl AnyStore {
         match &self.kind {
             Kind::Cookie(store) => store.revokes(),
             Kind::Redis(store) => store.revokes(),
+            Kind::Cluster(_) => true,
         }
     }
 
@@ -221,5 +314,23 @@ impl AnyStore {
 
     pub async fn delete_by_sub(&self, iss: &str, sub: &str) -> Result<Revoked, StoreError> {
         dispatch!(self, "revoke", store => store.delete_by_sub(iss, sub))
+    }
+
+    pub async fn try_lock(&self, ticket: &Ticket, hold: Duration) -> Result<Option<Lock>, StoreError> {
+        dispatch!(self, "lock", store => store.try_lock(ticket, hold))
+    }
+
+    pub async fn unlock(&self, lock: Lock) -> Result<(), StoreError> {
+        dispatch!(self, "unlock", store => store.unlock(lock))
+    }
+
+    pub async fn first_use(
+        &self,
+        scope: &str,
+        key: &str,
+        keep: Duration,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, "first_use", store => store.first_use(scope, key, keep, now))
     }
 }

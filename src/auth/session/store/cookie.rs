@@ -1,18 +1,28 @@
 //! The stateless store: the session is sealed into the ticket itself, sharded
 //! over up to four cookies (the ALB way). Nothing is kept on the server, so
-//! nothing can be revoked there.
+//! nothing can be revoked there. Refresh locks and one-time keys live in
+//! this process only.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use super::{Revoked, SessionStore, StoreError, Ticket};
+use super::{Lock, Revoked, SessionStore, StoreError, Ticket, once_digest};
 use crate::auth::session::{CookieSealer, SealedShards};
 use crate::auth::state::Session;
+
+/// How many one-time keys one process remembers: a few MB at most.
+pub const MAX_ONCE_KEYS: usize = 100_000;
 
 /// Sessions sealed into the `{base}-N` cookies.
 pub struct CookieStore {
     sealer: Arc<CookieSealer>,
     /// The session cookie's base name, bound into every seal.
     base: String,
+    /// One-time keys seen, by scope and digest, with the second from which
+    /// each may be used again. At most [`MAX_ONCE_KEYS`]; expired ones are
+    /// evicted only when it is full.
+    once: Mutex<HashMap<(String, [u8; 32]), u64>>,
 }
 
 impl CookieStore {
@@ -20,6 +30,7 @@ impl CookieStore {
         Self {
             sealer,
             base: base.into(),
+            once: Mutex::new(HashMap::new()),
         }
     }
 
@@ -79,5 +90,53 @@ impl SessionStore for CookieStore {
 
     async fn delete_by_sub(&self, _iss: &str, _sub: &str) -> Result<Revoked, StoreError> {
         Ok(Revoked::Unsupported)
+    }
+
+    async fn try_lock(
+        &self,
+        _ticket: &Ticket,
+        _hold: Duration,
+    ) -> Result<Option<Lock>, StoreError> {
+        // Nothing is shared with other replicas, and within this process the
+        // caller's single-flight lets one request refresh.
+        Ok(Some(Lock {
+            key: String::new(),
+            token: String::new(),
+        }))
+    }
+
+    async fn unlock(&self, _lock: Lock) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn first_use(
+        &self,
+        scope: &str,
+        key: &str,
+        keep: Duration,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let keep = keep.as_secs() + u64::from(keep.subsec_nanos() > 0);
+        let id = (scope.to_owned(), once_digest(key));
+        // Every update below leaves the map whole, so a panic elsewhere
+        // while it was locked leaves nothing to distrust.
+        let mut seen = self.once.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.get(&id).is_some_and(|&until| until > now) {
+            return Ok(false);
+        }
+        if seen.len() >= MAX_ONCE_KEYS && !seen.contains_key(&id) {
+            seen.retain(|_, until| *until > now);
+            if seen.len() >= MAX_ONCE_KEYS {
+                // Forgetting a live key would let its replay through.
+                tracing::warn!(
+                    scope,
+                    limit = MAX_ONCE_KEYS,
+                    "one-time keys: all remembered keys are live; refusing a new one"
+                );
+                return Ok(false);
+            }
+        }
+        seen.insert(id, now.saturating_add(keep));
+        Ok(true)
     }
 }

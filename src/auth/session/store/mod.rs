@@ -17,6 +17,12 @@
 //! on the server: the cookie store reports [`Revoked::Unsupported`], as
 //! oauth2-proxy's cookie store does, and [`SessionStore::revokes`] tells the
 //! caller whether deleting a ticket ends it anywhere but in this browser.
+//!
+//! Two small pieces of shared state serve the callers beside the sessions:
+//! a refresh lock per session ([`SessionStore::try_lock`]), so that one
+//! replica refreshes while the others wait, and one-time keys
+//! ([`SessionStore::first_use`]), so that a logout token is acted on once.
+//! The cookie store keeps both in this process only.
 
 mod any;
 mod cookie;
@@ -26,9 +32,11 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-pub use self::redis::{MAX_SESSION_BYTES, RedisSettings, RedisStore, connect};
+use aws_lc_rs::digest;
+
+pub use self::redis::{MAX_SESSION_BYTES, RedisSettings, RedisStore, connect, connect_cluster};
 pub use any::{AnyStore, Backend, StoreHealth};
-pub use cookie::CookieStore;
+pub use cookie::{CookieStore, MAX_ONCE_KEYS};
 
 use super::codec::TooLarge;
 use crate::auth::state::Session;
@@ -58,6 +66,36 @@ impl fmt::Debug for Ticket {
     }
 }
 
+/// A refresh lock on one session, held until [`SessionStore::unlock`] or
+/// until its hold runs out, whichever comes first. `Debug` never shows the
+/// token.
+#[must_use = "a lock that is never unlocked blocks refreshes for its whole hold"]
+pub struct Lock {
+    /// Where the store keeps the lock; empty for the cookie store, whose
+    /// locks are not shared.
+    key: String,
+    /// Random, so that an unlock after the hold ran out releases nothing a
+    /// later holder took.
+    token: String,
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Lock([redacted])")
+    }
+}
+
+/// What a one-time key is remembered by: SHA-256 of the key, so that an
+/// input of any length costs a fixed 32 bytes and never becomes a Redis key
+/// name verbatim.
+fn once_digest(key: &str) -> [u8; 32] {
+    let digest = digest::digest(&digest::SHA256, key.as_bytes());
+    digest
+        .as_ref()
+        .try_into()
+        .expect("a SHA-256 digest is 32 bytes")
+}
+
 /// What a revocation by `sid` or `sub` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revoked {
@@ -82,8 +120,6 @@ pub enum StoreError {
     Timeout { op: &'static str, after: Duration },
     #[error("the session store address is not usable")]
     InvalidUrl(#[source] ::redis::RedisError),
-    #[error("Redis Cluster is not supported by this build yet")]
-    ClusterNotBuilt,
     #[error("a session that has already ended cannot be saved")]
     Expired,
     #[error(transparent)]
@@ -143,4 +179,44 @@ pub trait SessionStore: Send + Sync {
         iss: &str,
         sub: &str,
     ) -> impl Future<Output = Result<Revoked, StoreError>> + Send;
+
+    /// Takes the refresh lock of the session behind `ticket` for at most
+    /// `hold` (1 ms at least), so that of the replicas finding its access
+    /// token stale only one calls the IdP. `Ok(None)`: not granted, because
+    /// another holder has it or because `ticket` names no session of this
+    /// store (callers lock only a ticket that has just loaded); either way,
+    /// load the session again shortly rather than refresh it.
+    ///
+    /// Exclusive across replicas only in a store that keeps state on the
+    /// server (those whose [`revokes`](Self::revokes) is `true`). The cookie
+    /// store grants every lock: it shares nothing between replicas, and
+    /// within one process the caller's single-flight already lets one
+    /// request refresh.
+    fn try_lock(
+        &self,
+        ticket: &Ticket,
+        hold: Duration,
+    ) -> impl Future<Output = Result<Option<Lock>, StoreError>> + Send;
+
+    /// Releases `lock` if it is still held by it. A lock whose hold ran out
+    /// releases nothing, in particular not the lock someone took after it.
+    fn unlock(&self, lock: Lock) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// `true` the first time `key` is seen in `scope` within `keep`, `false`
+    /// every other time: for acting on a logout token (its `jti`) once.
+    /// `scope` is a fixed name chosen by the caller (such as `logout`), never
+    /// input; `key` may be anything. The cookie store counts `keep` from
+    /// `now` (Unix seconds), rounded up to whole seconds; Redis counts it on
+    /// its own clock, to the millisecond, and ignores `now`.
+    ///
+    /// A store that cannot remember one more key answers `false`: a replay
+    /// is never taken for a first use, at the price of refusing new keys
+    /// until old ones expire.
+    fn first_use(
+        &self,
+        scope: &str,
+        key: &str,
+        keep: Duration,
+        now: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }

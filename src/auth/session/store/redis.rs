@@ -24,12 +24,18 @@
 //!                        IdP session (iss, sid)      TTL = the longest member's
 //! {prefix}sub:{mac}      ids of the sessions of one  ZSET, as above
 //!                        user (iss, sub)
+//! {prefix}lock:{id}      the refresh lock of one     STRING random token,
+//!                        session                     TTL = the hold
+//! {prefix}once:{scope}:{digest}                      STRING "1", TTL = keep
+//!                        a one-time key seen
 //! ```
 //!
 //! `{id}` is the session id in base64url. `{mac}` is base64url of
 //! HMAC-SHA256 over the length-prefixed issuer and value, keyed from the
 //! session secrets, so Redis does not list who is logged in; revocation
 //! looks under the key of every secret, so rotation misses nothing.
+//! `{digest}` is base64url of SHA-256 of the one-time key, unkeyed so that
+//! a key seen before a secret rotation is still recognised after it.
 //!
 //! # Values at rest
 //!
@@ -40,33 +46,50 @@
 //! # Writes and revocation
 //!
 //! No step needs a transaction, so every key may sit in another Redis
-//! Cluster slot. A save adds the id to the indexes first (pruning members
-//! that have expired) and writes the session last: a failure in between
-//! leaves at most an index entry that names nothing. An update rewrites the
-//! value only if the key still exists (`SET XX`), so a refresh racing a
-//! sign-out never brings the session back. Revocation reads one index,
-//! deletes the sessions it names and removes exactly those members, so a
-//! session added meanwhile stays indexed: the work is the number of
+//! Cluster slot, and no command or pipeline names two keys: each goes to
+//! the one node that owns its key. A save adds the id to the indexes first
+//! (pruning members that have expired) and writes the session only once
+//! they have answered: a failure in between leaves at most an index entry
+//! that names nothing. An update rewrites the value only if the key still
+//! exists (`SET XX`), so a refresh racing a sign-out never brings the
+//! session back. Revocation reads one index, deletes the sessions it names
+//! (one `DEL` each, sent together) and then removes exactly those members,
+//! so a session added meanwhile stays indexed: the work is the number of
 //! sessions of that user. Deleting one session leaves its index entries,
 //! which name nothing and are pruned when they expire.
 //!
+//! The refresh lock is `SET … NX PX hold` with a random token; unlocking
+//! deletes the key only while it still holds that token (one Lua script on
+//! one key, so it runs on a cluster too). A one-time key is `SET … NX PX`.
+//!
 //! # Errors
 //!
-//! Each Redis call is bounded by `timeout`. A refused connection, a Redis
-//! error or a timeout is a [`StoreError`] (503 to the client), never "no
-//! session". Indexes use `EXPIRE … NX` / `GT`, so Redis 7.0 or later.
+//! Each round trip (or set of requests sent together) is bounded by
+//! `timeout`. A refused connection, a Redis error or a timeout is a
+//! [`StoreError`] (503 to the client), never "no session". Indexes use
+//! `EXPIRE … NX` / `GT`, so Redis 7.0 or later.
+//!
+//! # Connections
+//!
+//! [`connect`] gives a [`ConnectionManager`] to one server; [`connect_cluster`]
+//! a [`ClusterConnection`] to Redis Cluster. Both reconnect by themselves:
+//! a store built on either serves again once Redis is back, without being
+//! rebuilt.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, RedisResult, Value};
+use ::redis::cluster::ClusterClientBuilder;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{Client, RedisResult, Script, Value};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
 use aws_lc_rs::{hkdf, hmac};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::future::try_join_all;
 
-use super::{Revoked, SessionStore, StoreError, Ticket};
+use super::{Lock, Revoked, SessionStore, StoreError, Ticket, once_digest};
 use crate::auth::session::CookieSealer;
 use crate::auth::state::Session;
 use crate::config::SessionKey;
@@ -83,6 +106,15 @@ pub const MAX_SESSION_BYTES: usize = 64 * 1024;
 const MAX_VALUE_BYTES: usize = 1 + NONCE_LEN + MAX_SESSION_BYTES + TAG_LEN;
 
 const INDEX_SALT: &[u8] = b"portcullis session index v1";
+const LOCK_TOKEN_LEN: usize = 16;
+/// Deletes `KEYS[1]` only while it holds `ARGV[1]`: a compare-and-delete
+/// that no other client's command can interleave with.
+const UNLOCK: &str = r#"
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+    return redis.call("DEL", KEYS[1])
+end
+return 0
+"#;
 
 /// `sessions.redis` beyond the address.
 #[derive(Debug, Clone)]
@@ -110,21 +142,40 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<ConnectionManager, 
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
     let connecting = ConnectionManager::new_with_config(client, config);
-    match tokio::time::timeout(timeout, connecting).await {
-        Ok(Ok(manager)) => Ok(manager),
-        Ok(Err(source)) => Err(StoreError::Unavailable {
-            op: "connect",
-            source,
-        }),
-        Err(_) => Err(StoreError::Timeout {
-            op: "connect",
-            after: timeout,
-        }),
+    bounded("connect", timeout, connecting).await
+}
+
+/// A connection to a Redis Cluster that follows its slots and reconnects to
+/// its nodes by itself, with `timeout` on connecting to each node, on every
+/// answer, and on the whole connect. `urls` are some of its nodes (any one
+/// that answers is enough); `redis://` or `rediss://`, with any password.
+pub async fn connect_cluster(
+    urls: &[String],
+    timeout: Duration,
+) -> Result<ClusterConnection, StoreError> {
+    let client = ClusterClientBuilder::new(urls.iter().map(String::as_str))
+        .connection_timeout(timeout)
+        .response_timeout(timeout)
+        .build()
+        .map_err(StoreError::InvalidUrl)?;
+    bounded("connect", timeout, client.get_async_connection()).await
+}
+
+/// `work`, unless it fails or takes longer than `after`.
+async fn bounded<T>(
+    op: &'static str,
+    after: Duration,
+    work: impl Future<Output = RedisResult<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(after, work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(source)) => Err(StoreError::Unavailable { op, source }),
+        Err(_) => Err(StoreError::Timeout { op, after }),
     }
 }
 
 /// Sessions in Redis behind a one-cookie ticket. `C` is a
-/// [`ConnectionManager`], or a cluster connection for Redis Cluster.
+/// [`ConnectionManager`], or a [`ClusterConnection`] for Redis Cluster.
 pub struct RedisStore<C = ConnectionManager> {
     conn: C,
     /// Seals and opens tickets.
@@ -134,6 +185,8 @@ pub struct RedisStore<C = ConnectionManager> {
     /// Index MAC keys, one per session secret; the first writes, all are searched.
     index_keys: Vec<hmac::Key>,
     settings: RedisSettings,
+    /// [`UNLOCK`], sent by its hash once Redis knows it.
+    unlock: Script,
 }
 
 /// What a ticket opens to.
@@ -159,6 +212,7 @@ where
             ticket_name: format!("{base}-0"),
             index_keys: index_keys(secrets),
             settings,
+            unlock: Script::new(UNLOCK),
         }
     }
 
@@ -201,19 +255,14 @@ where
         })
     }
 
-    /// One Redis round trip, bounded by the timeout.
+    /// One Redis round trip (or several sent at once), bounded by the timeout.
     async fn call<T>(
         &self,
         op: &'static str,
         run: impl AsyncFnOnce(&mut C) -> RedisResult<T>,
     ) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
-        let after = self.settings.timeout;
-        match tokio::time::timeout(after, run(&mut conn)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(source)) => Err(StoreError::Unavailable { op, source }),
-            Err(_) => Err(StoreError::Timeout { op, after }),
-        }
+        bounded(op, self.settings.timeout, run(&mut conn)).await
     }
 
     async fn revoke(&self, kind: &str, iss: &str, value: &str) -> Result<Revoked, StoreError> {
@@ -232,17 +281,29 @@ where
             if ids.is_empty() {
                 continue;
             }
-            // One DEL per key rather than one for all: in a cluster they
-            // hash to different slots.
-            let mut pipe = ::redis::pipe();
-            for id in &ids {
-                pipe.cmd("DEL").arg(self.session_key(id));
-            }
-            pipe.cmd("ZREM").arg(&index).arg(&ids).ignore();
+            // One DEL per key, not one for all nor one pipeline: in a
+            // cluster the keys live in different slots, and any one command
+            // or pipeline must stay within one.
+            let keys: Vec<String> = ids.iter().map(|id| self.session_key(id)).collect();
             let counts: Vec<usize> = self
-                .call("revoke", async |conn| pipe.query_async(conn).await)
+                .call("revoke", async |conn| {
+                    try_join_all(keys.iter().map(|key| {
+                        let mut conn = conn.clone();
+                        async move { ::redis::cmd("DEL").arg(key).query_async(&mut conn).await }
+                    }))
+                    .await
+                })
                 .await?;
             deleted += counts.iter().sum::<usize>();
+            // Only once they are gone: an index entry never goes before its session.
+            self.call("revoke", async |conn| {
+                ::redis::cmd("ZREM")
+                    .arg(&index)
+                    .arg(&ids)
+                    .query_async::<()>(conn)
+                    .await
+            })
+            .await?;
         }
         Ok(Revoked::Sessions(deleted))
     }
@@ -273,13 +334,15 @@ where
         secret.fill(0);
         let value = seal_value(&opened, plaintext);
 
-        let mut pipe = ::redis::pipe();
+        // One pipeline per index: each names one key, so one slot.
         let sid = session.sid.as_deref().map(|sid| ("sid", sid));
+        let mut pipes = Vec::with_capacity(2);
         for (kind, of) in sid.into_iter().chain([("sub", session.sub.as_str())]) {
             let index = self
                 .index_names(kind, &session.iss, of)
                 .next()
                 .expect("there is always at least one index key");
+            let mut pipe = ::redis::pipe();
             pipe.cmd("ZADD")
                 .arg(&index)
                 .arg(session.expires_at)
@@ -293,15 +356,28 @@ where
             // NX gives a new index its TTL, GT lengthens an existing one; neither shortens it.
             pipe.cmd("EXPIRE").arg(&index).arg(ttl).arg("NX").ignore();
             pipe.cmd("EXPIRE").arg(&index).arg(ttl).arg("GT").ignore();
+            pipes.push(pipe);
         }
-        pipe.cmd("SET")
-            .arg(self.session_key(&opened.id))
-            .arg(value)
-            .arg("EX")
-            .arg(ttl)
-            .ignore();
-        self.call("save", async |conn| pipe.query_async::<()>(conn).await)
-            .await?;
+        self.call("save", async |conn| {
+            try_join_all(pipes.iter().map(|pipe| {
+                let mut conn = conn.clone();
+                async move { pipe.query_async::<()>(&mut conn).await }
+            }))
+            .await
+        })
+        .await?;
+        // The session last, once every index names it.
+        let key = self.session_key(&opened.id);
+        self.call("save", async |conn| {
+            ::redis::cmd("SET")
+                .arg(&key)
+                .arg(value)
+                .arg("EX")
+                .arg(ttl)
+                .query_async::<()>(conn)
+                .await
+        })
+        .await?;
         Ok(ticket)
     }
 
@@ -368,6 +444,77 @@ where
     async fn delete_by_sub(&self, iss: &str, sub: &str) -> Result<Revoked, StoreError> {
         self.revoke("sub", iss, sub).await
     }
+
+    async fn try_lock(&self, ticket: &Ticket, hold: Duration) -> Result<Option<Lock>, StoreError> {
+        let Some(opened) = self.open_ticket(ticket) else {
+            return Ok(None);
+        };
+        let mut token = [0u8; LOCK_TOKEN_LEN];
+        aws_lc_rs::rand::fill(&mut token)
+            .expect("the system random source works, or nothing in TLS would either");
+        let lock = Lock {
+            key: format!("{}lock:{}", self.settings.key_prefix, opened.id),
+            token: URL_SAFE_NO_PAD.encode(token),
+        };
+        let taken: Value = self
+            .call("lock", async |conn| {
+                ::redis::cmd("SET")
+                    .arg(&lock.key)
+                    .arg(&lock.token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(hold))
+                    .query_async(conn)
+                    .await
+            })
+            .await?;
+        Ok((taken != Value::Nil).then_some(lock))
+    }
+
+    async fn unlock(&self, lock: Lock) -> Result<(), StoreError> {
+        self.call("unlock", async |conn| {
+            self.unlock
+                .key(&lock.key)
+                .arg(&lock.token)
+                .invoke_async::<()>(conn)
+                .await
+        })
+        .await
+    }
+
+    async fn first_use(
+        &self,
+        scope: &str,
+        key: &str,
+        keep: Duration,
+        _now: u64,
+    ) -> Result<bool, StoreError> {
+        let key = format!(
+            "{}once:{scope}:{}",
+            self.settings.key_prefix,
+            URL_SAFE_NO_PAD.encode(once_digest(key))
+        );
+        let set: Value = self
+            .call("remember a one-time key", async |conn| {
+                ::redis::cmd("SET")
+                    .arg(&key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(keep))
+                    .query_async(conn)
+                    .await
+            })
+            .await?;
+        Ok(set != Value::Nil)
+    }
+}
+
+/// `duration` in whole milliseconds for `PX`, which refuses 0.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 fn serialize(session: &Session) -> Result<Vec<u8>, StoreError> {

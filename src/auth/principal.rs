@@ -1,0 +1,51 @@
+//! Who a request is, once a credential proved it: a [`Principal`]. Every
+//! credential produces one (today the session; bearer tokens later), the
+//! identity headers are built from it in one place
+//! ([`Authenticator`](super::Authenticator)'s `identity`), and the
+//! authorization step decides on it.
+
+use serde_json::value::RawValue;
+
+use super::state::Session;
+
+/// A verified identity.
+pub struct Principal {
+    /// The IdP that vouched for it (`iss`) and the client it logged in to.
+    pub issuer: String,
+    pub client: String,
+    /// The user at that IdP (`sub`).
+    pub subject: String,
+    /// The IdP's session id, when it gave one.
+    pub sid: Option<String>,
+    /// The claims, a JSON object as the IdP sent it (userinfo for sessions).
+    pub claims: Box<RawValue>,
+    /// The access token, passed upstream as `x-amzn-oidc-accesstoken`.
+    pub access_token: String,
+    /// Unix seconds until which this identity may be used: the end of the
+    /// access token or of the session, whichever is first.
+    pub expires_at: u64,
+}
+
+impl Principal {
+    pub fn of_session(session: &Session) -> Self {
+        Self {
+            issuer: session.iss.clone(),
+            client: session.client.clone(),
+            subject: session.sub.clone(),
+            sid: session.sid.clone(),
+            claims: session.claims.clone(),
+            access_token: session.access_token.clone(),
+            expires_at: session.access_expires_at.min(session.expires_at),
+        }
+    }
+
+    /// Roughly the bytes it holds, for cache budgets.
+    pub fn size(&self) -> usize {
+        self.issuer.len()
+            + self.client.len()
+            + self.subject.len()
+            + self.sid.as_ref().map_or(0, String::len)
+            + self.claims.get().len()
+            + self.access_token.len()
+    }
+}
