@@ -170,7 +170,8 @@ impl NodeIdp {
 
     /// `GET /__test/stats`: `{"grants": {"authorization_code": N,
     /// "refresh_token": M}, "grant_errors", "userinfo", "userinfo_errors",
-    /// "authorizations", "authorization_errors", "end_sessions"}`.
+    /// "authorizations", "authorization_errors", "end_sessions",
+    /// "backchannel_logouts", "backchannel_logout_errors"}`.
     pub async fn stats(&self) -> serde_json::Value {
         self.get_json("/__test/stats").await
     }

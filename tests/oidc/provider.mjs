@@ -46,6 +46,10 @@ const issueRefreshTokenAlways = config.issueRefreshToken ?? cognitoPool !== null
 const requirePkce = config.requirePkce ?? true;
 const skipConsent = config.skipConsent ?? cognitoPool !== null;
 const bigClaims = config.bigClaims ?? 0;
+// backchannelLogout: OpenID Connect Back-Channel Logout 1.0. A client with a
+// `backchannel_logout_uri` gets a logout token POSTed there when the user
+// ends the session at the end_session endpoint.
+const backchannelLogout = config.backchannelLogout ?? false;
 const cognitoClaims = config.cognito ?? cognitoPool !== null;
 const cognito = cognitoClaims
   ? { username: 'alice', groups: ['admins', 'users'], ...(cognitoClaims === true ? {} : cognitoClaims) }
@@ -193,6 +197,9 @@ const stats = {
   authorizations: 0,
   authorization_errors: 0,
   end_sessions: 0,
+  // backchannelLogout only: logout tokens the client answered 200 (or 204), or not.
+  backchannel_logouts: 0,
+  backchannel_logout_errors: 0,
   // cognitoPool only: answers of Cognito's /logout, and the query of the last one.
   logouts: 0,
   last_logout: null,
@@ -228,7 +235,13 @@ server.listen(port, '127.0.0.1', () => {
       rpInitiatedLogout: { enabled: cognitoPool === null },
       userinfo: { enabled: true },
       revocation: { enabled: true },
+      backchannelLogout: { enabled: backchannelLogout },
     },
+    // oidc-provider refuses to send logout tokens to loopback addresses (its
+    // SSRF protection); the relying party under test is on the loopback.
+    ...(backchannelLogout ? {
+      fetch: (url, { dispatcher: _, ...options }) => globalThis.fetch(url, options),
+    } : {}),
     async issueRefreshToken(ctx, client, code) {
       if (!client.grantTypeAllowed('refresh_token')) return false;
       return issueRefreshTokenAlways || code.scopes.has('offline_access');
@@ -313,6 +326,8 @@ server.listen(port, '127.0.0.1', () => {
   provider.on('authorization.success', () => { stats.authorizations += 1; });
   provider.on('authorization.error', (ctx, err) => { stats.authorization_errors += 1; log('authorization.error', err.message, err.error_description ?? ''); });
   provider.on('end_session.success', () => { stats.end_sessions += 1; });
+  provider.on('backchannel.success', () => { stats.backchannel_logouts += 1; });
+  provider.on('backchannel.error', (ctx, err) => { stats.backchannel_logout_errors += 1; log('backchannel.error', err.message); });
   provider.on('userinfo.error', (ctx, err) => { log('userinfo.error', err.message); });
   provider.on('server_error', (ctx, err) => { log('server_error', err); });
 
