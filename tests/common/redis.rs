@@ -66,6 +66,18 @@ impl RedisServer {
         }
     }
 
+    /// SIGSTOP (`true`) or SIGCONT (`false`): a server that stops answering,
+    /// its connections left open, as a stalled host does; then its return.
+    pub fn freeze(&self, frozen: bool) {
+        let child = self.child.as_ref().expect("the server is running");
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} redis-server");
+    }
+
     /// Kills the server and starts a new, empty one on the same port: a Redis
     /// that comes back after a crash. A cluster node keeps its `nodes.conf`,
     /// so it comes back owning the same slots (but none of their keys).
