@@ -12,14 +12,14 @@ use openidconnect::{CsrfToken, Nonce, PkceCodeChallenge};
 use tokio::sync::OnceCell;
 use url::Url;
 
+use super::clock::Clock;
 use super::error::AuthError;
+use super::oidc::logout::{self, LogoutRefusal, LogoutRequest};
 use super::oidc::provider::Provider;
 use super::oidc::tokens::{self, ClientCredentials, TokenResponse};
 use super::opened::{OPENED_SESSIONS_BYTES, OpenedSessions};
-use super::principal::Principal;
-use super::oidc::logout::{self, LogoutRefusal, LogoutRequest};
-use super::clock::Clock;
 use super::policy;
+use super::principal::Principal;
 use super::revocations::Revocations;
 use super::session::store::{AnyStore, Backend, Revoked, StoreError, StoreHealth, Ticket};
 use super::session::{
@@ -355,9 +355,7 @@ impl Authenticator {
         let created_at = session
             .expires_at
             .saturating_sub(self.settings.session_timeout.as_secs());
-        self.shared
-            .revocations
-            .is_revoked(session, created_at, now)
+        self.shared.revocations.is_revoked(session, created_at, now)
     }
 
     /// Whether a logout token claiming to come from `iss` is for this action to check.
@@ -417,9 +415,15 @@ impl Authenticator {
             }
             Revoked::Unsupported => {
                 match (&logout.sid, &logout.sub) {
-                    (Some(sid), _) => self.shared.revocations.revoke_sid(&logout.iss, sid, now, until),
+                    (Some(sid), _) => {
+                        self.shared
+                            .revocations
+                            .revoke_sid(&logout.iss, sid, now, until)
+                    }
                     (None, Some(sub)) => {
-                        self.shared.revocations.revoke_sub(&logout.iss, sub, now, until);
+                        self.shared
+                            .revocations
+                            .revoke_sub(&logout.iss, sub, now, until);
                     }
                     (None, None) => {}
                 }
