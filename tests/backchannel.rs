@@ -16,7 +16,7 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPai
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bytes::Bytes;
-use common::redis::RedisServer;
+use common::redis::{RedisCluster, RedisServer};
 use common::*;
 use http::{Request, header};
 use http_body_util::Full;
@@ -26,7 +26,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use portcullis::config::SessionKey;
 use portcullis::internals::{
     Clock, CookieSealer, CookieStore, RedisSettings, RedisStore, Session, SessionStore,
-    connect_redis,
+    connect_redis, connect_redis_cluster,
 };
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -128,10 +128,23 @@ fn session(sub: &str, sid: &str, made_at: u64) -> Session {
     }
 }
 
-/// Which store the proxy keeps sessions in, as the test makes them.
+/// Where the proxy keeps sessions.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Cookie,
+    Redis,
+    Cluster,
+}
+
+/// The proxy's store, as the test makes sessions in it.
 enum Store {
     Cookie(CookieStore),
     Redis(RedisStore, RedisServer),
+    /// The cluster is held only to keep it running.
+    Cluster(
+        RedisStore<::redis::cluster_async::ClusterConnection>,
+        #[allow(dead_code)] RedisCluster,
+    ),
 }
 
 struct Stack {
@@ -143,22 +156,34 @@ struct Stack {
 }
 
 impl Stack {
-    async fn start(redis: bool) -> Option<Self> {
+    async fn start(kind: Kind) -> Option<Self> {
         let key = IdpKey::new("idp-key");
         let jwks = serve_jwks(&key).await;
         let upstream = upstream::start().await;
-        let server = if redis {
-            Some(RedisServer::start()?)
-        } else {
-            None
+        let server = match kind {
+            Kind::Redis => Some(RedisServer::start()?),
+            _ => None,
         };
-        let sessions = match &server {
-            Some(server) => format!(
+        let cluster = match kind {
+            Kind::Cluster => Some(RedisCluster::start(3)?),
+            _ => None,
+        };
+        let quoted = |urls: Vec<String>| {
+            let urls: Vec<String> = urls.iter().map(|url| format!("\"{url}\"")).collect();
+            urls.join(", ")
+        };
+        let sessions = match (&server, &cluster) {
+            (Some(server), _) => format!(
                 "{{ secrets: [\"{SESSION_SECRET}\"], store: redis, \
                  redis: {{ url: \"{}\", timeout: 500ms }} }}",
                 server.url()
             ),
-            None => format!("{{ secrets: [\"{SESSION_SECRET}\"] }}"),
+            (_, Some(cluster)) => format!(
+                "{{ secrets: [\"{SESSION_SECRET}\"], store: redis, \
+                 redis: {{ cluster: [{}], timeout: 500ms }} }}",
+                quoted(cluster.urls())
+            ),
+            _ => format!("{{ secrets: [\"{SESSION_SECRET}\"] }}"),
         };
         let yaml = format!(
             r#"
@@ -183,18 +208,27 @@ listeners:
         let clock = Clock::manual(NOW);
         let proxy = start_with_clock(load_yaml(&yaml, &[]), clock.clone()).await;
         let sealer = Arc::new(CookieSealer::new(&secrets()));
-        let store = match server {
-            Some(server) => {
+        let settings = RedisSettings::default();
+        let store = match (server, cluster) {
+            (Some(server), _) => {
                 let conn = connect_redis(&server.url(), Duration::from_secs(2))
                     .await
                     .expect("Redis answers");
-                let settings = RedisSettings::default();
                 Store::Redis(
                     RedisStore::new(conn, sealer, &secrets(), COOKIE, settings),
                     server,
                 )
             }
-            None => Store::Cookie(CookieStore::new(sealer, COOKIE)),
+            (_, Some(cluster)) => {
+                let conn = connect_redis_cluster(&cluster.urls(), Duration::from_secs(2))
+                    .await
+                    .expect("the cluster answers");
+                Store::Cluster(
+                    RedisStore::new(conn, sealer, &secrets(), COOKIE, settings),
+                    cluster,
+                )
+            }
+            _ => Store::Cookie(CookieStore::new(sealer, COOKIE)),
         };
         Some(Self {
             proxy,
@@ -212,6 +246,7 @@ listeners:
         let ticket = match &self.store {
             Store::Cookie(store) => store.save(&session, made_at).await,
             Store::Redis(store, _) => store.save(&session, made_at).await,
+            Store::Cluster(store, _) => store.save(&session, made_at).await,
         }
         .expect("the session is saved");
         ticket
@@ -269,8 +304,8 @@ fn assert_no_store(answer: &Answer) {
     );
 }
 
-async fn a_sid_ends_its_session_once(redis: bool) {
-    let Some(stack) = Stack::start(redis).await else {
+async fn a_sid_ends_its_session_once(kind: Kind) {
+    let Some(stack) = Stack::start(kind).await else {
         return;
     };
     let alice_laptop = stack.login("alice", "s-laptop", NOW).await;
@@ -301,8 +336,8 @@ async fn a_sid_ends_its_session_once(redis: bool) {
     assert_eq!(replay.json()["error"], "invalid_request");
 }
 
-async fn a_sub_ends_every_session_of_the_user_made_before(redis: bool) {
-    let Some(stack) = Stack::start(redis).await else {
+async fn a_sub_ends_every_session_of_the_user_made_before(kind: Kind) {
+    let Some(stack) = Stack::start(kind).await else {
         return;
     };
     let laptop = stack.login("alice", "s-laptop", NOW - 60).await;
@@ -321,8 +356,8 @@ async fn a_sub_ends_every_session_of_the_user_made_before(redis: bool) {
     assert_eq!(stack.who(&again).await.as_deref(), Ok("alice"));
 }
 
-async fn bad_requests_and_tokens_end_nothing(redis: bool) {
-    let Some(stack) = Stack::start(redis).await else {
+async fn bad_requests_and_tokens_end_nothing(kind: Kind) {
+    let Some(stack) = Stack::start(kind).await else {
         return;
     };
     let alice = stack.login("alice", "s1", NOW).await;
@@ -410,37 +445,47 @@ async fn bad_requests_and_tokens_end_nothing(redis: bool) {
 
 #[tokio::test]
 async fn cookie_store_a_sid_ends_its_session_once() {
-    a_sid_ends_its_session_once(false).await;
+    a_sid_ends_its_session_once(Kind::Cookie).await;
 }
 
 #[tokio::test]
 async fn redis_a_sid_ends_its_session_once() {
-    a_sid_ends_its_session_once(true).await;
+    a_sid_ends_its_session_once(Kind::Redis).await;
 }
 
 #[tokio::test]
 async fn cookie_store_a_sub_ends_every_session_of_the_user_made_before() {
-    a_sub_ends_every_session_of_the_user_made_before(false).await;
+    a_sub_ends_every_session_of_the_user_made_before(Kind::Cookie).await;
 }
 
 #[tokio::test]
 async fn redis_a_sub_ends_every_session_of_the_user() {
-    a_sub_ends_every_session_of_the_user_made_before(true).await;
+    a_sub_ends_every_session_of_the_user_made_before(Kind::Redis).await;
 }
 
 #[tokio::test]
 async fn cookie_store_bad_requests_and_tokens_end_nothing() {
-    bad_requests_and_tokens_end_nothing(false).await;
+    bad_requests_and_tokens_end_nothing(Kind::Cookie).await;
 }
 
 #[tokio::test]
 async fn redis_bad_requests_and_tokens_end_nothing() {
-    bad_requests_and_tokens_end_nothing(true).await;
+    bad_requests_and_tokens_end_nothing(Kind::Redis).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_a_sid_ends_its_session_once() {
+    a_sid_ends_its_session_once(Kind::Cluster).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_a_sub_ends_every_session_of_the_user() {
+    a_sub_ends_every_session_of_the_user_made_before(Kind::Cluster).await;
 }
 
 #[tokio::test]
 async fn redis_down_is_503_for_sessions_and_logouts_then_recovers() {
-    let Some(mut stack) = Stack::start(true).await else {
+    let Some(mut stack) = Stack::start(Kind::Redis).await else {
         return;
     };
     let alice = stack.login("alice", "s1", NOW).await;
