@@ -187,6 +187,7 @@ impl Stack {
         };
         let yaml = format!(
             r#"
+admin: {{ address: "127.0.0.1:0" }}
 sessions: {sessions}
 listeners:
   - address: "127.0.0.1:0"
@@ -510,6 +511,19 @@ async fn redis_down_is_503_for_sessions_and_logouts_then_recovers() {
         .key
         .sign(&logout_claims(Some("alice"), Some("s1"), "jti-down"));
     assert_eq!(stack.logout(&token).await.status, 503);
+    let admin = stack.proxy.admin.expect("an admin listener");
+    assert!(
+        eventually(|| async { admin_get(admin, "/readyz").await.status == 503 }).await,
+        "/readyz turns 503 while Redis does not answer"
+    );
+    let metrics = admin_get(admin, "/metrics").await.text();
+    for expected in [
+        r#"portcullis_session_store_errors_total{op="load"}"#,
+        r#"portcullis_session_store_latency_seconds_count{op="load"}"#,
+        r#"portcullis_auth_failure_total{reason="AuthSessionStoreUnavailable"}"#,
+    ] {
+        assert!(metrics.contains(expected), "{expected} in\n{metrics}");
+    }
 
     let Store::Redis(_, server) = &mut stack.store else {
         unreachable!("a Redis stack")
@@ -526,4 +540,23 @@ async fn redis_down_is_503_for_sessions_and_logouts_then_recovers() {
         answer = stack.who(&alice).await;
     }
     assert_eq!(answer, Err(401));
+    assert!(
+        eventually(|| async { admin_get(admin, "/readyz").await.status == 200 }).await,
+        "/readyz is 200 again once Redis answers"
+    );
+}
+
+/// Whether `check` holds within 3 s (readiness pings Redis every second).
+async fn eventually<F, Fut>(check: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..30 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
