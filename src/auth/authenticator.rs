@@ -293,15 +293,19 @@ impl Authenticator {
         let Some(ticket) = ticket_of(shards) else {
             return Ok(None);
         };
+        // A revocation while this request loads must not leave its session cached.
+        let generation = self.shared.revocations.generation();
         let Some(session) = self.load_session(&ticket, now).await? else {
             return Ok(None);
         };
         if session.access_expires_at > now {
             let fresh_until = self.fresh_until(&session, now);
             let identity = self.identity(Principal::of_session(&session), Vec::new(), now)?;
-            let authenticated = Arc::clone(&identity.authenticated);
-            let size = authenticated.size();
-            self.opened.insert(shards, authenticated, size, fresh_until);
+            if self.shared.revocations.generation() == generation {
+                let authenticated = Arc::clone(&identity.authenticated);
+                let size = authenticated.size();
+                self.opened.insert(shards, authenticated, size, fresh_until);
+            }
             return Ok(Some(identity));
         }
         if session.refresh_token.is_none() {
@@ -324,7 +328,10 @@ impl Authenticator {
     /// any session of the process since the last request.
     fn forget_revoked(&self) {
         let generation = self.shared.revocations.generation();
-        if self.revocations_seen.swap(generation, Ordering::AcqRel) != generation {
+        // A load first: the common case writes nothing another core reads.
+        if self.revocations_seen.load(Ordering::Acquire) != generation
+            && self.revocations_seen.swap(generation, Ordering::AcqRel) != generation
+        {
             self.opened.forget_all();
         }
     }
