@@ -12,14 +12,14 @@ use openidconnect::{CsrfToken, Nonce, PkceCodeChallenge};
 use tokio::sync::OnceCell;
 use url::Url;
 
+use super::clock::Clock;
 use super::error::AuthError;
+use super::oidc::logout::{self, LogoutRefusal, LogoutRequest};
 use super::oidc::provider::Provider;
 use super::oidc::tokens::{self, ClientCredentials, TokenResponse};
 use super::opened::{OPENED_SESSIONS_BYTES, OpenedSessions};
-use super::principal::Principal;
-use super::oidc::logout::{self, LogoutRefusal, LogoutRequest};
-use super::clock::Clock;
 use super::policy;
+use super::principal::Principal;
 use super::revocations::Revocations;
 use super::session::store::{AnyStore, Backend, Revoked, StoreError, StoreHealth, Ticket};
 use super::session::{
@@ -293,15 +293,19 @@ impl Authenticator {
         let Some(ticket) = ticket_of(shards) else {
             return Ok(None);
         };
+        // A revocation while this request loads must not leave its session cached.
+        let generation = self.shared.revocations.generation();
         let Some(session) = self.load_session(&ticket, now).await? else {
             return Ok(None);
         };
         if session.access_expires_at > now {
             let fresh_until = self.fresh_until(&session, now);
             let identity = self.identity(Principal::of_session(&session), Vec::new(), now)?;
-            let authenticated = Arc::clone(&identity.authenticated);
-            let size = authenticated.size();
-            self.opened.insert(shards, authenticated, size, fresh_until);
+            if self.shared.revocations.generation() == generation {
+                let authenticated = Arc::clone(&identity.authenticated);
+                let size = authenticated.size();
+                self.opened.insert(shards, authenticated, size, fresh_until);
+            }
             return Ok(Some(identity));
         }
         if session.refresh_token.is_none() {
@@ -324,7 +328,10 @@ impl Authenticator {
     /// any session of the process since the last request.
     fn forget_revoked(&self) {
         let generation = self.shared.revocations.generation();
-        if self.revocations_seen.swap(generation, Ordering::AcqRel) != generation {
+        // A load first: the common case writes nothing another core reads.
+        if self.revocations_seen.load(Ordering::Acquire) != generation
+            && self.revocations_seen.swap(generation, Ordering::AcqRel) != generation
+        {
             self.opened.forget_all();
         }
     }
@@ -355,9 +362,7 @@ impl Authenticator {
         let created_at = session
             .expires_at
             .saturating_sub(self.settings.session_timeout.as_secs());
-        self.shared
-            .revocations
-            .is_revoked(session, created_at, now)
+        self.shared.revocations.is_revoked(session, created_at, now)
     }
 
     /// Whether a logout token claiming to come from `iss` is for this action to check.
@@ -417,9 +422,15 @@ impl Authenticator {
             }
             Revoked::Unsupported => {
                 match (&logout.sid, &logout.sub) {
-                    (Some(sid), _) => self.shared.revocations.revoke_sid(&logout.iss, sid, now, until),
+                    (Some(sid), _) => {
+                        self.shared
+                            .revocations
+                            .revoke_sid(&logout.iss, sid, now, until)
+                    }
                     (None, Some(sub)) => {
-                        self.shared.revocations.revoke_sub(&logout.iss, sub, now, until);
+                        self.shared
+                            .revocations
+                            .revoke_sub(&logout.iss, sub, now, until);
                     }
                     (None, None) => {}
                 }

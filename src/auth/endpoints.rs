@@ -12,14 +12,14 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use super::AuthShared;
+use super::authenticator::RevokeError;
 use super::authenticator::{
     Authenticator, RequestContext, SECURE_COOKIES, clear_login_cookies, pending_logins, redirect,
 };
 use super::error::{AuthError, Untrusted};
 use super::oidc::logout::{self, LogoutRefusal};
 use super::state::same_host_target;
-use super::AuthShared;
-use super::authenticator::RevokeError;
 use crate::body::{self, Body};
 use crate::error::ProxyError;
 use crate::identity;
@@ -127,8 +127,8 @@ impl Listener<'_> {
     ) -> Result<Response<Body>, ProxyError> {
         let rd = same_host_target(rd.unwrap_or("/")).to_owned();
         let rd_path = rd.split('?').next().unwrap_or("/");
-        let rd_path = crate::proxy::path::canonicalize(rd_path)
-            .unwrap_or(std::borrow::Cow::Borrowed("/"));
+        let rd_path =
+            crate::proxy::path::canonicalize(rd_path).unwrap_or(std::borrow::Cow::Borrowed("/"));
         let action = (self.rule_for)(&rd_path)
             .and_then(|index| self.actions.get(index))
             .and_then(Option::as_ref);
@@ -160,7 +160,10 @@ impl Listener<'_> {
             }
             Err(BackchannelError::Token(LogoutRefusal::KeysUnavailable(error))) => {
                 tracing::warn!(%error, "back-channel logout: the IdP's keys are not available");
-                (StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable"))
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some("temporarily_unavailable"),
+                )
             }
             Err(BackchannelError::Token(refusal)) => {
                 tracing::info!(%refusal, "back-channel logout token refused");
@@ -168,7 +171,10 @@ impl Listener<'_> {
             }
             Err(BackchannelError::Store(error)) => {
                 tracing::warn!(%error, "back-channel logout: the session store failed");
-                (StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable"))
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some("temporarily_unavailable"),
+                )
             }
         };
         let text = match error {
@@ -221,8 +227,9 @@ impl Listener<'_> {
         // The actions that trust the token's issuer try it, each with its
         // own client id as the audience; the issuer is only a hint until
         // the signature is checked.
-        let issuer = logout::unverified_issuer(&token)
-            .ok_or(BackchannelError::Request("the logout token has no readable iss"))?;
+        let issuer = logout::unverified_issuer(&token).ok_or(BackchannelError::Request(
+            "the logout token has no readable iss",
+        ))?;
         let now = self.shared.clock.now();
         let mut refusal =
             BackchannelError::Request("no rule of this listener trusts the token's issuer");

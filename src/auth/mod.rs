@@ -27,12 +27,12 @@ pub use error::AuthError;
 use crate::config::{AuthenticateAction, Config};
 use crate::identity::signing::{DataSigner, DataTokenCache, SigningError};
 use crate::metrics::Metrics;
+use clock::Clock;
 use oidc::http::IdpClient;
 use oidc::provider::{ConfiguredEndpoints, Provider, issuer_string};
 use oidc::tokens::ClientCredentials;
-use session::CookieSealer;
-use clock::Clock;
 use revocations::Revocations;
+use session::CookieSealer;
 use session::store::{Backend, StoreHealth};
 
 /// Signed `x-amzn-oidc-data` values kept for reuse (one per active session and expiry).

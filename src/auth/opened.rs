@@ -17,7 +17,6 @@ use crate::cache::Cache;
 /// Bytes of sealed text and headers kept per authenticate action.
 pub const OPENED_SESSIONS_BYTES: usize = 8 * 1024 * 1024;
 
-
 /// Opened sessions, by their sealed text, each to what the caller built
 /// from it (`V`: the authenticated principal and its headers).
 pub struct OpenedSessions<V> {

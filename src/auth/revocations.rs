@@ -48,7 +48,14 @@ impl Revocations {
             iss: iss.to_owned(),
             sid: sid.to_owned(),
         };
-        self.insert(key, Revoked { at: u64::MAX, until }, now);
+        self.insert(
+            key,
+            Revoked {
+                at: u64::MAX,
+                until,
+            },
+            now,
+        );
     }
 
     /// Refuses every session of `sub` at `iss` made before `now`, until `until`.

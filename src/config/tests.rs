@@ -782,7 +782,8 @@ fn redis_store_needs_a_url() {
 
 #[test]
 fn redis_cluster_prefix_and_timeout() {
-    let redis = |settings: &str| format!("sessions: {{ store: redis, redis: {settings} }}\n{MINIMAL}");
+    let redis =
+        |settings: &str| format!("sessions: {{ store: redis, redis: {settings} }}\n{MINIMAL}");
     let config = load(&redis(
         "{ cluster: [\"redis://a:6379\", \"rediss://:pw@b:6379\"], key_prefix: \"team-a:\", timeout: 500ms }",
     ));
@@ -803,15 +804,29 @@ fn redis_cluster_prefix_and_timeout() {
             "{ cluster: [\"redis://a\"], url: \"redis://b\" }",
             "sessions.redis.cluster",
         ),
-        ("{ cluster: [\"redis://a\", \"http://b\"] }", "sessions.redis.cluster[1]"),
-        ("{ url: \"redis://a\", key_prefix: \"a b\" }", "sessions.redis.key_prefix"),
-        ("{ url: \"redis://a\", timeout: 0s }", "sessions.redis.timeout"),
-        ("{ url: \"redis://a\", timeout: 5m }", "sessions.redis.timeout"),
+        (
+            "{ cluster: [\"redis://a\", \"http://b\"] }",
+            "sessions.redis.cluster[1]",
+        ),
+        (
+            "{ url: \"redis://a\", key_prefix: \"a b\" }",
+            "sessions.redis.key_prefix",
+        ),
+        (
+            "{ url: \"redis://a\", timeout: 0s }",
+            "sessions.redis.timeout",
+        ),
+        (
+            "{ url: \"redis://a\", timeout: 5m }",
+            "sessions.redis.timeout",
+        ),
     ] {
         assert_eq!(only_problem(&redis(settings)).path, path, "{settings}");
     }
     // A cluster node's URL may carry a password: never echoed.
-    let problem = only_problem(&redis("{ cluster: [\"redis://:hunter2@a\", \"ftp://:hunter2@b\"] }"));
+    let problem = only_problem(&redis(
+        "{ cluster: [\"redis://:hunter2@a\", \"ftp://:hunter2@b\"] }",
+    ));
     assert!(!problem.to_string().contains("hunter2"), "{problem}");
 }
 

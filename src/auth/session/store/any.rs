@@ -15,7 +15,8 @@ use ::redis::cluster_async::ClusterConnection;
 use tokio::sync::OnceCell;
 
 use super::{
-    CookieStore, Lock, connect_cluster, RedisSettings, RedisStore, Revoked, SessionStore, StoreError, Ticket,
+    CookieStore, Lock, RedisSettings, RedisStore, Revoked, SessionStore, StoreError, Ticket,
+    connect_cluster,
 };
 use crate::auth::session::CookieSealer;
 use crate::auth::state::Session;
@@ -137,11 +138,7 @@ impl Backend {
             }
             Self::Cluster(cluster) => {
                 let mut conn = cluster.conn().await?;
-                bounded_ping(
-                    cluster.settings.timeout,
-                    ping.query_async::<()>(&mut conn),
-                )
-                .await
+                bounded_ping(cluster.settings.timeout, ping.query_async::<()>(&mut conn)).await
             }
         }
     }
@@ -316,7 +313,11 @@ impl AnyStore {
         dispatch!(self, "revoke", store => store.delete_by_sub(iss, sub))
     }
 
-    pub async fn try_lock(&self, ticket: &Ticket, hold: Duration) -> Result<Option<Lock>, StoreError> {
+    pub async fn try_lock(
+        &self,
+        ticket: &Ticket,
+        hold: Duration,
+    ) -> Result<Option<Lock>, StoreError> {
         dispatch!(self, "lock", store => store.try_lock(ticket, hold))
     }
 
