@@ -845,6 +845,17 @@ async fn a_single_refresh_for_twenty_concurrent_requests_across_replicas() {
     );
     tokens.dedup();
     assert_eq!(tokens.len(), 1, "every request carries the one new token");
+    // Only the replica that called the IdP counts a refresh; the others
+    // waited for its tokens.
+    let mut refreshes = 0;
+    for replica in &cluster.replicas {
+        let metrics = replica.metrics().await;
+        refreshes += metric(
+            &metrics,
+            r#"portcullis_auth_refresh_total{result="success"}"#,
+        );
+    }
+    assert_eq!(refreshes, 1, "one refresh counted across the replicas");
 }
 
 /// Sends `ticket` to `replica` until it gets 503 (it may serve the session

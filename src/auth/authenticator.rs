@@ -663,10 +663,8 @@ impl Authenticator {
             let result = self.refresh_now(ticket, refresh_token).await;
             self.forget_refresh_later(key);
             match result {
-                Ok(Some(refreshed)) => {
-                    self.shared.metrics.refreshed("success");
-                    RefreshOutcome::Refreshed(Arc::new(refreshed))
-                }
+                // Counted as a success where the IdP was called (refresh_locked).
+                Ok(Some(refreshed)) => RefreshOutcome::Refreshed(Arc::new(refreshed)),
                 Ok(None) => RefreshOutcome::Failed,
                 Err(AuthError::SessionStore(error)) => RefreshOutcome::StoreUnavailable(error),
                 Err(error) => {
@@ -756,6 +754,7 @@ impl Authenticator {
             &session.sub,
         )
         .await?;
+        self.shared.metrics.refreshed("success");
         let refreshed = Session {
             iss: session.iss.clone(),
             client: session.client.clone(),
