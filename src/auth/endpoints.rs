@@ -61,21 +61,21 @@ impl Listener<'_> {
         context: &RequestContext<'_>,
     ) -> Answered {
         let query = Query::parse(request.uri().query());
-        let unanswered = |response| Answered {
+        let no_rule = |response| Answered {
             rule: None,
             response,
         };
         match request.uri().path() {
             CALLBACK_PATH => self.callback(&query, context).await,
-            SIGN_OUT_PATH => unanswered(self.sign_out(query.get("rd"), context).await),
-            BACKCHANNEL_LOGOUT_PATH => unanswered(Ok(self.backchannel_logout(request).await)),
+            SIGN_OUT_PATH => no_rule(self.sign_out(query.get("rd"), context).await),
+            BACKCHANNEL_LOGOUT_PATH => no_rule(Ok(self.backchannel_logout(request).await)),
             path if request.method() == Method::GET || request.method() == Method::HEAD => {
-                unanswered(
+                no_rule(
                     identity::keys::key_endpoint(&self.shared.signer, path)
                         .ok_or(ProxyError::OwnedPathNotFound),
                 )
             }
-            _ => unanswered(Err(ProxyError::OwnedPathNotFound)),
+            _ => no_rule(Err(ProxyError::OwnedPathNotFound)),
         }
     }
 
