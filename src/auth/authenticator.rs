@@ -1035,6 +1035,15 @@ mod tests {
     }
 
     fn authenticator(rule: &str, issuer: &str, client_id: &str) -> Authenticator {
+        authenticator_on(Backend::Cookie, rule, issuer, client_id)
+    }
+
+    fn authenticator_on(
+        backend: Backend,
+        rule: &str,
+        issuer: &str,
+        client_id: &str,
+    ) -> Authenticator {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let provider = Provider::new(
             issuer.into(),
@@ -1051,7 +1060,7 @@ mod tests {
         let shared = AuthShared {
             sealer: Arc::new(CookieSealer::new(&[SessionKey([7; 32])])),
             secrets: vec![SessionKey([7; 32])],
-            backend: Arc::new(Backend::Cookie),
+            backend: Arc::new(backend),
             store_health: Arc::new(StoreHealth::new()),
             revocations: Revocations::default(),
             longest_session: Duration::from_secs(7 * 24 * 3600),
@@ -1071,6 +1080,86 @@ mod tests {
             Logout::Oidc,
             Arc::new(shared),
         )
+    }
+
+    fn session(access_for: u64, refresh_token: Option<&str>) -> Session {
+        Session {
+            iss: "https://idp.example".into(),
+            client: "c".into(),
+            sub: "alice".into(),
+            sid: None,
+            access_token: "access".into(),
+            refresh_token: refresh_token.map(str::to_owned),
+            id_token: None,
+            access_expires_at: NOW + access_for,
+            expires_at: NOW + 3600,
+            claims: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
+        }
+    }
+
+    /// Whether `action` lets an API request with `ticket` through now.
+    async fn passes(action: &Authenticator, ticket: &Ticket) -> bool {
+        let cookie: Vec<String> = shard_names(action.cookie_name())
+            .zip(ticket.shards())
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        let request = Request::get("/api")
+            .header(header::ACCEPT, "application/json")
+            .header(header::COOKIE, cookie.join("; "))
+            .body(())
+            .unwrap();
+        let cookies = RequestCookies::parse(request.headers());
+        let context = RequestContext {
+            authority: "app.example",
+            tls: true,
+            cookies: &cookies,
+        };
+        match action.authenticate(&request, &context).await.unwrap() {
+            Decision::Authenticated(_) => true,
+            Decision::Unauthenticated => false,
+            _ => panic!("an API request is authenticated or refused"),
+        }
+    }
+
+    #[tokio::test]
+    async fn expiry_is_judged_by_the_clock_whether_cached_or_not() {
+        let action = authenticator("rule-1", "https://idp.example", "c");
+        let clock = &action.shared.clock;
+        let ticket = action.store.save(&session(60, None), NOW).await.unwrap();
+        assert!(passes(&action, &ticket).await, "opened and cached");
+        clock.set(NOW + 59);
+        assert!(passes(&action, &ticket).await, "from the cache");
+        clock.set(NOW + 60);
+        assert!(
+            !passes(&action, &ticket).await,
+            "the access token ended and there is no refresh token"
+        );
+        // The session's end holds even with a valid access token.
+        clock.set(NOW);
+        let long = Session {
+            access_expires_at: NOW + 7200,
+            ..session(0, None)
+        };
+        let ticket = action.store.save(&long, NOW).await.unwrap();
+        assert!(passes(&action, &ticket).await);
+        clock.set(NOW + 3600);
+        assert!(!passes(&action, &ticket).await, "the session ended");
+    }
+
+    #[tokio::test]
+    async fn an_opened_session_is_reused_within_the_second_only_when_revocable() {
+        let cookie = authenticator("rule-1", "https://idp.example", "c");
+        let session = session(600, None);
+        assert_eq!(cookie.fresh_until(&session, NOW), NOW + 600);
+        let settings = crate::config::RedisConfig {
+            // Connected on first use: never, in this test.
+            address: crate::config::RedisAddress::Single(Secret::new("redis://127.0.0.1:1")),
+            key_prefix: "p:".into(),
+            timeout: Duration::from_secs(1),
+        };
+        let redis = Backend::open(&crate::config::SessionStoreKind::Redis(settings)).unwrap();
+        let redis = authenticator_on(redis, "rule-1", "https://idp.example", "c");
+        assert_eq!(redis.fresh_until(&session, NOW), NOW + 1);
     }
 
     /// A login as `start_login` records it: 43-character secrets, as

@@ -69,12 +69,10 @@ impl Listener<'_> {
             CALLBACK_PATH => self.callback(&query, context).await,
             SIGN_OUT_PATH => no_rule(self.sign_out(query.get("rd"), context).await),
             BACKCHANNEL_LOGOUT_PATH => no_rule(Ok(self.backchannel_logout(request).await)),
-            path if request.method() == Method::GET || request.method() == Method::HEAD => {
-                no_rule(
-                    identity::keys::key_endpoint(&self.shared.signer, path)
-                        .ok_or(ProxyError::OwnedPathNotFound),
-                )
-            }
+            path if request.method() == Method::GET || request.method() == Method::HEAD => no_rule(
+                identity::keys::key_endpoint(&self.shared.signer, path)
+                    .ok_or(ProxyError::OwnedPathNotFound),
+            ),
             _ => no_rule(Err(ProxyError::OwnedPathNotFound)),
         }
     }
