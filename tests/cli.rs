@@ -786,3 +786,95 @@ async fn https_upstream_with_a_private_ca_is_trusted_through_ssl_cert_file() {
     let answer = http1(addr, get("app.test", "/over/tls")).await;
     assert_eq!(answer.status, 502, "{}", answer.text());
 }
+
+/// Serves `{"keys":[]}` as an IdP's JWKS: enough for a provider to be ready.
+async fn empty_jwks() -> SocketAddr {
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = service_fn(|_request| async {
+                let body = Full::new(Bytes::from_static(br#"{"keys":[]}"#));
+                Ok::<_, std::convert::Infallible>(http::Response::new(body))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_checks_the_redis_servers_certificate() {
+    let pki = Pki::new();
+    let (files, _) = pki.issue("redis", &["localhost"]);
+    let Some((_redis, tls_port)) =
+        common::redis::RedisServer::start_tls(&files.certificate_file, &files.private_key_file)
+    else {
+        return;
+    };
+    let jwks = empty_jwks().await;
+    let config = format!(
+        r#"
+admin: {{ address: 127.0.0.1:0 }}
+sessions:
+  secrets: ["{secret}"]
+  store: redis
+  redis: {{ url: "rediss://localhost:{tls_port}/0", timeout: 1s }}
+listeners:
+  - address: 127.0.0.1:0
+    rules:
+      - name: app
+        actions:
+          - authenticate_oidc:
+              issuer: https://idp.example
+              authorization_endpoint: https://idp.example/authorize
+              token_endpoint: https://idp.example/token
+              user_info_endpoint: https://idp.example/userinfo
+              jwks_uri: http://{jwks}/jwks
+              client_id: portcullis
+              client_secret: secret
+          - fixed_response: {{ status: 200 }}
+"#,
+        secret = session_secret(),
+    );
+    let ready = |admin: SocketAddr| async move {
+        let request = Request::get("/readyz")
+            .header("host", "admin")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        http1(admin, request).await.status == 200
+    };
+
+    // The test CA is trusted (rustls-native-certs reads SSL_CERT_FILE):
+    // PING over TLS answers, and the process becomes ready.
+    let ca = pki.ca_pem_path();
+    let ca = ca.to_str().unwrap();
+    let mut trusting = Process::run(&config, &[("SSL_CERT_FILE", ca)]);
+    let admin = trusting.address("admin listening").await;
+    assert!(
+        eventually(Duration::from_secs(5), || ready(admin)).await,
+        "ready over TLS:\n{}",
+        trusting.log()
+    );
+
+    // Not trusted: the handshake fails, so Redis "does not answer" and the
+    // process stays not ready, saying why.
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let empty = empty.path().to_str().unwrap().to_owned();
+    let mut doubting = Process::run(&config, &[("SSL_CERT_FILE", &empty)]);
+    let admin = doubting.address("admin listening").await;
+    let event = doubting
+        .event("the store warning", |event| {
+            event["message"] == "the session store does not answer; not ready"
+        })
+        .await;
+    assert!(!ready(admin).await, "{event}");
+    let cause = event["cause"].as_str().unwrap_or_default();
+    assert!(cause.contains("certificate"), "the cause is named: {event}");
+}

@@ -54,6 +54,43 @@ impl RedisServer {
         panic!("redis-server did not start on any of {START_ATTEMPTS} free ports:\n{log}");
     }
 
+    /// A fresh server that also speaks TLS on a second port (returned) with
+    /// the certificate and key in these PEM files; clients are not asked for
+    /// certificates. `None` as for [`start`](Self::start).
+    pub fn start_tls(certificate: &Path, key: &Path) -> Option<(Self, u16)> {
+        if !installed("redis-server") {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let mut log = String::new();
+        for _ in 0..START_ATTEMPTS {
+            let (port, tls_port) = (free_port(), free_port());
+            let args: Vec<String> = vec![
+                "--tls-port".into(),
+                tls_port.to_string(),
+                "--tls-cert-file".into(),
+                certificate.display().to_string(),
+                "--tls-key-file".into(),
+                key.display().to_string(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ];
+            match spawn_server(port, dir.path(), &args) {
+                Ok(child) => {
+                    let server = Self {
+                        child: Some(child),
+                        port,
+                        dir,
+                        args,
+                    };
+                    return Some((server, tls_port));
+                }
+                Err(last) => log = last,
+            }
+        }
+        panic!("redis-server with TLS did not start on any of {START_ATTEMPTS} attempts:\n{log}");
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }

@@ -143,15 +143,18 @@ impl Backend {
         }
     }
 
-    /// Keeps `health` current until the process ends: pings Redis every
-    /// second. Nothing to watch for the cookie store.
+    /// Keeps `health` current until the process ends: not ready until
+    /// Redis first answers, then a `PING` every second. Nothing to watch for
+    /// the cookie store.
     pub fn watch(self: &Arc<Self>, health: &Arc<StoreHealth>) {
         if matches!(**self, Self::Cookie) {
             return;
         }
+        health.0.store(false, Ordering::Relaxed);
         let backend = Arc::downgrade(self);
         let health = Arc::clone(health);
         tokio::spawn(async move {
+            let mut first = true;
             let mut ticks = tokio::time::interval(PING_INTERVAL);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -160,15 +163,19 @@ impl Backend {
                     return;
                 };
                 let answered = backend.ping().await;
-                if let Err(error) = &answered
-                    && health.is_ready()
-                {
-                    tracing::warn!(%error, "the session store does not answer; not ready");
+                let was_ready = health.0.swap(answered.is_ok(), Ordering::Relaxed);
+                match &answered {
+                    // Said once per outage (and at start), not every second.
+                    Err(error) if was_ready || first => {
+                        let cause = std::error::Error::source(error)
+                            .map(ToString::to_string)
+                            .unwrap_or_default();
+                        tracing::warn!(%error, cause, "the session store does not answer; not ready");
+                    }
+                    Ok(()) if !was_ready => tracing::info!("the session store answers; ready"),
+                    _ => {}
                 }
-                if answered.is_ok() && !health.is_ready() {
-                    tracing::info!("the session store answers again; ready");
-                }
-                health.0.store(answered.is_ok(), Ordering::Relaxed);
+                first = false;
             }
         });
     }
@@ -190,7 +197,8 @@ async fn bounded_ping(
 pub struct StoreHealth(AtomicBool);
 
 impl StoreHealth {
-    /// Ready until a ping says otherwise: the first comes at once.
+    /// Ready: the cookie store always is; [`Backend::watch`] says otherwise
+    /// for Redis until it answers.
     pub fn new() -> Self {
         Self(AtomicBool::new(true))
     }
