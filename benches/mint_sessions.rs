@@ -111,6 +111,7 @@ fn main() {
             access_expires_at: now + 24 * 3600,
             expires_at: now + 24 * 3600,
             claims: RawValue::from_string(claims.to_string()).expect("json! is JSON"),
+            id_claims: None,
         }
     });
 

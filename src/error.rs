@@ -65,6 +65,7 @@ impl ProxyError {
                 }
                 Blame::Proxy => StatusCode::INTERNAL_SERVER_ERROR,
                 Blame::SessionStore => StatusCode::SERVICE_UNAVAILABLE,
+                Blame::Forbidden => StatusCode::FORBIDDEN,
             },
         }
     }
@@ -91,6 +92,10 @@ impl ProxyError {
             (_, Blame::Client) => "The login could not be completed. Go back and try again.",
             (_, Blame::IdentityProvider) => "The identity provider could not complete the login.",
             (_, Blame::Proxy) => "The login could not be completed because of an internal error.",
+            (_, Blame::Forbidden) => {
+                "You are signed in, but your account may not use this page. \
+                 Ask the site's operator for access."
+            }
             (_, Blame::SessionStore) => {
                 "Sessions are unavailable for a moment. Try again in a few seconds."
             }

@@ -125,6 +125,7 @@ fn session(sub: &str, sid: &str, made_at: u64) -> Session {
         access_expires_at: made_at + 3600,
         expires_at: made_at + 7 * 24 * 3600,
         claims: RawValue::from_string(format!(r#"{{"sub":"{sub}"}}"#)).expect("JSON"),
+        id_claims: None,
     }
 }
 

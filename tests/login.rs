@@ -1022,3 +1022,79 @@ async fn an_idp_that_is_down_or_hung_gives_561_and_readiness_waits_for_it() {
     // The hung one still holds readiness back.
     assert_eq!(admin_get(admin, "/readyz").await.status, 503);
 }
+
+#[tokio::test]
+async fn require_lets_the_right_user_in_and_refuses_the_other_with_403() {
+    let stack = stack(
+        json!({ "claims": { "groups": ["admins", "users"], "realm_access": { "roles": ["ops"] } } }),
+        "require: [{ name: groups, format: string-array, values: [admins] }, { name: realm_access.roles, format: string-array, values: [ops] }, { name: email_verified, values: [\"true\"] }]
+         claim_headers: { X-Forwarded-User: preferred_username, X-Forwarded-Groups: groups, X-Forwarded-Roles: realm_access.roles }",
+        r#"
+- name: public
+  conditions: { path: ["/public/*"] }
+  actions:
+    - forward: { target: "http://UPSTREAM" }
+"#,
+    )
+    .await;
+
+    // alice has every claim required: in, with the claims as plain headers.
+    let mut alice = stack.browser();
+    let page = stack.login(&mut alice, "/app/").await;
+    let headers = &page.json()["headers"];
+    assert_eq!(headers["x-amzn-oidc-identity"][0], "alice");
+    assert_eq!(headers["x-forwarded-user"][0], "alice");
+    assert_eq!(headers["x-forwarded-groups"][0], "admins,users");
+    assert_eq!(headers["x-forwarded-roles"][0], "ops");
+    // A client's own copies never reach the upstream, on this rule or any.
+    let forged = alice
+        .request(
+            "GET",
+            &stack.url("/app/"),
+            &[
+                ("x-forwarded-user", "root"),
+                ("X-Forwarded-Groups", "admins"),
+            ],
+            None,
+        )
+        .await;
+    let headers = &forged.json()["headers"];
+    assert_eq!(headers["x-forwarded-user"], json!(["alice"]), "{headers}");
+    assert_eq!(headers["x-forwarded-groups"], json!(["admins,users"]));
+    let public = alice
+        .request(
+            "GET",
+            &stack.url("/public/page"),
+            &[("x-forwarded-user", "root"), ("X-Forwarded-Roles", "ops")],
+            None,
+        )
+        .await;
+    assert_eq!(public.status, 200);
+    let headers = &public.json()["headers"];
+    assert!(headers.get("x-forwarded-user").is_none(), "{headers}");
+    assert!(headers.get("x-forwarded-roles").is_none(), "{headers}");
+
+    // bob is a user of the same IdP without those claims: 403, a page for
+    // a browser, JSON for an API client, and nothing reaches the upstream.
+    let mut bob = stack.browser();
+    let page = bob.login(&stack.url("/app/"), "bob", "pw").await;
+    assert_eq!(page.status, 403, "{:#?}", page.hops);
+    assert!(page.body.contains("403"), "{}", page.body);
+    let api = bob
+        .request(
+            "GET",
+            &stack.url("/app/"),
+            &[("accept", "application/json")],
+            None,
+        )
+        .await;
+    assert_eq!(api.status, 403);
+    assert_eq!(api.json()["reason"], "AuthzClaimMismatch");
+    let metrics = admin_get(stack.proxy.admin.unwrap(), "/metrics")
+        .await
+        .text();
+    assert!(
+        metrics.contains(r#"portcullis_auth_failure_total{reason="AuthzClaimMismatch"} 2"#),
+        "{metrics}"
+    );
+}

@@ -51,6 +51,7 @@ fn session(iss: &str, sub: &str, sid: Option<&str>) -> Session {
         expires_at: NOW + LIFE,
         claims: RawValue::from_string(format!(r#"{{"email":"{sub}@claims.example"}}"#))
             .expect("valid JSON"),
+        id_claims: None,
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use openidconnect::{CsrfToken, Nonce, PkceCodeChallenge};
+use serde_json::value::RawValue;
 use tokio::sync::OnceCell;
 use url::Url;
 
@@ -20,6 +21,7 @@ use super::oidc::tokens::{self, ClientCredentials, TokenResponse};
 use super::opened::{OPENED_SESSIONS_BYTES, OpenedSessions};
 use super::policy;
 use super::principal::Principal;
+use super::require::{self, Mismatch};
 use super::revocations::Revocations;
 use super::session::store::{AnyStore, Backend, Revoked, StoreError, StoreHealth, Ticket};
 use super::session::{
@@ -101,7 +103,10 @@ impl RequestContext<'_> {
 /// later requests reuse both from the opened-session cache.
 pub struct Authenticated {
     pub principal: Principal,
-    headers: [(HeaderName, HeaderValue); 3],
+    /// The three `x-amzn-oidc-*` headers, then the action's `claim_headers`.
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// What the action's `require` says of the principal, decided once.
+    verdict: Result<(), Mismatch>,
 }
 
 impl Authenticated {
@@ -218,6 +223,11 @@ impl Authenticator {
 
     pub fn cookie_name(&self) -> &str {
         &self.settings.session_cookie_name
+    }
+
+    /// The headers this action makes from claims (`claim_headers`).
+    pub fn claim_header_names(&self) -> impl Iterator<Item = &HeaderName> {
+        self.settings.claim_headers.iter().map(|(name, _)| name)
     }
 
     pub fn provider(&self) -> &Arc<Provider> {
@@ -594,6 +604,7 @@ impl Authenticator {
         .await;
         self.shared.metrics.observe_idp_latency(started.elapsed());
         let claims = claims?;
+        let id_claims = id_token_extras(id_token, &claims);
 
         let expires_at = now + self.settings.session_timeout.as_secs();
         let keep_id_token = endpoints.end_session.is_some();
@@ -606,6 +617,7 @@ impl Authenticator {
             access_token: tokens.access_token,
             refresh_token: tokens.refresh_token,
             id_token: keep_id_token.then(|| id_token.to_owned()),
+            id_claims,
             expires_at,
             claims,
         };
@@ -769,6 +781,7 @@ impl Authenticator {
             id_token: session.id_token.clone(),
             expires_at: session.expires_at,
             claims,
+            id_claims: session.id_claims.clone(),
         };
         let Some(new_ticket) = self.store.update(ticket, &refreshed, now).await? else {
             return Ok(None);
@@ -826,23 +839,39 @@ impl Authenticator {
         };
         let mut access_token = header(&principal.access_token)?;
         access_token.set_sensitive(true);
-        let headers = [
+        let mut headers = vec![
             (ACCESS_TOKEN_HEADER, access_token),
             (IDENTITY_HEADER, header(&principal.subject)?),
             (DATA_HEADER, header(&data)?),
         ];
+        let settings = &self.settings;
+        let verdict = if settings.require.is_empty() && settings.claim_headers.is_empty() {
+            Ok(())
+        } else {
+            let sets = principal.claim_sets();
+            let sources: Vec<&serde_json::Map<String, serde_json::Value>> = sets.iter().collect();
+            headers.extend(claim_headers(&settings.claim_headers, &sources));
+            require::check(&settings.require, &sources)
+        };
         Ok(Identity {
-            authenticated: Arc::new(Authenticated { principal, headers }),
+            authenticated: Arc::new(Authenticated {
+                principal,
+                headers,
+                verdict,
+            }),
             set_cookies,
         })
     }
 
-    /// The authorization step, after authentication: whether `principal`
-    /// may use this rule. Every authenticated principal may, for now; the
-    /// rule's claim requirements are checked here.
-    pub fn authorize(&self, principal: &Principal) -> Result<(), AuthError> {
-        let _ = principal;
-        Ok(())
+    /// The authorization step, after authentication: whether the principal
+    /// may use this rule, by the action's `require` (decided when the
+    /// identity was built, so a cached session costs no claim parsing).
+    pub fn authorize(&self, identity: &Identity) -> Result<(), AuthError> {
+        identity
+            .authenticated
+            .verdict
+            .clone()
+            .map_err(AuthError::ClaimMismatch)
     }
 
     /// `/oauth2/sign_out`: ends the session in the store (on every replica
@@ -910,6 +939,74 @@ impl Authenticator {
         );
         Ok(response)
     }
+}
+
+/// The `claim_headers` a principal's claims give: scalars as text, arrays
+/// of scalars joined with `,`. A claim that is absent, an object, or not a
+/// valid header value gives no header.
+fn claim_headers(
+    wanted: &[(HeaderName, String)],
+    sources: &[&serde_json::Map<String, serde_json::Value>],
+) -> Vec<(HeaderName, HeaderValue)> {
+    wanted
+        .iter()
+        .filter_map(|(header, claim)| {
+            let value = sources
+                .iter()
+                .find_map(|claims| require::lookup(claims, claim))?;
+            let text = match value {
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .map(require::scalar_text)
+                    .collect::<Option<Vec<_>>>()?
+                    .join(","),
+                scalar => require::scalar_text(scalar)?.into_owned(),
+            };
+            let value = HeaderValue::from_str(&text).ok()?;
+            Some((header.clone(), value))
+        })
+        .collect()
+}
+
+/// Claims of the ID token that only protocol, not authorization, needs.
+const PROTOCOL_CLAIMS: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "auth_time",
+    "nonce",
+    "acr",
+    "amr",
+    "azp",
+    "at_hash",
+    "c_hash",
+    "s_hash",
+    "sid",
+    "jti",
+    "token_use",
+    "origin_jti",
+    "event_id",
+];
+
+/// The verified ID token's claims that `userinfo` does not have, protocol
+/// claims left out; `None` when nothing is left. Userinfo wins where both
+/// have a claim: it is what the IdP says at this login or refresh (an ID
+/// token is not renewed by every refresh), and it is what ALB signs into
+/// `x-amzn-oidc-data`.
+fn id_token_extras(id_token: &str, userinfo: &RawValue) -> Option<Box<RawValue>> {
+    let mut claims = tokens::verified_claims(id_token)?;
+    let userinfo: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(userinfo.get()).unwrap_or_default();
+    claims.retain(|name, _| {
+        !PROTOCOL_CLAIMS.contains(&name.as_str()) && !userinfo.contains_key(name)
+    });
+    if claims.is_empty() {
+        return None;
+    }
+    serde_json::value::to_raw_value(&claims).ok()
 }
 
 /// The ticket the session cookie shards carry; `None` when a shard is not
@@ -1031,6 +1128,8 @@ mod tests {
             login_timeout: LOGIN_TIMEOUT,
             idp_timeout: Duration::from_secs(10),
             sign_out_redirect: "/".into(),
+            require: Vec::new(),
+            claim_headers: Vec::new(),
         }
     }
 
@@ -1093,7 +1192,8 @@ mod tests {
             id_token: None,
             access_expires_at: NOW + access_for,
             expires_at: NOW + 3600,
-            claims: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
+            claims: RawValue::from_string("{}".into()).unwrap(),
+            id_claims: None,
         }
     }
 

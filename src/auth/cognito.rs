@@ -97,6 +97,8 @@ mod tests {
                 login_timeout: Duration::from_secs(900),
                 idp_timeout: Duration::from_secs(10),
                 sign_out_redirect: "/".into(),
+                require: Vec::new(),
+                claim_headers: Vec::new(),
             },
         }
     }

@@ -17,6 +17,8 @@ pub enum Blame {
     Proxy,
     /// 503: the session store did not answer; try again shortly.
     SessionStore,
+    /// 403: who the user is is known; they may not use this rule.
+    Forbidden,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,9 @@ pub enum AuthError {
     Serialize(#[source] serde_json::Error),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Authenticated, but a `require` entry does not hold.
+    #[error(transparent)]
+    ClaimMismatch(super::require::Mismatch),
     /// Redis down or slower than `sessions.redis.timeout`: never "no session".
     #[error("the session store is unavailable")]
     SessionStore(#[source] std::sync::Arc<StoreError>),
@@ -136,6 +141,7 @@ impl AuthError {
             | AuthError::Serialize(_)
             | AuthError::Internal(_) => Blame::Proxy,
             AuthError::SessionStore(_) => Blame::SessionStore,
+            AuthError::ClaimMismatch(_) => Blame::Forbidden,
         }
     }
 
@@ -170,6 +176,7 @@ impl AuthError {
             }
             // ALB keeps no sessions on the server; this name is portcullis'.
             AuthError::SessionStore(_) => "AuthSessionStoreUnavailable",
+            AuthError::ClaimMismatch(_) => "AuthzClaimMismatch",
         }
     }
 }

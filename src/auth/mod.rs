@@ -15,6 +15,7 @@ pub mod oidc;
 pub mod opened;
 pub mod policy;
 pub mod principal;
+pub mod require;
 pub mod revocations;
 pub mod session;
 pub mod state;

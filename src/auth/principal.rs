@@ -5,6 +5,7 @@
 //! authorization step decides on it.
 
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 use super::state::Session;
 
@@ -19,6 +20,8 @@ pub struct Principal {
     pub sid: Option<String>,
     /// The claims, a JSON object as the IdP sent it (userinfo for sessions).
     pub claims: Box<RawValue>,
+    /// More claims, consulted after `claims` (the ID token's, for sessions).
+    pub more_claims: Option<Box<RawValue>>,
     /// The access token, passed upstream as `x-amzn-oidc-accesstoken`.
     pub access_token: String,
     /// Unix seconds until which this identity may be used: the end of the
@@ -34,9 +37,19 @@ impl Principal {
             subject: session.sub.clone(),
             sid: session.sid.clone(),
             claims: session.claims.clone(),
+            more_claims: session.id_claims.clone(),
             access_token: session.access_token.clone(),
             expires_at: session.access_expires_at.min(session.expires_at),
         }
+    }
+
+    /// The claims as JSON objects, in the order they are consulted. A claim
+    /// set that is not an object counts as empty.
+    pub fn claim_sets(&self) -> Vec<Map<String, Value>> {
+        std::iter::once(&self.claims)
+            .chain(self.more_claims.as_ref())
+            .map(|raw| serde_json::from_str(raw.get()).unwrap_or_default())
+            .collect()
     }
 
     /// Roughly the bytes it holds, for cache budgets.
@@ -46,6 +59,10 @@ impl Principal {
             + self.subject.len()
             + self.sid.as_ref().map_or(0, String::len)
             + self.claims.get().len()
+            + self
+                .more_claims
+                .as_ref()
+                .map_or(0, |claims| claims.get().len())
             + self.access_token.len()
     }
 }

@@ -139,6 +139,7 @@ mod tests {
             access_expires_at: NOW + 60,
             expires_at: NOW + 3600,
             claims: RawValue::from_string("{}".into()).unwrap(),
+            id_claims: None,
         }
     }
 

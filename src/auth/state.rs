@@ -41,6 +41,11 @@ pub struct Session {
     pub expires_at: u64,
     /// The userinfo claims, verbatim.
     pub claims: Box<RawValue>,
+    /// The ID token's claims that userinfo does not repeat, protocol claims
+    /// left out (Cognito puts `cognito:groups` there only): what
+    /// `require` and `claim_headers` read after userinfo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_claims: Option<Box<RawValue>>,
 }
 
 /// One login in progress: the secrets that bind the IdP's answer to this

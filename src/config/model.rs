@@ -309,6 +309,29 @@ pub struct AuthCommon {
     pub idp_timeout: Duration,
     /// Where the IdP sends the browser after sign-out: a path on the request's host or an absolute URL.
     pub sign_out_redirect: String,
+    /// Claims every principal must have on this rule (`require`); empty: anyone the IdP accepts.
+    pub require: Vec<ClaimRequirement>,
+    /// Extra upstream headers made from claims (`claim_headers`), in file order.
+    pub claim_headers: Vec<(http::HeaderName, String)>,
+}
+
+/// One `require` entry, as ALB's `AdditionalClaims`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequirement {
+    /// The claim's name; a dotted path into nested objects when no claim has the whole name.
+    pub name: String,
+    pub format: ClaimFormat,
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimFormat {
+    /// `single-string`: equals one of the values.
+    SingleString,
+    /// `string-array`: an array containing every value.
+    StringArray,
+    /// `space-separated-values`: a string whose words include every value.
+    SpaceSeparated,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -258,6 +258,20 @@ pub struct RawAuthCommon {
     pub login_timeout: Option<RawDuration>,
     pub idp_timeout: Option<RawDuration>,
     pub sign_out_redirect: Option<String>,
+    /// Claims requirements, ALB's `AdditionalClaims`.
+    pub require: Option<Vec<RawClaimRequirement>>,
+    /// Upstream header name to claim name, in file order.
+    pub claim_headers: Option<Map<String, Value>>,
+}
+
+/// One `require` entry. Inside a flattened action, where unknown keys are
+/// not seen otherwise, a misspelt key is a type error naming it.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaimRequirement {
+    pub name: Option<String>,
+    pub format: Option<String>,
+    pub values: Option<Vec<String>>,
 }
 
 /// A duration as written: whole seconds, or text such as `15m`, `7d`,

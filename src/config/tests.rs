@@ -1343,3 +1343,102 @@ listeners:
         ]
     );
 }
+
+#[test]
+fn require_and_claim_headers() {
+    let with = |extra: &str| {
+        OIDC.replace(
+            "              client_secret: \"${CLIENT_SECRET}\"\n",
+            &format!(
+                "              client_secret: \"${{CLIENT_SECRET}}\"\n              {extra}\n"
+            ),
+        )
+    };
+    let at = format!("{RULE0}.actions[0].authenticate_oidc");
+    let config = load(&with(
+        "require: [{ name: \"cognito:groups\", format: string-array, values: [admins] }, { name: hd, values: [example.com] }]\n              claim_headers: { X-Forwarded-User: preferred_username, x-auth-email: email }",
+    ));
+    let common = match &config.listeners[0].rules[0].authenticate {
+        Some(AuthenticateAction::Oidc(oidc)) => oidc.common.clone(),
+        _ => panic!("an OIDC action"),
+    };
+    assert_eq!(
+        common.require,
+        [
+            ClaimRequirement {
+                name: "cognito:groups".into(),
+                format: ClaimFormat::StringArray,
+                values: vec!["admins".into()],
+            },
+            ClaimRequirement {
+                name: "hd".into(),
+                format: ClaimFormat::SingleString,
+                values: vec!["example.com".into()],
+            },
+        ]
+    );
+    let headers: Vec<(&str, &str)> = common
+        .claim_headers
+        .iter()
+        .map(|(name, claim)| (name.as_str(), claim.as_str()))
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            ("x-forwarded-user", "preferred_username"),
+            ("x-auth-email", "email")
+        ]
+    );
+
+    let eleven: Vec<String> = (0..11)
+        .map(|n| format!("{{ name: c{n}, values: [x] }}"))
+        .collect();
+    for (extra, path) in [
+        (
+            "require: [{ values: [x] }]".to_owned(),
+            format!("{at}.require[0].name"),
+        ),
+        (
+            "require: [{ name: g }]".to_owned(),
+            format!("{at}.require[0].values"),
+        ),
+        (
+            "require: [{ name: g, format: list, values: [x] }]".to_owned(),
+            format!("{at}.require[0].format"),
+        ),
+        (
+            format!("require: [{}]", eleven.join(", ")),
+            format!("{at}.require"),
+        ),
+        (
+            "require: [{ name: g, valuse: [x] }]".to_owned(),
+            format!("{at}.require[0].valuse"),
+        ),
+        (
+            "claim_headers: { Cookie: email }".to_owned(),
+            format!("{at}.claim_headers.Cookie"),
+        ),
+        (
+            "claim_headers: { X-Amzn-Oidc-Identity: email }".to_owned(),
+            format!("{at}.claim_headers.X-Amzn-Oidc-Identity"),
+        ),
+        (
+            "claim_headers: { \"x user\": email }".to_owned(),
+            format!("{at}.claim_headers.x user"),
+        ),
+        (
+            "claim_headers: { X-User: [email] }".to_owned(),
+            format!("{at}.claim_headers.X-User"),
+        ),
+        (
+            "claim_headers: { X-User: email, x-user: name }".to_owned(),
+            format!("{at}.claim_headers.x-user"),
+        ),
+    ] {
+        let problems = problems(&with(&extra));
+        assert!(
+            problems.iter().any(|problem| problem.path == path),
+            "{extra}: {problems:?}"
+        );
+    }
+}

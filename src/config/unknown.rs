@@ -11,9 +11,9 @@ use serde::de::{self, Visitor};
 
 use super::Problem;
 use super::raw::{
-    RawAction, RawAdmin, RawAuthCommon, RawCertificate, RawCognitoProvider, RawConditions,
-    RawConfig, RawFixedResponse, RawForward, RawLimits, RawListener, RawOidcProvider, RawRedirect,
-    RawRedis, RawRule, RawSessions, RawSigning, RawTls,
+    RawAction, RawAdmin, RawAuthCommon, RawCertificate, RawClaimRequirement, RawCognitoProvider,
+    RawConditions, RawConfig, RawFixedResponse, RawForward, RawLimits, RawListener,
+    RawOidcProvider, RawRedirect, RawRedis, RawRule, RawSessions, RawSigning, RawTls,
 };
 
 /// One step of a key path, as both `serde_ignored` and our own walkers see it.
@@ -111,6 +111,13 @@ pub fn known_keys(parent: &[Segment]) -> Vec<&'static str> {
         ["listeners", "rules", "actions", "authenticate_oidc"] => {
             [fields_of::<RawOidcProvider>(), fields_of::<RawAuthCommon>()].concat()
         }
+        [
+            "listeners",
+            "rules",
+            "actions",
+            "authenticate_oidc" | "authenticate_cognito",
+            "require",
+        ] => fields_of::<RawClaimRequirement>(),
         ["listeners", "rules", "actions", "authenticate_cognito"] => [
             fields_of::<RawCognitoProvider>(),
             fields_of::<RawAuthCommon>(),

@@ -182,6 +182,8 @@ fn demo_config(
             login_timeout: Duration::from_secs(15 * 60),
             idp_timeout: Duration::from_secs(10),
             sign_out_redirect: SIGNED_OUT_PATH.to_owned(),
+            require: Vec::new(),
+            claim_headers: Vec::new(),
         },
     });
     let signed_out = Rule {

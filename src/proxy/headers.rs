@@ -84,6 +84,36 @@ pub fn sanitize_request(headers: &mut HeaderMap, policy: &HeaderPolicy, websocke
     }
 }
 
+/// Removes every header a client sent under one of `reserved` (the
+/// `claim_headers` the proxy sets) or a name a server could read as one
+/// (any character but a letter or digit standing for `-`, as CGI reads `_`).
+pub fn strip_reserved(headers: &mut HeaderMap, reserved: &[HeaderName]) {
+    if reserved.is_empty() {
+        return;
+    }
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            reserved
+                .iter()
+                .any(|own| looks_like(name.as_str(), own.as_str()))
+        })
+        .cloned()
+        .collect();
+    for name in &doomed {
+        headers.remove(name);
+    }
+}
+
+/// Whether `name` is `own`, or reads as `own` where `-` may be any
+/// character but a letter or digit. Both are lower case.
+fn looks_like(name: &str, own: &str) -> bool {
+    name.len() == own.len()
+        && name.bytes().zip(own.bytes()).all(|(byte, expected)| {
+            byte == expected || (expected == b'-' && !byte.is_ascii_alphanumeric())
+        })
+}
+
 /// Removes hop-by-hop headers from an upstream response, and those its
 /// `Connection` names. A `101` keeps `Connection: upgrade` and `Upgrade`.
 pub fn sanitize_response(headers: &mut HeaderMap, switching: bool) {

@@ -63,6 +63,9 @@ pub struct Proxy {
     actions: Vec<Option<Arc<Authenticator>>>,
     /// Session cookie names used on this listener: never forwarded upstream.
     session_cookies: Vec<String>,
+    /// Headers this listener's actions make from claims: a client's copies
+    /// are removed on every rule.
+    claim_headers: Vec<http::HeaderName>,
     /// Labels for requests that no rule answered.
     no_rule: RuleLabel,
     owned: RuleLabel,
@@ -96,6 +99,14 @@ impl Proxy {
             .iter()
             .map(|route| route.authenticator.clone())
             .collect();
+        let mut claim_headers: Vec<http::HeaderName> = routes
+            .iter()
+            .filter_map(|route| route.authenticator.as_ref())
+            .flat_map(|authenticator| authenticator.claim_header_names())
+            .cloned()
+            .collect();
+        claim_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        claim_headers.dedup();
         Self {
             actions,
             routes,
@@ -104,6 +115,7 @@ impl Proxy {
             metrics,
             auth,
             session_cookies,
+            claim_headers,
             no_rule: RuleLabel("no_rule".into()),
             owned: RuleLabel("oauth2".into()),
         }
@@ -130,6 +142,7 @@ impl Proxy {
         //    can pass for, remove or shadow what the proxy adds later.
         let websocket = request.extensions().get::<OnUpgrade>().is_some();
         headers::sanitize_request(request.headers_mut(), &self.headers, websocket);
+        headers::strip_reserved(request.headers_mut(), &self.claim_headers);
 
         // 2. One path from here on: the rules, the `/oauth2/` check, the log
         //    and the upstream all see the canonical one.
@@ -252,7 +265,7 @@ impl Proxy {
                 Decision::Authenticated(identity) => {
                     // 6. Authorization: may this principal use this rule? Then
                     //    the identity headers, built from it.
-                    authenticator.authorize(&identity.authenticated.principal)?;
+                    authenticator.authorize(&identity)?;
                     identity.apply(request.headers_mut());
                     set_cookies = identity.set_cookies;
                 }

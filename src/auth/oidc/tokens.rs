@@ -382,6 +382,16 @@ fn verify_with(
     })
 }
 
+/// The claims of an ID token that has been verified: its payload, decoded.
+pub fn verified_claims(id_token: &str) -> Option<serde_json::Map<String, Value>> {
+    use base64::Engine as _;
+    let payload = id_token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// The userinfo claims, verbatim, after checking that `sub` is the expected one.
 pub async fn userinfo(
     provider: &Provider,

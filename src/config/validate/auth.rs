@@ -19,6 +19,27 @@ const IDP_TIMEOUT: Duration = Duration::from_secs(10);
 const SIGN_OUT_REDIRECT: &str = "/";
 /// ALB's limit on `authentication_request_extra_params`.
 const MAX_EXTRA_PARAMS: usize = 10;
+/// ALB's limits on `AdditionalClaims`: entries, and values per entry.
+const MAX_REQUIREMENTS: usize = 10;
+const MAX_REQUIREMENT_VALUES: usize = 10;
+const MAX_CLAIM_HEADERS: usize = 20;
+/// Headers a claim may not be sent as: the proxy's own, and those that
+/// carry the request's framing, target or credentials.
+const RESERVED_CLAIM_HEADERS: &[&str] = &[
+    "host",
+    "cookie",
+    "authorization",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+];
 /// Parameters the proxy sets itself on the authorization request.
 const RESERVED_PARAMS: &[&str] = &crate::auth::oidc::AUTHORIZATION_PARAMS;
 const ARN_SHAPE: &str =
@@ -220,7 +241,14 @@ impl Validator<'_> {
             );
             None
         };
+        let require = self.requirements(&at.key("require"), raw.require.unwrap_or_default());
+        let claim_headers = self.claim_headers(
+            &at.key("claim_headers"),
+            raw.claim_headers.unwrap_or_default(),
+        );
         Some(AuthCommon {
+            require: require?,
+            claim_headers: claim_headers?,
             scope: scope?,
             session_cookie_name: cookie?,
             session_timeout: session_timeout?,
@@ -232,6 +260,150 @@ impl Validator<'_> {
             idp_timeout: idp_timeout?,
             sign_out_redirect: sign_out_redirect?,
         })
+    }
+
+    /// `require`: ALB's `AdditionalClaims` entries.
+    fn requirements(
+        &mut self,
+        at: &At,
+        raw: Vec<RawClaimRequirement>,
+    ) -> Option<Vec<ClaimRequirement>> {
+        let mut valid = true;
+        if raw.len() > MAX_REQUIREMENTS {
+            valid = false;
+            self.problem(
+                at,
+                format!("{} requirements; at most {MAX_REQUIREMENTS} are allowed", raw.len()),
+                "keep ten (ALB has the same limit); one string-array entry can require several values",
+            );
+        }
+        let mut requirements = Vec::with_capacity(raw.len());
+        for (index, entry) in raw.into_iter().enumerate() {
+            let at = at.index(index);
+            let name = entry.name.filter(|name| !name.is_empty());
+            if name.is_none() {
+                valid = false;
+                self.problem(
+                    &at.key("name"),
+                    "`name` is required",
+                    "name the claim, e.g. name: groups (a dotted path such as realm_access.roles reaches into objects)",
+                );
+            }
+            let format = self.choice(
+                &at.key("format"),
+                entry.format,
+                ClaimFormat::SingleString,
+                &[
+                    ("single-string", ClaimFormat::SingleString),
+                    ("string-array", ClaimFormat::StringArray),
+                    ("space-separated-values", ClaimFormat::SpaceSeparated),
+                ],
+            );
+            let values = entry.values.unwrap_or_default();
+            if values.is_empty() || values.len() > MAX_REQUIREMENT_VALUES {
+                valid = false;
+                self.problem(
+                    &at.key("values"),
+                    format!(
+                        "{} values; give 1 to {MAX_REQUIREMENT_VALUES}",
+                        values.len()
+                    ),
+                    "list the values the claim must hold, e.g. values: [admins]",
+                );
+            }
+            if let (Some(name), Some(format)) = (name, format) {
+                requirements.push(ClaimRequirement {
+                    name,
+                    format,
+                    values,
+                });
+            } else {
+                valid = false;
+            }
+        }
+        valid.then_some(requirements)
+    }
+
+    /// `claim_headers`: upstream header name to claim name.
+    fn claim_headers(
+        &mut self,
+        at: &At,
+        raw: serde_json::Map<String, serde_json::Value>,
+    ) -> Option<Vec<(http::HeaderName, String)>> {
+        let mut valid = true;
+        if raw.len() > MAX_CLAIM_HEADERS {
+            valid = false;
+            self.problem(
+                at,
+                format!(
+                    "{} claim headers; at most {MAX_CLAIM_HEADERS} are allowed",
+                    raw.len()
+                ),
+                "send the rest in x-amzn-oidc-data, which carries every claim",
+            );
+        }
+        let mut headers: Vec<(http::HeaderName, String)> = Vec::with_capacity(raw.len());
+        for (name, claim) in raw {
+            let header_at = at.key(&name);
+            let header = http::HeaderName::from_bytes(name.as_bytes())
+                .ok()
+                .filter(|header| {
+                    header
+                        .as_str()
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            let Some(header) = header else {
+                valid = false;
+                self.problem(
+                    &header_at,
+                    format!("`{name}` is not a header name this proxy sends"),
+                    "use letters, digits and -, e.g. X-Forwarded-User",
+                );
+                continue;
+            };
+            if RESERVED_CLAIM_HEADERS.contains(&header.as_str())
+                || crate::identity::is_identity_header(header.as_str())
+                || matches!(
+                    header.as_str(),
+                    "x-forwarded-for"
+                        | "x-forwarded-proto"
+                        | "x-forwarded-port"
+                        | "x-forwarded-host"
+                )
+            {
+                valid = false;
+                self.problem(
+                    &header_at,
+                    format!("`{name}` is a header the proxy or HTTP itself sets"),
+                    "choose another name, e.g. X-Forwarded-User or X-Auth-Email",
+                );
+                continue;
+            }
+            if headers.iter().any(|(seen, _)| *seen == header) {
+                valid = false;
+                self.problem(
+                    &header_at,
+                    format!("`{name}` is given twice"),
+                    "header names are case-insensitive: keep one",
+                );
+                continue;
+            }
+            match claim {
+                serde_json::Value::String(claim) if !claim.is_empty() => {
+                    headers.push((header, claim))
+                }
+                _ => {
+                    valid = false;
+                    self.problem(
+                        &header_at,
+                        "a claim header names its claim as a string",
+                        "write the claim's name, e.g. X-Forwarded-Email: email",
+                    );
+                }
+            }
+        }
+        valid.then_some(headers)
     }
 
     fn extra_params(
