@@ -199,5 +199,51 @@ fn paths(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, open_cookie, identity_data, rules, paths);
+/// `require` as a session's identity is built: parse the claims, check
+/// three entries. Done once per opened session, not per request.
+fn claims_requirements(c: &mut Criterion) {
+    use portcullis::config::{ClaimFormat, ClaimRequirement};
+    use portcullis::internals::require;
+
+    let userinfo = serde_json::json!({
+        "sub": "248289761001", "email": "alice@example.com", "email_verified": true,
+        "name": "Alice Example", "preferred_username": "alice", "hd": "example.com",
+        "groups": ["admins", "users", "ops", "finance", "eng"],
+        "realm_access": { "roles": ["offline_access", "uma_authorization", "portal-users"] },
+    })
+    .to_string();
+    let requirements = [
+        ClaimRequirement {
+            name: "groups".into(),
+            format: ClaimFormat::StringArray,
+            values: vec!["admins".into()],
+        },
+        ClaimRequirement {
+            name: "realm_access.roles".into(),
+            format: ClaimFormat::StringArray,
+            values: vec!["portal-users".into()],
+        },
+        ClaimRequirement {
+            name: "hd".into(),
+            format: ClaimFormat::SingleString,
+            values: vec!["example.com".into()],
+        },
+    ];
+    c.bench_function("require_parse_and_check_3", |b| {
+        b.iter(|| {
+            let claims: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(black_box(&userinfo)).unwrap();
+            black_box(require::check(&requirements, &[&claims]))
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    open_cookie,
+    identity_data,
+    rules,
+    paths,
+    claims_requirements
+);
 criterion_main!(benches);

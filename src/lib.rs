@@ -78,6 +78,7 @@ pub mod internals {
     pub use crate::auth::AuthError;
     pub use crate::auth::authenticator::pending_logins;
     pub use crate::auth::clock::Clock;
+    pub use crate::auth::require;
     pub use crate::auth::error::IdpCallError;
     pub use crate::auth::oidc::http::IdpClient;
     pub use crate::auth::oidc::logout::{self, LogoutRefusal, LogoutRequest};

@@ -195,6 +195,25 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn claim_header_names_and_their_look_alikes_are_removed() {
+        let reserved = [HeaderName::from_static("x-forwarded-user")];
+        let mut sent = headers(&[
+            ("x-forwarded-user", "root"),
+            ("X-Forwarded-User", "root2"),
+            ("x_forwarded_user", "root3"),
+            ("x.forwarded.user", "root4"),
+            ("x-forwarded-users", "kept"),
+            ("x-forwarded-for", "kept"),
+        ]);
+        strip_reserved(&mut sent, &reserved);
+        let left: Vec<&str> = sent.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-forwarded-users", "x-forwarded-for"]);
+        let mut untouched = headers(&[("x-forwarded-user", "a")]);
+        strip_reserved(&mut untouched, &[]);
+        assert_eq!(untouched.len(), 1);
+    }
+
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for (name, value) in pairs {
