@@ -97,5 +97,7 @@ pub mod internals {
     pub use crate::identity::signing::{DataSigner, DataTokenCache};
     pub use crate::proxy::headers::sanitize_request;
     pub use crate::proxy::path::canonicalize;
-    pub use crate::proxy::rules::{normalize_host, rule_matches, wildcard_match};
+    pub use crate::proxy::rules::{
+        RequestFacts, normalize_host, rule_matches, wildcard_match, wildcard_match_ignore_case,
+    };
 }

@@ -1,11 +1,47 @@
-//! Listener rules: ALB's host and path conditions, first match wins.
+//! Listener rules: ALB's conditions (host, path, HTTP header, method, query
+//! string, source IP), first match wins.
+//!
+//! Every condition of a rule must match; within one condition, any of its
+//! values may. The facts a rule looks at are gathered once per request in
+//! [`RequestFacts`], after header hygiene and with the canonical path, so a
+//! rule sees the request as the upstream will.
 
-use crate::config::Rule;
+use std::net::IpAddr;
+
+use http::{HeaderMap, Method};
+
+use crate::config::{HeaderCondition, QueryCondition, Rule};
+
+/// What the rules may look at of one request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// Normalised by [`normalize_host`].
+    pub host: &'a str,
+    /// The canonical path.
+    pub path: &'a str,
+    pub method: &'a Method,
+    /// After sanitising: the headers the upstream would receive from the client.
+    pub headers: &'a HeaderMap,
+    /// The query as sent, without `?`; decoded only when a rule asks.
+    pub query: Option<&'a str>,
+    /// The TCP peer of the downstream connection, never `X-Forwarded-For`.
+    pub peer: IpAddr,
+}
 
 /// ALB wildcard matching: `*` matches any run of characters (also `/`), `?`
 /// exactly one. Iterative with one backtrack point, so linear in practice and
 /// never exponential whatever the pattern.
 pub fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
+    wildcard_match_by(pattern, text, |p, t| p == t)
+}
+
+/// [`wildcard_match`] ignoring ASCII case; `pattern` is already lower-case.
+pub fn wildcard_match_ignore_case(pattern: &[u8], text: &[u8]) -> bool {
+    wildcard_match_by(pattern, text, |p, t| p == t.to_ascii_lowercase())
+}
+
+#[inline]
+fn wildcard_match_by(pattern: &[u8], text: &[u8], same: impl Fn(u8, u8) -> bool) -> bool {
     let (mut p, mut t) = (0, 0);
     // Where to resume after the last `*`: (pattern index after it, text index it absorbed up to).
     let mut star: Option<(usize, usize)> = None;
@@ -15,7 +51,7 @@ pub fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
                 star = Some((p + 1, t));
                 p += 1;
             }
-            Some(&c) if c == b'?' || c == text[t] => {
+            Some(&c) if c == b'?' || same(c, text[t]) => {
                 p += 1;
                 t += 1;
             }
@@ -48,20 +84,53 @@ pub fn normalize_host(authority: &str) -> String {
     host.to_ascii_lowercase()
 }
 
-/// True when every condition kind of the rule matches (`host` already normalised).
-pub fn rule_matches(rule: &Rule, host: &str, path: &str) -> bool {
+/// True when every condition of the rule matches the request.
+pub fn rule_matches(rule: &Rule, request: &RequestFacts<'_>) -> bool {
     let conditions = &rule.conditions;
-    let host_ok = conditions.host.is_empty()
-        || conditions
-            .host
+    any_or_unset(&conditions.host, |pattern| {
+        wildcard_match(pattern.as_bytes(), request.host.as_bytes())
+    }) && any_or_unset(&conditions.path, |pattern| {
+        wildcard_match(pattern.as_bytes(), request.path.as_bytes())
+    }) && any_or_unset(&conditions.http_request_method, |method| {
+        method == request.method.as_str()
+    }) && any_or_unset(&conditions.source_ip, |cidr| cidr.contains(request.peer))
+        && conditions
+            .http_header
             .iter()
-            .any(|pattern| wildcard_match(pattern.as_bytes(), host.as_bytes()));
-    let path_ok = conditions.path.is_empty()
-        || conditions
-            .path
+            .all(|condition| header_matches(condition, request.headers))
+        && (conditions.query_string.is_empty()
+            || query_matches(&conditions.query_string, request.query))
+}
+
+/// An empty list is no condition; otherwise one value must match.
+fn any_or_unset<T>(values: &[T], matches: impl Fn(&T) -> bool) -> bool {
+    values.is_empty() || values.iter().any(matches)
+}
+
+/// Any value of any instance of the header, against any of the patterns.
+fn header_matches(condition: &HeaderCondition, headers: &HeaderMap) -> bool {
+    headers.get_all(&condition.name).iter().any(|value| {
+        condition
+            .values
             .iter()
-            .any(|pattern| wildcard_match(pattern.as_bytes(), path.as_bytes()));
-    host_ok && path_ok
+            .any(|pattern| wildcard_match_ignore_case(pattern.as_bytes(), value.as_bytes()))
+    })
+}
+
+/// Any one `key=value` pair of the query against any one condition, both
+/// decoded (`%41` is `A`, `+` a space). `a=1&a=2` is two pairs, each tried;
+/// a bare `flag` is the key `flag` with an empty value.
+fn query_matches(conditions: &[QueryCondition], query: Option<&str>) -> bool {
+    let Some(query) = query else {
+        return false;
+    };
+    url::form_urlencoded::parse(query.as_bytes()).any(|(key, value)| {
+        conditions.iter().any(|condition| {
+            condition.key.as_ref().is_none_or(|pattern| {
+                wildcard_match_ignore_case(pattern.as_bytes(), key.as_bytes())
+            }) && wildcard_match_ignore_case(condition.value.as_bytes(), value.as_bytes())
+        })
+    })
 }
 
 #[cfg(test)]
