@@ -11,7 +11,8 @@
 //! 3. **owned paths**: `/oauth2/...` is answered by the proxy, never
 //!    forwarded: login callback, sign-out, back-channel logout, public keys
 //!    ([`auth::endpoints`]);
-//! 4. **match**: the listener's rules, first match wins, on host and path ([`proxy::rules`]);
+//! 4. **match**: the listener's rules, first match wins, on host, path,
+//!    headers, method, query and client address ([`proxy::rules`]);
 //! 5. **authentication**: the rule's authenticate action loads the session
 //!    from its store (cookie or Redis) and refreshes it when due, giving a
 //!    [`auth::principal::Principal`]; or applies the unauthenticated policy ([`auth`]);
