@@ -151,7 +151,7 @@ fn rules(c: &mut Criterion) {
             }),
         })
         .collect();
-    let headers = http::HeaderMap::new();
+    let headers = HeaderMap::new();
     c.bench_function("rule_match_100_rules_last_wins", |b| {
         b.iter(|| {
             let host = normalize_host(black_box("App99.example.com:8443"));

@@ -182,7 +182,7 @@ mod tests {
         peer: IpAddr,
     }
 
-    fn sent(method: &str, target: &'static str, headers: &[(&str, &[u8])], peer: &str) -> Sent {
+    fn sent(method: &str, target: &'static str, headers: Headers<'_>, peer: &str) -> Sent {
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             map.append(
@@ -230,13 +230,16 @@ mod tests {
 
     const PEER: &str = "192.0.2.7";
 
+    /// Header names and raw values, in the order sent.
+    type Headers<'a> = &'a [(&'a str, &'a [u8])];
+
     #[test]
     fn header_values_ignore_case_and_take_wildcards_in_any_instance() {
         let conditions = Conditions {
             http_header: vec![header("X-Custom", &["a*", "b?"])],
             ..Conditions::default()
         };
-        let table: &[(&[(&str, &[u8])], bool)] = &[
+        let table: &[(Headers<'_>, bool)] = &[
             (&[("x-custom", b"abc")], true),
             (&[("X-CUSTOM", b"ABC")], true),
             (&[("x-custom", b"bx")], true),
