@@ -10,7 +10,9 @@ use portcullis::config::{
     Conditions, FixedResponseAction, Rule, SessionKey, SigningConfig, TerminalAction, TokenEncoding,
 };
 use portcullis::internals::{CookieSealer, OpenedSessions, RequestCookies, SealedShards};
-use portcullis::internals::{DataSigner, DataTokenCache, normalize_host, rule_matches};
+use portcullis::internals::{
+    DataSigner, DataTokenCache, RequestFacts, normalize_host, rule_matches,
+};
 
 const COOKIE_NAME: &str = "AWSELBAuthSessionCookie";
 
@@ -139,6 +141,7 @@ fn rules(c: &mut Criterion) {
                     format!("*.svc{i}.example.com"),
                 ],
                 path: vec![format!("/api/v{i}/*"), format!("/static/{i}/*.js")],
+                ..Conditions::default()
             },
             authenticate: None,
             action: TerminalAction::FixedResponse(FixedResponseAction {
@@ -148,12 +151,19 @@ fn rules(c: &mut Criterion) {
             }),
         })
         .collect();
+    let headers = HeaderMap::new();
     c.bench_function("rule_match_100_rules_last_wins", |b| {
         b.iter(|| {
             let host = normalize_host(black_box("App99.example.com:8443"));
-            rules
-                .iter()
-                .position(|rule| rule_matches(rule, &host, black_box("/api/v99/users/42")))
+            let request = RequestFacts {
+                host: &host,
+                path: black_box("/api/v99/users/42"),
+                method: &http::Method::GET,
+                headers: &headers,
+                query: None,
+                peer: std::net::Ipv4Addr::LOCALHOST.into(),
+            };
+            rules.iter().position(|rule| rule_matches(rule, &request))
         })
     });
 }

@@ -11,7 +11,8 @@
 //! 3. **owned paths**: `/oauth2/...` is answered by the proxy, never
 //!    forwarded: login callback, sign-out, back-channel logout, public keys
 //!    ([`auth::endpoints`]);
-//! 4. **match**: the listener's rules, first match wins, on host and path ([`proxy::rules`]);
+//! 4. **match**: the listener's rules, first match wins, on host, path,
+//!    headers, method, query and client address ([`proxy::rules`]);
 //! 5. **authentication**: the rule's authenticate action loads the session
 //!    from its store (cookie or Redis) and refreshes it when due, giving a
 //!    [`auth::principal::Principal`]; or applies the unauthenticated policy ([`auth`]);
@@ -78,13 +79,13 @@ pub mod internals {
     pub use crate::auth::AuthError;
     pub use crate::auth::authenticator::pending_logins;
     pub use crate::auth::clock::Clock;
-    pub use crate::auth::require;
     pub use crate::auth::error::IdpCallError;
     pub use crate::auth::oidc::http::IdpClient;
     pub use crate::auth::oidc::logout::{self, LogoutRefusal, LogoutRequest};
     pub use crate::auth::oidc::provider::{ConfiguredEndpoints, Endpoints, Provider};
     pub use crate::auth::oidc::tokens::{self, VerifiedIdToken};
     pub use crate::auth::opened::OpenedSessions;
+    pub use crate::auth::require;
     pub use crate::auth::session::store::{
         CookieStore, MAX_ONCE_KEYS, MAX_SESSION_BYTES, RedisSettings, RedisStore, Revoked,
         SessionStore, StoreError, Ticket, connect as connect_redis,
@@ -98,5 +99,7 @@ pub mod internals {
     pub use crate::identity::signing::{DataSigner, DataTokenCache};
     pub use crate::proxy::headers::sanitize_request;
     pub use crate::proxy::path::canonicalize;
-    pub use crate::proxy::rules::{normalize_host, rule_matches, wildcard_match};
+    pub use crate::proxy::rules::{
+        RequestFacts, normalize_host, rule_matches, wildcard_match, wildcard_match_ignore_case,
+    };
 }

@@ -1,12 +1,12 @@
 //! ALB wildcard matching and host normalisation over arbitrary input:
-//! never panics, agrees with a plain dynamic-programming matcher, and a host
-//! normalises to one spelling.
+//! never panics, agrees with a plain dynamic-programming matcher (and, ignoring
+//! case, with matching lower-cased text), and a host normalises to one spelling.
 
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use portcullis::internals::{normalize_host, wildcard_match};
+use portcullis::internals::{normalize_host, wildcard_match, wildcard_match_ignore_case};
 
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {
@@ -57,6 +57,14 @@ fuzz_target!(|input: Input<'_>| {
         wider.push(b'*');
         assert!(wildcard_match(&wider, text));
     }
+
+    // Ignoring case is matching the lower-cased text, for a lower-case pattern.
+    let lower = pattern.to_ascii_lowercase();
+    assert_eq!(
+        wildcard_match_ignore_case(&lower, text),
+        wildcard_match(&lower, &text.to_ascii_lowercase()),
+        "{pattern:?} {text:?}"
+    );
 
     let host = normalize_host(authority);
     assert!(

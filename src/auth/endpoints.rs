@@ -42,8 +42,10 @@ pub struct Listener<'a> {
     /// Each rule's authenticate action, in rule order (`None`: the rule does
     /// not authenticate).
     pub actions: &'a [Option<Arc<Authenticator>>],
-    /// The rule a request for this path on the request's host would reach.
-    pub rule_for: &'a (dyn Fn(&str) -> Option<usize> + Sync),
+    /// The rule a request for this path and query (not decoded, without
+    /// `?`) on the request's host would reach; the method, headers and
+    /// client address are those of the request being answered.
+    pub rule_for: &'a (dyn Fn(&str, Option<&str>) -> Option<usize> + Sync),
     /// Every session cookie name the listener's rules use.
     pub session_cookies: &'a [String],
 }
@@ -124,10 +126,15 @@ impl Listener<'_> {
         context: &RequestContext<'_>,
     ) -> Result<Response<Body>, ProxyError> {
         let rd = same_host_target(rd.unwrap_or("/")).to_owned();
-        let rd_path = rd.split('?').next().unwrap_or("/");
+        // The fragment never reaches a server; the rest is path and query.
+        let target = rd.split('#').next().unwrap_or("/");
+        let (rd_path, rd_query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
+        };
         let rd_path =
             crate::proxy::path::canonicalize(rd_path).unwrap_or(std::borrow::Cow::Borrowed("/"));
-        let action = (self.rule_for)(&rd_path)
+        let action = (self.rule_for)(&rd_path, rd_query)
             .and_then(|index| self.actions.get(index))
             .and_then(Option::as_ref);
         match action {

@@ -5,7 +5,7 @@
 //! re-validates. Built from the raw serde layer by [`super::validate`].
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -187,13 +187,116 @@ pub struct Rule {
     pub action: TerminalAction,
 }
 
-/// Every listed condition kind must match; within a kind, any pattern may match.
+/// Every listed condition must match; within one condition, any value may
+/// match. An empty list is no condition.
 #[derive(Debug, Clone, Default)]
 pub struct Conditions {
     /// Host patterns, lower-cased; `*` and `?` wildcards.
     pub host: Vec<String>,
     /// ALB path patterns, case-sensitive; `*` and `?` wildcards.
     pub path: Vec<String>,
+    /// One condition per entry, each of which must match (as ALB's separate
+    /// `http-header` conditions).
+    pub http_header: Vec<HeaderCondition>,
+    /// Methods, compared exactly and case-sensitively.
+    pub http_request_method: Vec<String>,
+    /// Any one of these pairs found in the query satisfies the condition.
+    pub query_string: Vec<QueryCondition>,
+    /// Ranges of the TCP peer's address (never `X-Forwarded-For`).
+    pub source_ip: Vec<Cidr>,
+}
+
+/// A header that must be present with a value matching one of `values`.
+#[derive(Debug, Clone)]
+pub struct HeaderCondition {
+    pub name: http::HeaderName,
+    /// Patterns, lower-cased: compared case-insensitively, `*` and `?` wildcards.
+    pub values: Vec<String>,
+}
+
+/// A `key=value` pair to find in the query, compared after decoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryCondition {
+    /// Lower-cased pattern for the key; `None` matches any key.
+    pub key: Option<String>,
+    /// Lower-cased pattern for the value.
+    pub value: String,
+}
+
+/// An IPv4 or IPv6 address range in CIDR notation, host bits zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+/// Why a CIDR block was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    #[error("it has no prefix length")]
+    NoPrefix,
+    #[error("`{0}` is not an IP address")]
+    Address(String),
+    #[error("the prefix length `{0}` is not a number from 0 to {1}")]
+    Prefix(String, u8),
+    /// The block written with its host bits cleared.
+    #[error("bits beyond the prefix are set")]
+    HostBits(Cidr),
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Self, CidrError> {
+        let (address, prefix) = text.split_once('/').ok_or(CidrError::NoPrefix)?;
+        let network: IpAddr = address
+            .parse()
+            .map_err(|_| CidrError::Address(address.to_owned()))?;
+        let bits = if network.is_ipv4() { 32 } else { 128 };
+        // One spelling of the length: no sign, no leading zeros.
+        let prefix = match prefix.parse::<u8>() {
+            Ok(length) if length <= bits && length.to_string() == prefix => length,
+            _ => return Err(CidrError::Prefix(prefix.to_owned(), bits)),
+        };
+        let cidr = Self { network, prefix };
+        let masked = Self {
+            network: cidr.masked(network),
+            prefix,
+        };
+        if masked != cidr {
+            return Err(CidrError::HostBits(masked));
+        }
+        Ok(cidr)
+    }
+
+    /// True when `address` is in the block. An IPv4-mapped IPv6 address
+    /// (`::ffff:10.1.2.3`, what a dual-stack socket reports for an IPv4
+    /// client) is the IPv4 address it carries.
+    pub fn contains(&self, address: IpAddr) -> bool {
+        let address = address.to_canonical();
+        address.is_ipv4() == self.network.is_ipv4() && self.masked(address) == self.network
+    }
+
+    fn masked(&self, address: IpAddr) -> IpAddr {
+        match address {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V4((u32::from(v4) & mask).into())
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+        }
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -107,6 +107,68 @@ pub struct RawRule {
 pub struct RawConditions {
     pub host: Option<Vec<String>>,
     pub path: Option<Vec<String>>,
+    /// One map, or a list of them: each is a condition of its own.
+    pub http_header: Option<OneOrMany<RawHttpHeader>>,
+    pub http_request_method: Option<Vec<String>>,
+    pub query_string: Option<Vec<RawQueryString>>,
+    pub source_ip: Option<Vec<String>>,
+}
+
+#[derive(Default, Deserialize)]
+pub struct RawHttpHeader {
+    pub name: Option<String>,
+    pub values: Option<Vec<String>>,
+}
+
+#[derive(Default, Deserialize)]
+pub struct RawQueryString {
+    #[serde(default, deserialize_with = "text")]
+    pub key: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    pub value: Option<String>,
+}
+
+/// A key that takes one map or a list of maps. Deserialized by hand rather
+/// than as an untagged enum, so that the map's keys stream through and
+/// `serde_ignored` still reports an unknown one.
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OneOrManyVisitor<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for OneOrManyVisitor<T> {
+            type Value = OneOrMany<T>;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a map or a list of maps")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let one = T::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(OneOrMany::One(one))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut many = Vec::new();
+                while let Some(one) = seq.next_element()? {
+                    many.push(one);
+                }
+                Ok(OneOrMany::Many(many))
+            }
+        }
+
+        deserializer.deserialize_any(OneOrManyVisitor(std::marker::PhantomData))
+    }
 }
 
 /// One entry of a rule's action list: a map that should hold exactly one of

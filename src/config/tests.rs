@@ -629,6 +629,161 @@ fn host_conditions_are_lower_cased_and_have_no_port() {
     assert!(problem.fix.contains("`app.example.com`"), "{problem}");
 }
 
+/// MINIMAL with `conditions` (a YAML flow map's inside) on its rule.
+fn with_conditions(conditions: &str) -> String {
+    MINIMAL.replace(
+        "      - actions:",
+        &format!("      - conditions: {{ {conditions} }}\n        actions:"),
+    )
+}
+
+#[test]
+fn alb_conditions_load() {
+    let config = load(&with_conditions(
+        "http_header: { name: X-Custom, values: [\"A*\", \"b?\"] }, \
+         http_request_method: [GET], \
+         query_string: [{ key: Version, value: \"v1*\" }, { value: 42 }]",
+    ));
+    let conditions = &config.listeners[0].rules[0].conditions;
+    assert_eq!(conditions.http_header.len(), 1);
+    assert_eq!(conditions.http_header[0].name, "x-custom");
+    assert_eq!(conditions.http_header[0].values, ["a*", "b?"]);
+    assert_eq!(conditions.http_request_method, ["GET"]);
+    assert_eq!(conditions.query_string[0].key.as_deref(), Some("version"));
+    assert_eq!(conditions.query_string[1].key, None);
+    assert_eq!(conditions.query_string[1].value, "42");
+
+    let config = load(&with_conditions(
+        "http_header: [{ name: x-a, values: [\"1\"] }, { name: x-b, values: [\"2\"] }], \
+         source_ip: [\"2001:db8::/32\"]",
+    ));
+    let conditions = &config.listeners[0].rules[0].conditions;
+    assert_eq!(conditions.http_header.len(), 2);
+    assert_eq!(conditions.source_ip[0].to_string(), "2001:db8::/32");
+}
+
+#[test]
+fn bad_alb_conditions_are_reported_with_their_key_path_and_fix() {
+    let at = format!("{RULE0}.conditions");
+    let cases = [
+        (
+            "source_ip: [\"10.0.0.0/8\", \"10.1.2.3/8\"]",
+            format!("{at}.source_ip[1]"),
+            "`10.0.0.0/8`",
+        ),
+        (
+            "source_ip: [\"10.1.2.3\"]",
+            format!("{at}.source_ip[0]"),
+            "`10.1.2.3/32`",
+        ),
+        (
+            "source_ip: [\"::1\"]",
+            format!("{at}.source_ip[0]"),
+            "`::1/128`",
+        ),
+        (
+            "source_ip: [\"10.0.0.0/40\"]",
+            format!("{at}.source_ip[0]"),
+            "0 to 32",
+        ),
+        (
+            "source_ip: [localhost/8]",
+            format!("{at}.source_ip[0]"),
+            "no host names",
+        ),
+        (
+            "http_request_method: [get]",
+            format!("{at}.http_request_method[0]"),
+            "`GET`",
+        ),
+        (
+            "http_request_method: [\"GET /\"]",
+            format!("{at}.http_request_method[0]"),
+            "A-Z",
+        ),
+        (
+            "http_request_method: [TRACE]",
+            format!("{at}.http_request_method[0]"),
+            "remove",
+        ),
+        (
+            "http_request_method: []",
+            format!("{at}.http_request_method"),
+            "remove",
+        ),
+        (
+            "http_header: { name: Host, values: [x] }",
+            format!("{at}.http_header.name"),
+            "conditions.host",
+        ),
+        (
+            "http_header: [{ name: x-a, values: [x] }, { name: \"x a\", values: [x] }]",
+            format!("{at}.http_header[1].name"),
+            "X-Custom-Header",
+        ),
+        (
+            "http_header: { name: x-amzn-oidc-data, values: [x] }",
+            format!("{at}.http_header.name"),
+            "strips",
+        ),
+        (
+            "http_header: { name: x-a }",
+            format!("{at}.http_header.values"),
+            "values:",
+        ),
+        (
+            "http_header: { name: x-a, values: [] }",
+            format!("{at}.http_header.values"),
+            "add",
+        ),
+        (
+            "query_string: [{ key: a, value: \"\\\\*\" }]",
+            format!("{at}.query_string[0].value"),
+            "cannot be escaped",
+        ),
+        (
+            "query_string: [{ key: a }]",
+            format!("{at}.query_string[0].value"),
+            "\"*\"",
+        ),
+        (
+            "query_string: [{ key: \"\", value: x }]",
+            format!("{at}.query_string[0].key"),
+            "leave key out",
+        ),
+        (
+            "http_request_method: [GET, HEAD, POST], source_ip: [\"10.0.0.0/8\", \"::/0\", \"192.0.2.0/24\"]",
+            at.clone(),
+            "split the rule",
+        ),
+        (
+            "http_header: { name: x-a, values: [\"a*b*c*\", \"???\"] }",
+            at.clone(),
+            "fewer wildcards",
+        ),
+    ];
+    for (conditions, path, fix) in cases {
+        let problem = only_problem(&with_conditions(conditions));
+        assert_eq!(problem.path, path, "{conditions}: {problem}");
+        assert!(problem.fix.contains(fix), "{conditions}: {problem}");
+    }
+}
+
+#[test]
+fn unknown_keys_in_alb_conditions_are_named() {
+    let problem = only_problem(&with_conditions(
+        "http_header: { nme: x-a, name: x-b, values: [v] }",
+    ));
+    assert_eq!(problem.path, format!("{RULE0}.conditions.http_header.nme"));
+    assert!(problem.fix.contains("`name`"), "{problem}");
+    let problem = only_problem(&with_conditions("query_string: [{ value: v, keyy: k }]"));
+    assert_eq!(
+        problem.path,
+        format!("{RULE0}.conditions.query_string[0].keyy")
+    );
+    assert!(problem.fix.contains("`key`"), "{problem}");
+}
+
 // Authenticate actions.
 
 /// Older `config` releases lower-cased every key; 0.15 does not, and with

@@ -12,8 +12,9 @@ use serde::de::{self, Visitor};
 use super::Problem;
 use super::raw::{
     RawAction, RawAdmin, RawAuthCommon, RawCertificate, RawClaimRequirement, RawCognitoProvider,
-    RawConditions, RawConfig, RawFixedResponse, RawForward, RawLimits, RawListener,
-    RawOidcProvider, RawRedirect, RawRedis, RawRule, RawSessions, RawSigning, RawTls,
+    RawConditions, RawConfig, RawFixedResponse, RawForward, RawHttpHeader, RawLimits, RawListener,
+    RawOidcProvider, RawQueryString, RawRedirect, RawRedis, RawRule, RawSessions, RawSigning,
+    RawTls,
 };
 
 /// One step of a key path, as both `serde_ignored` and our own walkers see it.
@@ -104,6 +105,8 @@ pub fn known_keys(parent: &[Segment]) -> Vec<&'static str> {
         ["listeners", "tls", "certificates"] => fields_of::<RawCertificate>(),
         ["listeners", "rules"] => fields_of::<RawRule>(),
         ["listeners", "rules", "conditions"] => fields_of::<RawConditions>(),
+        ["listeners", "rules", "conditions", "http_header"] => fields_of::<RawHttpHeader>(),
+        ["listeners", "rules", "conditions", "query_string"] => fields_of::<RawQueryString>(),
         ["listeners", "rules", "actions"] => fields_of::<RawAction>(),
         ["listeners", "rules", "actions", "forward"] => fields_of::<RawForward>(),
         ["listeners", "rules", "actions", "fixed_response"] => fields_of::<RawFixedResponse>(),

@@ -12,6 +12,7 @@
 
 mod actions;
 mod auth;
+mod conditions;
 mod listeners;
 mod sections;
 

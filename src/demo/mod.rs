@@ -189,8 +189,8 @@ fn demo_config(
     let signed_out = Rule {
         name: "signed-out".to_owned(),
         conditions: Conditions {
-            host: Vec::new(),
             path: vec![SIGNED_OUT_PATH.to_owned()],
+            ..Conditions::default()
         },
         authenticate: None,
         action: TerminalAction::FixedResponse(FixedResponseAction {

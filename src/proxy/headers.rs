@@ -187,6 +187,17 @@ fn is_plain_name(name: &str, allow_underscores: bool) -> bool {
     })
 }
 
+/// True for a header [`sanitize_request`] removes from every request, so a
+/// rule condition on it could never match. `Connection` and `Upgrade` are
+/// not: a WebSocket handshake keeps them. A name with `_` is only removed
+/// where the listener does not allow underscores, so it is not counted here.
+pub fn never_reaches_rules(name: &HeaderName) -> bool {
+    (is_hop_by_hop(name) && *name != header::CONNECTION && *name != header::UPGRADE)
+        || OVERRIDES.contains(name)
+        || identity::is_identity_header(name.as_str())
+        || !is_plain_name(name.as_str(), true)
+}
+
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
 }

@@ -213,10 +213,24 @@ impl Proxy {
             let Some(shared) = &self.auth else {
                 return Err(ProxyError::OwnedPathNotFound);
             };
-            let rule_for = |path: &str| {
+            // Kept apart from the request, which the endpoint takes.
+            let headers = request.headers().clone();
+            let method = request.method().clone();
+            // Sign-out's `rd` is matched as a request for that path and
+            // query would be, sent with this request's method, headers and
+            // connection.
+            let rule_for = |path: &str, query: Option<&str>| {
+                let facts = rules::RequestFacts {
+                    host: &host,
+                    path,
+                    method: &method,
+                    headers: &headers,
+                    query,
+                    peer: downstream.client.ip(),
+                };
                 self.routes
                     .iter()
-                    .position(|route| rules::rule_matches(&route.rule, &host, path))
+                    .position(|route| rules::rule_matches(&route.rule, &facts))
             };
             let listener = endpoints::Listener {
                 shared,
@@ -224,8 +238,7 @@ impl Proxy {
                 rule_for: &rule_for,
                 session_cookies: &self.session_cookies,
             };
-            let cookies_header = request.headers().clone();
-            let cookies = RequestCookies::parse(&cookies_header);
+            let cookies = RequestCookies::parse(&headers);
             let context = RequestContext {
                 authority: &authority,
                 tls: downstream.tls,
@@ -240,11 +253,20 @@ impl Proxy {
             return answered.response;
         }
 
-        // 4. First matching rule wins.
+        // 4. First matching rule wins. The headers are those sanitising
+        //    left, so a header condition sees what the upstream will.
+        let facts = rules::RequestFacts {
+            host: &host,
+            path: request.uri().path(),
+            method: request.method(),
+            headers: request.headers(),
+            query: request.uri().query(),
+            peer: downstream.client.ip(),
+        };
         let route = self
             .routes
             .iter()
-            .find(|route| rules::rule_matches(&route.rule, &host, request.uri().path()))
+            .find(|route| rules::rule_matches(&route.rule, &facts))
             .ok_or(ProxyError::NoRuleMatched)?;
         outcome.rule = &route.label;
 

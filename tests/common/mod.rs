@@ -158,6 +158,7 @@ pub fn rule(name: &str, host: &[&str], path: &[&str], action: TerminalAction) ->
         conditions: Conditions {
             host: host.iter().map(|host| host.to_string()).collect(),
             path: path.iter().map(|path| path.to_string()).collect(),
+            ..Conditions::default()
         },
         authenticate: None,
         action,

@@ -11,8 +11,6 @@ use crate::config::model::*;
 use crate::config::raw::*;
 
 const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
-/// ALB's limit on a path or host pattern.
-const MAX_PATTERN_LEN: usize = 128;
 
 /// A validated rule and where its authenticate action sits, for the
 /// listener-wide session cookie check.
@@ -208,111 +206,6 @@ impl Validator<'_> {
             },
             authenticate_at,
         })
-    }
-
-    fn conditions(&mut self, at: &At, raw: RawConditions) -> Option<Conditions> {
-        let host = raw
-            .host
-            .map(|hosts| self.host_patterns(&at.key("host"), hosts));
-        let path = raw
-            .path
-            .map(|paths| self.path_patterns(&at.key("path"), paths));
-        Some(Conditions {
-            host: optional(host)?.unwrap_or_default(),
-            path: optional(path)?.unwrap_or_default(),
-        })
-    }
-
-    fn host_patterns(&mut self, at: &At, hosts: Vec<String>) -> Option<Vec<String>> {
-        self.not_empty_list(at, &hosts, "host");
-        let checked: Vec<Option<String>> = hosts
-            .into_iter()
-            .enumerate()
-            .map(|(index, host)| self.host_pattern(&at.index(index), host))
-            .collect();
-        checked.into_iter().collect()
-    }
-
-    fn host_pattern(&mut self, at: &At, host: String) -> Option<String> {
-        let host = host.trim().to_ascii_lowercase();
-        let fix = "a host name with * and ? wildcards, e.g. app.example.com or *.example.org";
-        if host.is_empty() {
-            self.problem(at, "the host pattern is empty", fix);
-            return None;
-        }
-        if let Some((name, port)) = host.rsplit_once(':')
-            && !port.is_empty()
-            && port.bytes().all(|b| b.is_ascii_digit())
-        {
-            self.problem(
-                at,
-                format!("host pattern `{host}` has a port"),
-                format!("host conditions match the name only: write `{name}`"),
-            );
-            return None;
-        }
-        if host.len() > MAX_PATTERN_LEN {
-            self.problem(
-                at,
-                format!("the host pattern is {} characters long", host.len()),
-                format!("keep it to {MAX_PATTERN_LEN} characters"),
-            );
-            return None;
-        }
-        if let Some(bad) = host
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '*' | '?')))
-        {
-            self.problem(
-                at,
-                format!("host pattern `{host}` contains `{bad}`"),
-                format!("{fix}; letters, digits, -, ., * and ? only"),
-            );
-            return None;
-        }
-        Some(host)
-    }
-
-    fn path_patterns(&mut self, at: &At, paths: Vec<String>) -> Option<Vec<String>> {
-        self.not_empty_list(at, &paths, "path");
-        let checked: Vec<Option<String>> = paths
-            .into_iter()
-            .enumerate()
-            .map(|(index, path)| {
-                let at = at.index(index);
-                if !(path.starts_with('/') || path.starts_with('*')) {
-                    self.problem(
-                        &at,
-                        format!("path pattern `{path}` does not start with / or *"),
-                        format!("write `/{path}`"),
-                    );
-                    None
-                } else if path.len() > MAX_PATTERN_LEN {
-                    self.problem(
-                        &at,
-                        format!("the path pattern is {} characters long", path.len()),
-                        format!("keep it to {MAX_PATTERN_LEN} characters, using * for the rest"),
-                    );
-                    None
-                } else if let Some((message, fix)) = never_canonical(&path) {
-                    self.problem(&at, message, fix);
-                    None
-                } else {
-                    Some(path)
-                }
-            })
-            .collect();
-        checked.into_iter().collect()
-    }
-
-    fn not_empty_list(&mut self, at: &At, list: &[String], kind: &str) {
-        if list.is_empty() {
-            self.problem(
-                at,
-                format!("the {kind} condition lists no patterns"),
-                format!("add a pattern, or remove `{kind}` to match any {kind}"),
-            );
-        }
     }
 
     /// An action list: an optional authenticate action, then exactly one
@@ -535,32 +428,4 @@ impl Validator<'_> {
     }
 
     // Small value checks shared by the sections above and by `auth`.
-}
-
-/// Rules match the canonical path (dot segments resolved, `//` merged,
-/// escapes of unreserved characters decoded), so a pattern written in
-/// another spelling would silently never match: a message and a fix for
-/// one that is not canonical itself. `*` and `?` are ordinary characters
-/// to the canonicaliser, so they pass through.
-fn never_canonical(pattern: &str) -> Option<(String, String)> {
-    if !pattern.starts_with('/') {
-        return None;
-    }
-    match crate::proxy::path::canonicalize(pattern) {
-        Ok(canonical) if canonical == pattern => None,
-        Ok(canonical) => Some((
-            format!(
-                "path pattern `{pattern}` can never match: requests are matched by their \
-                 canonical path, where it is spelled `{canonical}`"
-            ),
-            format!("write `{canonical}`"),
-        )),
-        Err(refused) => Some((
-            format!(
-                "path pattern `{pattern}` can never match: a request with such a path is \
-                 refused with 400 ({refused})"
-            ),
-            "remove the pattern, or write the path without that spelling".to_owned(),
-        )),
-    }
 }
