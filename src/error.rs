@@ -85,6 +85,15 @@ impl ProxyError {
             return None;
         };
         Some(match (error, error.blame()) {
+            (AuthError::JwtMissing, _) => {
+                "This API needs a bearer token: Authorization: Bearer <JWT>."
+            }
+            (AuthError::JwtInvalid(_) | AuthError::JwtKeysUnavailable(_), _) => {
+                "The bearer token could not be verified."
+            }
+            (AuthError::JwtClaimMismatch(_), _) => {
+                "The bearer token does not grant access to this resource."
+            }
             (AuthError::ClaimsTooLarge { .. }, _) => {
                 "Your identity claims are too large to fit in session cookies. \
                  The operator can keep sessions on the server with sessions.store: redis."
@@ -105,6 +114,12 @@ impl ProxyError {
     /// A short page that names the status and never echoes request data.
     pub fn into_response(self, wants_json: bool) -> Response<Body> {
         let status = self.status();
+        let challenge = match &self {
+            ProxyError::Auth(error) => error.challenge(),
+            _ => None,
+        };
+        // A bearer token's sender is a program, whatever its Accept says.
+        let wants_json = wants_json || challenge.is_some();
         let title = match status.as_u16() {
             IDP_FAILED => "Identity Provider Error",
             _ => status.canonical_reason().unwrap_or("Error"),
@@ -138,6 +153,12 @@ impl ProxyError {
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        }
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         if retry_soon {
             response

@@ -12,8 +12,8 @@ use serde::de::{self, Visitor};
 use super::Problem;
 use super::raw::{
     RawAction, RawAdmin, RawAuthCommon, RawCertificate, RawClaimRequirement, RawCognitoProvider,
-    RawConditions, RawConfig, RawFixedResponse, RawForward, RawLimits, RawListener,
-    RawOidcProvider, RawRedirect, RawRedis, RawRule, RawSessions, RawSigning, RawTls,
+    RawConditions, RawConfig, RawFixedResponse, RawForward, RawJwtValidation, RawLimits,
+    RawListener, RawOidcProvider, RawRedirect, RawRedis, RawRule, RawSessions, RawSigning, RawTls,
 };
 
 /// One step of a key path, as both `serde_ignored` and our own walkers see it.
@@ -111,11 +111,12 @@ pub fn known_keys(parent: &[Segment]) -> Vec<&'static str> {
         ["listeners", "rules", "actions", "authenticate_oidc"] => {
             [fields_of::<RawOidcProvider>(), fields_of::<RawAuthCommon>()].concat()
         }
+        ["listeners", "rules", "actions", "jwt_validation"] => fields_of::<RawJwtValidation>(),
         [
             "listeners",
             "rules",
             "actions",
-            "authenticate_oidc" | "authenticate_cognito",
+            "authenticate_oidc" | "authenticate_cognito" | "jwt_validation",
             "require",
         ] => fields_of::<RawClaimRequirement>(),
         ["listeners", "rules", "actions", "authenticate_cognito"] => [

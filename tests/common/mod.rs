@@ -160,6 +160,7 @@ pub fn rule(name: &str, host: &[&str], path: &[&str], action: TerminalAction) ->
             path: path.iter().map(|path| path.to_string()).collect(),
         },
         authenticate: None,
+        jwt_validation: None,
         action,
     }
 }

@@ -23,7 +23,7 @@ pub(crate) struct DecodedJws<'a> {
 
 /// Why a compact JWS was refused before any key was looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum JwsError {
+pub enum JwsError {
     #[error("not a compact JWS: {0}")]
     Malformed(&'static str),
     /// `crit` or `cty`: no extension is understood and nesting is not

@@ -1,7 +1,7 @@
 //! `authenticate_oidc`: the relying party.
 
 pub mod http;
-pub(crate) mod jws;
+pub mod jws;
 pub mod logout;
 pub mod provider;
 pub mod tokens;
