@@ -247,6 +247,52 @@ mod tests {
     }
 
     #[test]
+    fn bearer_failures_challenge_the_client_in_json() {
+        use crate::auth::bearer::JwtRefusal;
+        let mismatch = crate::auth::require::Mismatch {
+            claim: "scope".into(),
+        };
+        let cases = [
+            (AuthError::JwtMissing, 401, "Bearer", "JwtMissing"),
+            (
+                AuthError::JwtInvalid(JwtRefusal::Expired),
+                401,
+                r#"Bearer error="invalid_token""#,
+                "JwtInvalid",
+            ),
+            (
+                AuthError::JwtKeysUnavailable(Box::new(AuthError::BadKeys("x".into()))),
+                401,
+                r#"Bearer error="invalid_token""#,
+                "JwtKeysUnavailable",
+            ),
+            (
+                AuthError::JwtClaimMismatch(mismatch.clone()),
+                403,
+                r#"Bearer error="insufficient_scope""#,
+                "AuthzClaimMismatch",
+            ),
+        ];
+        for (error, status, challenge, reason) in cases {
+            let response = ProxyError::Auth(error).into_response(false);
+            assert_eq!(response.status(), status);
+            assert_eq!(response.headers()[header::WWW_AUTHENTICATE], challenge);
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+            let body = futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(
+                response.into_body(),
+            ))
+            .unwrap()
+            .unwrap()
+            .to_bytes();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(json["reason"], reason);
+        }
+        let session = ProxyError::Auth(AuthError::ClaimMismatch(mismatch)).into_response(false);
+        assert_eq!(session.status(), 403);
+        assert!(!session.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+
+    #[test]
     fn json_page_for_api_clients() {
         let response = ProxyError::NoRuleMatched.into_response(true);
         assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
