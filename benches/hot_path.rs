@@ -141,6 +141,7 @@ fn rules(c: &mut Criterion) {
                 path: vec![format!("/api/v{i}/*"), format!("/static/{i}/*.js")],
             },
             authenticate: None,
+            jwt_validation: None,
             action: TerminalAction::FixedResponse(FixedResponseAction {
                 status: 200,
                 content_type: None,

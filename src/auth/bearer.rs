@@ -224,15 +224,15 @@ fn check_claims(
         return Err(JwtRefusal::Expired);
     }
     let ahead = now.saturating_add(LEEWAY.as_secs());
-    if let Some(nbf) = claims.get("nbf") {
-        if numeric_date(nbf).is_none_or(|nbf| nbf > ahead) {
-            return Err(JwtRefusal::NotYetValid);
-        }
+    if let Some(nbf) = claims.get("nbf")
+        && numeric_date(nbf).is_none_or(|nbf| nbf > ahead)
+    {
+        return Err(JwtRefusal::NotYetValid);
     }
-    if let Some(iat) = claims.get("iat") {
-        if numeric_date(iat).is_none_or(|iat| iat > ahead) {
-            return Err(JwtRefusal::IssuedInFuture);
-        }
+    if let Some(iat) = claims.get("iat")
+        && numeric_date(iat).is_none_or(|iat| iat > ahead)
+    {
+        return Err(JwtRefusal::IssuedInFuture);
     }
     if !audience.is_empty() {
         let names_one = |aud: &Value| {
