@@ -144,6 +144,7 @@ fn rules(c: &mut Criterion) {
                 ..Conditions::default()
             },
             authenticate: None,
+            jwt_validation: None,
             action: TerminalAction::FixedResponse(FixedResponseAction {
                 status: 200,
                 content_type: None,

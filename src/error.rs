@@ -85,6 +85,15 @@ impl ProxyError {
             return None;
         };
         Some(match (error, error.blame()) {
+            (AuthError::JwtMissing, _) => {
+                "This API needs a bearer token: Authorization: Bearer <JWT>."
+            }
+            (AuthError::JwtInvalid(_) | AuthError::JwtKeysUnavailable(_), _) => {
+                "The bearer token could not be verified."
+            }
+            (AuthError::JwtClaimMismatch(_), _) => {
+                "The bearer token does not grant access to this resource."
+            }
             (AuthError::ClaimsTooLarge { .. }, _) => {
                 "Your identity claims are too large to fit in session cookies. \
                  The operator can keep sessions on the server with sessions.store: redis."
@@ -105,6 +114,12 @@ impl ProxyError {
     /// A short page that names the status and never echoes request data.
     pub fn into_response(self, wants_json: bool) -> Response<Body> {
         let status = self.status();
+        let challenge = match &self {
+            ProxyError::Auth(error) => error.challenge(),
+            _ => None,
+        };
+        // A bearer token's sender is a program, whatever its Accept says.
+        let wants_json = wants_json || challenge.is_some();
         let title = match status.as_u16() {
             IDP_FAILED => "Identity Provider Error",
             _ => status.canonical_reason().unwrap_or("Error"),
@@ -138,6 +153,12 @@ impl ProxyError {
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        }
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         if retry_soon {
             response
@@ -223,6 +244,52 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["reason"], "AuthClaimsSizeExceeded");
         assert!(json["message"].as_str().unwrap().contains("store: redis"));
+    }
+
+    #[test]
+    fn bearer_failures_challenge_the_client_in_json() {
+        use crate::auth::bearer::JwtRefusal;
+        let mismatch = crate::auth::require::Mismatch {
+            claim: "scope".into(),
+        };
+        let cases = [
+            (AuthError::JwtMissing, 401, "Bearer", "JwtMissing"),
+            (
+                AuthError::JwtInvalid(JwtRefusal::Expired),
+                401,
+                r#"Bearer error="invalid_token""#,
+                "JwtInvalid",
+            ),
+            (
+                AuthError::JwtKeysUnavailable(Box::new(AuthError::BadKeys("x".into()))),
+                401,
+                r#"Bearer error="invalid_token""#,
+                "JwtKeysUnavailable",
+            ),
+            (
+                AuthError::JwtClaimMismatch(mismatch.clone()),
+                403,
+                r#"Bearer error="insufficient_scope""#,
+                "AuthzClaimMismatch",
+            ),
+        ];
+        for (error, status, challenge, reason) in cases {
+            let response = ProxyError::Auth(error).into_response(false);
+            assert_eq!(response.status(), status);
+            assert_eq!(response.headers()[header::WWW_AUTHENTICATE], challenge);
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+            let body = futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(
+                response.into_body(),
+            ))
+            .unwrap()
+            .unwrap()
+            .to_bytes();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(json["reason"], reason);
+        }
+        let session = ProxyError::Auth(AuthError::ClaimMismatch(mismatch)).into_response(false);
+        assert_eq!(session.status(), 403);
+        assert!(!session.headers().contains_key(header::WWW_AUTHENTICATE));
     }
 
     #[test]

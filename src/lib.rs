@@ -16,6 +16,8 @@
 //! 5. **authentication**: the rule's authenticate action loads the session
 //!    from its store (cookie or Redis) and refreshes it when due, giving a
 //!    [`auth::principal::Principal`]; or applies the unauthenticated policy ([`auth`]);
+//!    on a `jwt_validation` rule, the bearer token is verified instead, and
+//!    its `require` checked with it ([`auth::bearer`]);
 //! 6. **authorization**: whether that principal may use the rule; then the
 //!    identity headers, built from it;
 //! 7. **action**: `forward` (streamed, [`proxy::forward`]), `fixed_response` or `redirect`
@@ -33,7 +35,8 @@
 //!                forwarding, the upstream pool, WebSocket upgrades
 //! auth/          login: the OIDC relying party (oidc/), the session stores
 //!                (session/: sealed cookies or Redis), the /oauth2/ endpoints,
-//!                the opened-session cache, policies, Cognito, the clock
+//!                the opened-session cache, policies, Cognito, the clock,
+//!                bearer JWTs (bearer.rs)
 //! identity/      the x-amzn-oidc-* headers: stripped inbound, x-amzn-oidc-data
 //!                signed (signing/), the public-key endpoints
 //! error.rs       every error kind and the one place it becomes a response

@@ -56,6 +56,7 @@ pub struct Metrics {
     idp_latency: Histogram,
     store_errors: Family<OpLabels, Counter>,
     store_latency: Family<OpLabels, Histogram, fn() -> Histogram>,
+    jwt_signature_checks: Counter,
 }
 
 impl Default for Metrics {
@@ -121,6 +122,12 @@ impl Metrics {
             "Time taken by each call to the session store, by operation",
             store_latency.clone(),
         );
+        let jwt_signature_checks = Counter::default();
+        registry.register(
+            "jwt_signature_checks",
+            "Bearer token signatures checked (jwt_validation); a token already verified is not checked again",
+            jwt_signature_checks.clone(),
+        );
         Self {
             registry,
             requests,
@@ -132,6 +139,7 @@ impl Metrics {
             idp_latency,
             store_errors,
             store_latency,
+            jwt_signature_checks,
         }
     }
 
@@ -177,6 +185,15 @@ impl Metrics {
         if failed {
             self.store_errors.get_or_create(&labels).inc();
         }
+    }
+
+    pub fn jwt_signature_checked(&self) {
+        self.jwt_signature_checks.inc();
+    }
+
+    #[cfg(test)]
+    pub fn jwt_signature_checks(&self) -> u64 {
+        self.jwt_signature_checks.get()
     }
 
     pub fn connection_opened(&self) {

@@ -45,6 +45,9 @@ pub enum AuthError {
     /// Values quoted from the document are [`Untrusted`].
     #[error("the IdP's discovery document is unusable: {0}")]
     BadDiscovery(String),
+    /// Values quoted from the key set are [`Untrusted`].
+    #[error("the IdP's key set is unusable: {0}")]
+    BadKeys(String),
     #[error("the IdP's discovery document or keys are not available")]
     ProviderUnavailable(#[source] std::sync::Arc<IdpCallError>),
     #[error("the token endpoint call failed")]
@@ -74,6 +77,18 @@ pub enum AuthError {
     /// Authenticated, but a `require` entry does not hold.
     #[error(transparent)]
     ClaimMismatch(super::require::Mismatch),
+    /// `jwt_validation`: no `Authorization: Bearer` credential at all.
+    #[error("the request has no bearer token")]
+    JwtMissing,
+    #[error("the bearer token is refused")]
+    JwtInvalid(#[source] super::bearer::JwtRefusal),
+    /// The keys to verify a bearer token with could not be loaded: the
+    /// token cannot be accepted, whatever it is.
+    #[error("the keys to verify the bearer token with are not available")]
+    JwtKeysUnavailable(#[source] Box<AuthError>),
+    /// A verified bearer token lacks what the rule's `require` asks for.
+    #[error(transparent)]
+    JwtClaimMismatch(super::require::Mismatch),
     /// Redis down or slower than `sessions.redis.timeout`: never "no session".
     #[error("the session store is unavailable")]
     SessionStore(#[source] std::sync::Arc<StoreError>),
@@ -125,10 +140,14 @@ impl AuthError {
             | AuthError::InvalidState
             | AuthError::IssuerMismatch { .. }
             | AuthError::MissingIss
-            | AuthError::MissingHost => Blame::Client,
+            | AuthError::MissingHost
+            | AuthError::JwtMissing
+            | AuthError::JwtInvalid(_)
+            | AuthError::JwtKeysUnavailable(_) => Blame::Client,
             AuthError::IdpError { .. }
             | AuthError::ProviderUnavailable(_)
             | AuthError::BadDiscovery(_)
+            | AuthError::BadKeys(_)
             | AuthError::TokenEndpoint(_)
             | AuthError::InvalidGrant
             | AuthError::InvalidTokenResponse(_)
@@ -141,7 +160,7 @@ impl AuthError {
             | AuthError::Serialize(_)
             | AuthError::Internal(_) => Blame::Proxy,
             AuthError::SessionStore(_) => Blame::SessionStore,
-            AuthError::ClaimMismatch(_) => Blame::Forbidden,
+            AuthError::ClaimMismatch(_) | AuthError::JwtClaimMismatch(_) => Blame::Forbidden,
         }
     }
 
@@ -158,9 +177,9 @@ impl AuthError {
             AuthError::MissingIss => "AuthMissingIssParam",
             // ALB has no name for an `error=` callback; this one is portcullis'.
             AuthError::IdpError { .. } => "AuthIdpError",
-            AuthError::ProviderUnavailable(_) | AuthError::BadDiscovery(_) => {
-                "AuthProviderUnavailable"
-            }
+            AuthError::ProviderUnavailable(_)
+            | AuthError::BadDiscovery(_)
+            | AuthError::BadKeys(_) => "AuthProviderUnavailable",
             AuthError::TokenEndpoint(IdpCallError::Timeout(_)) => "AuthTokenEpRequestTimeout",
             AuthError::TokenEndpoint(_) => "AuthTokenEpRequestFailed",
             AuthError::InvalidGrant => "AuthInvalidGrantError",
@@ -176,7 +195,47 @@ impl AuthError {
             }
             // ALB keeps no sessions on the server; this name is portcullis'.
             AuthError::SessionStore(_) => "AuthSessionStoreUnavailable",
-            AuthError::ClaimMismatch(_) => "AuthzClaimMismatch",
+            AuthError::ClaimMismatch(_) | AuthError::JwtClaimMismatch(_) => "AuthzClaimMismatch",
+            AuthError::JwtMissing => "JwtMissing",
+            AuthError::JwtInvalid(_) => "JwtInvalid",
+            // ALB has no name for keys it cannot load; this one is portcullis'.
+            AuthError::JwtKeysUnavailable(_) => "JwtKeysUnavailable",
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge (RFC 6750 §3) owed to a client that
+    /// sent, or should have sent, a bearer token; `None` for the login flow.
+    pub fn challenge(&self) -> Option<&'static str> {
+        match self {
+            // No credential at all: the challenge names no error (§3.1).
+            AuthError::JwtMissing => Some("Bearer"),
+            AuthError::JwtInvalid(_) | AuthError::JwtKeysUnavailable(_) => {
+                Some(r#"Bearer error="invalid_token""#)
+            }
+            AuthError::JwtClaimMismatch(_) => Some(r#"Bearer error="insufficient_scope""#),
+            AuthError::MissingState
+            | AuthError::MissingCode
+            | AuthError::InvalidState
+            | AuthError::MissingHost
+            | AuthError::IssuerMismatch { .. }
+            | AuthError::MissingIss
+            | AuthError::IdpError { .. }
+            | AuthError::BadDiscovery(_)
+            | AuthError::BadKeys(_)
+            | AuthError::ProviderUnavailable(_)
+            | AuthError::TokenEndpoint(_)
+            | AuthError::InvalidGrant
+            | AuthError::InvalidTokenResponse(_)
+            | AuthError::InvalidIdToken(_)
+            | AuthError::UserinfoEndpoint(_)
+            | AuthError::InvalidUserinfo(_)
+            | AuthError::UserinfoTooLarge { .. }
+            | AuthError::ClaimsTooLarge { .. }
+            | AuthError::Signing(_)
+            | AuthError::Serialize(_)
+            | AuthError::Internal(_)
+            | AuthError::ClaimMismatch(_)
+            | AuthError::SessionStore(_) => None,
         }
     }
 }

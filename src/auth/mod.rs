@@ -7,6 +7,7 @@
 //! navigations from API calls.
 
 pub mod authenticator;
+pub mod bearer;
 pub mod clock;
 pub mod cognito;
 pub mod endpoints;

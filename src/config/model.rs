@@ -184,6 +184,8 @@ pub struct Rule {
     pub name: String,
     pub conditions: Conditions,
     pub authenticate: Option<AuthenticateAction>,
+    /// Bearer JWTs checked instead of a login; never set with `authenticate`.
+    pub jwt_validation: Option<JwtValidationAction>,
     pub action: TerminalAction,
 }
 
@@ -389,6 +391,21 @@ pub enum CognitoDomain {
     Prefix(String),
     /// A custom domain name (contains a dot).
     Custom(String),
+}
+
+/// ALB's `jwt_validation`: each request carries a JWT (`Authorization:
+/// Bearer`) signed by `issuer` with a key of its JWKS.
+#[derive(Debug, Clone)]
+pub struct JwtValidationAction {
+    /// Exactly as the tokens' `iss` spells it.
+    pub issuer: String,
+    pub jwks_endpoint: Url,
+    /// `aud` must name one of these; empty: `aud` is not checked.
+    pub audience: Vec<String>,
+    /// Claims every token must have on this rule; empty: any valid token.
+    pub require: Vec<ClaimRequirement>,
+    /// Timeout for each JWKS fetch; default 10 s.
+    pub idp_timeout: Duration,
 }
 
 /// Settings shared by both authenticate actions, with ALB's defaults.

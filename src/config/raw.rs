@@ -182,6 +182,8 @@ pub struct RawAction {
     #[serde(default, deserialize_with = "present")]
     pub authenticate_cognito: Option<RawCognito>,
     #[serde(default, deserialize_with = "present")]
+    pub jwt_validation: Option<RawJwtValidation>,
+    #[serde(default, deserialize_with = "present")]
     pub forward: Option<RawForward>,
     #[serde(default, deserialize_with = "present")]
     pub fixed_response: Option<RawFixedResponse>,
@@ -195,6 +197,7 @@ impl RawAction {
         let present = [
             ("authenticate_oidc", self.authenticate_oidc.is_some()),
             ("authenticate_cognito", self.authenticate_cognito.is_some()),
+            ("jwt_validation", self.jwt_validation.is_some()),
             ("forward", self.forward.is_some()),
             ("fixed_response", self.fixed_response.is_some()),
             ("redirect", self.redirect.is_some()),
@@ -204,6 +207,15 @@ impl RawAction {
             .filter_map(|(key, is_present)| is_present.then_some(key))
             .collect()
     }
+}
+
+#[derive(Default, Deserialize)]
+pub struct RawJwtValidation {
+    pub issuer: Option<String>,
+    pub jwks_endpoint: Option<String>,
+    pub audience: Option<Vec<String>>,
+    pub require: Option<Vec<RawClaimRequirement>>,
+    pub idp_timeout: Option<RawDuration>,
 }
 
 #[derive(Default, Deserialize)]

@@ -1597,3 +1597,135 @@ fn require_and_claim_headers() {
         );
     }
 }
+
+/// One listener, one `jwt_validation` rule; tests break it with `str::replace`.
+const JWT: &str = r#"
+listeners:
+  - address: 0.0.0.0:8443
+    rules:
+      - name: api
+        actions:
+          - jwt_validation:
+              issuer: https://idp.example.com
+              jwks_endpoint: https://idp.example.com/jwks
+              audience: [orders-api]
+              require: [{ name: scope, format: space-separated-values, values: ["orders:read"] }]
+              idp_timeout: 3s
+          - forward: { target: "http://127.0.0.1:9000" }
+"#;
+
+#[test]
+fn jwt_validation_loads_without_sessions() {
+    let config = load(JWT);
+    let rule = &config.listeners[0].rules[0];
+    assert!(rule.authenticate.is_none());
+    let jwt = rule
+        .jwt_validation
+        .as_ref()
+        .expect("a jwt_validation action");
+    assert_eq!(jwt.issuer, "https://idp.example.com");
+    assert_eq!(jwt.jwks_endpoint.as_str(), "https://idp.example.com/jwks");
+    assert_eq!(jwt.audience, ["orders-api"]);
+    assert_eq!(
+        jwt.require,
+        [ClaimRequirement {
+            name: "scope".into(),
+            format: ClaimFormat::SpaceSeparated,
+            values: vec!["orders:read".into()],
+        }]
+    );
+    assert_eq!(jwt.idp_timeout, Duration::from_secs(3));
+
+    let bare = JWT
+        .replace("              audience: [orders-api]\n", "")
+        .replace("              idp_timeout: 3s\n", "");
+    let config = load(&bare);
+    let jwt = config.listeners[0].rules[0]
+        .jwt_validation
+        .as_ref()
+        .unwrap();
+    assert!(jwt.audience.is_empty());
+    assert_eq!(jwt.idp_timeout, Duration::from_secs(10));
+    let local = JWT
+        .replace("https://idp.example.com/jwks", "http://127.0.0.1:8081/jwks")
+        .replace(
+            "issuer: https://idp.example.com",
+            "issuer: http://localhost:8081",
+        );
+    assert!(config_loads(&local));
+}
+
+fn config_loads(text: &str) -> bool {
+    load_str(text, Format::Yaml, &FakeEnv::new()).is_ok()
+}
+
+#[test]
+fn each_bad_jwt_validation_key_is_named() {
+    let at = "listeners[0].rules[0].actions[0].jwt_validation";
+    let cases = [
+        (
+            JWT.replace("              issuer: https://idp.example.com\n", ""),
+            format!("{at}.issuer"),
+        ),
+        (
+            JWT.replace("issuer: https://", "issuer: http://"),
+            format!("{at}.issuer"),
+        ),
+        (
+            JWT.replace(
+                "jwks_endpoint: https://idp.example.com/jwks",
+                "jwks_endpoint: http://idp.example.com/jwks",
+            ),
+            format!("{at}.jwks_endpoint"),
+        ),
+        (
+            JWT.replace("jwks_endpoint: https://", "jwks_endpoint: ftp://"),
+            format!("{at}.jwks_endpoint"),
+        ),
+        (
+            JWT.replace("              jwks_endpoint: https://idp.example.com/jwks\n", ""),
+            format!("{at}.jwks_endpoint"),
+        ),
+        (
+            JWT.replace("audience: [orders-api]", "audience: []"),
+            format!("{at}.audience"),
+        ),
+        (
+            JWT.replace("audience: [orders-api]", "audience: [orders-api, \"\"]"),
+            format!("{at}.audience[1]"),
+        ),
+        (
+            JWT.replace("format: space-separated-values", "format: words"),
+            format!("{at}.require[0].format"),
+        ),
+        (
+            JWT.replace("values: [\"orders:read\"]", "valuse: [\"orders:read\"]"),
+            format!("{at}.require[0].valuse"),
+        ),
+        (
+            JWT.replace("idp_timeout: 3s", "idp_timeout: soon"),
+            format!("{at}.idp_timeout"),
+        ),
+        (
+            JWT.replace("idp_timeout: 3s", "jwks_uri: https://idp.example.com/jwks"),
+            format!("{at}.jwks_uri"),
+        ),
+        (
+            JWT.replace(
+                "          - jwt_validation:",
+                "          - authenticate_oidc: { issuer: https://idp.example.com, client_id: a, client_secret: b }\n          - jwt_validation:",
+            ),
+            "listeners[0].rules[0].actions[1]".to_owned(),
+        ),
+    ];
+    for (text, path) in cases {
+        let problems = problems(&text);
+        assert!(
+            problems.iter().any(|problem| problem.path == path),
+            "{path}: {problems:?}"
+        );
+    }
+    let unknown = only_problem(&JWT.replace("idp_timeout: 3s", "audiense: [x]"));
+    assert_eq!(unknown.path, format!("{at}.audiense"));
+    assert!(unknown.fix.contains("`audience`"), "{}", unknown.fix);
+}

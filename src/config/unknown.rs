@@ -12,9 +12,9 @@ use serde::de::{self, Visitor};
 use super::Problem;
 use super::raw::{
     RawAction, RawAdmin, RawAuthCommon, RawCertificate, RawClaimRequirement, RawCognitoProvider,
-    RawConditions, RawConfig, RawFixedResponse, RawForward, RawHttpHeader, RawLimits, RawListener,
-    RawOidcProvider, RawQueryString, RawRedirect, RawRedis, RawRule, RawSessions, RawSigning,
-    RawTls,
+    RawConditions, RawConfig, RawFixedResponse, RawForward, RawHttpHeader, RawJwtValidation,
+    RawLimits, RawListener, RawOidcProvider, RawQueryString, RawRedirect, RawRedis, RawRule,
+    RawSessions, RawSigning, RawTls,
 };
 
 /// One step of a key path, as both `serde_ignored` and our own walkers see it.
@@ -114,11 +114,12 @@ pub fn known_keys(parent: &[Segment]) -> Vec<&'static str> {
         ["listeners", "rules", "actions", "authenticate_oidc"] => {
             [fields_of::<RawOidcProvider>(), fields_of::<RawAuthCommon>()].concat()
         }
+        ["listeners", "rules", "actions", "jwt_validation"] => fields_of::<RawJwtValidation>(),
         [
             "listeners",
             "rules",
             "actions",
-            "authenticate_oidc" | "authenticate_cognito",
+            "authenticate_oidc" | "authenticate_cognito" | "jwt_validation",
             "require",
         ] => fields_of::<RawClaimRequirement>(),
         ["listeners", "rules", "actions", "authenticate_cognito"] => [

@@ -193,6 +193,7 @@ fn demo_config(
             ..Conditions::default()
         },
         authenticate: None,
+        jwt_validation: None,
         action: TerminalAction::FixedResponse(FixedResponseAction {
             status: 200,
             content_type: Some("text/html; charset=utf-8".to_owned()),
@@ -233,6 +234,7 @@ fn demo_config(
                 name: "demo".to_owned(),
                 conditions: Conditions::default(),
                 authenticate: Some(authenticate),
+                jwt_validation: None,
                 action: TerminalAction::Forward(ForwardAction {
                     target: format!("http://{echo}").parse().expect("a loopback URL"),
                     timeout: Duration::from_secs(30),

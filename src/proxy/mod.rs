@@ -18,6 +18,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 
+use crate::auth::bearer::JwtValidator;
 use crate::auth::endpoints::{self, OWNED_PREFIX};
 use crate::auth::session::{RequestCookies, is_shard_name, strip_request_cookies};
 use crate::auth::state::NONCE_COOKIE;
@@ -38,6 +39,8 @@ pub struct Route {
     pub label: RuleLabel,
     /// The rule's authenticate action, ready to run.
     pub authenticator: Option<Arc<Authenticator>>,
+    /// The rule's `jwt_validation`, ready to run; never set with `authenticator`.
+    pub bearer: Option<Arc<JwtValidator>>,
 }
 
 impl Route {
@@ -46,7 +49,13 @@ impl Route {
             label: RuleLabel(rule.name.as_str().into()),
             rule,
             authenticator,
+            bearer: None,
         }
+    }
+
+    /// The route with its `jwt_validation`.
+    pub fn with_bearer(self, bearer: Option<Arc<JwtValidator>>) -> Self {
+        Self { bearer, ..self }
     }
 }
 
@@ -271,7 +280,13 @@ impl Proxy {
         outcome.rule = &route.label;
 
         // 5. Authentication: the session (refreshed when due), or the
-        //    unauthenticated policy when there is none.
+        //    unauthenticated policy when there is none; or, on a
+        //    `jwt_validation` rule, the bearer token and its `require`
+        //    (authentication and authorization at once: the token is all
+        //    there is, and it goes upstream as it came).
+        if let Some(bearer) = &route.bearer {
+            bearer.validate(request.headers()).await?;
+        }
         let mut set_cookies = Vec::new();
         if let Some(authenticator) = &route.authenticator {
             let decision = {

@@ -166,6 +166,7 @@ mod tests {
             name: "r".into(),
             conditions,
             authenticate: None,
+            jwt_validation: None,
             action: TerminalAction::FixedResponse(FixedResponseAction {
                 status: 200,
                 content_type: None,

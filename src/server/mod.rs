@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::bearer::JwtValidator;
 use crate::auth::clock::Clock;
 use crate::auth::oidc::provider::Provider;
 use crate::auth::session::store::StoreHealth;
@@ -80,7 +81,7 @@ impl Portcullis {
         let metrics = Arc::new(Metrics::new());
         let upstream = Upstream::new();
         let crypto = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let auth = crate::auth::shared(config, metrics.clone(), clock)?;
+        let auth = crate::auth::shared(config, metrics.clone(), clock.clone())?;
         let store_health = auth.as_ref().map(|auth| {
             auth.backend.watch(&auth.store_health);
             Arc::clone(&auth.store_health)
@@ -99,7 +100,14 @@ impl Portcullis {
                     }
                     _ => None,
                 };
-                routes.push(Route::new(rule.clone(), authenticator));
+                // ALB serves at once and fetches the JWKS when needed: the
+                // key set is loaded now, but readiness does not wait for it.
+                let bearer = rule.jwt_validation.as_ref().map(|action| {
+                    let validator = JwtValidator::new(action, clock.clone(), metrics.clone());
+                    validator.provider().start();
+                    Arc::new(validator)
+                });
+                routes.push(Route::new(rule.clone(), authenticator).with_bearer(bearer));
             }
             let address = listener.address;
             let (tls, certificates) = match &listener.tls {

@@ -161,6 +161,7 @@ pub fn rule(name: &str, host: &[&str], path: &[&str], action: TerminalAction) ->
             ..Conditions::default()
         },
         authenticate: None,
+        jwt_validation: None,
         action,
     }
 }

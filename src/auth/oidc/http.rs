@@ -21,6 +21,8 @@ pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 pub struct IdpClient {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
+    /// The largest answer read; a longer one fails with [`IdpCallError::TooLarge`].
+    max_response_bytes: usize,
 }
 
 /// An answer read whole.
@@ -60,7 +62,19 @@ impl IdpClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_timer(TokioTimer::new())
             .build(https);
-        Self { client, timeout }
+        Self {
+            client,
+            timeout,
+            max_response_bytes: MAX_RESPONSE_BYTES,
+        }
+    }
+
+    /// The same client, refusing answers longer than `bytes`.
+    pub fn with_response_limit(self, bytes: usize) -> Self {
+        Self {
+            max_response_bytes: bytes,
+            ..self
+        }
     }
 
     pub async fn get(&self, url: &str, bearer: Option<&str>) -> Result<IdpResponse, IdpCallError> {
@@ -105,12 +119,13 @@ impl IdpClient {
                 .await
                 .map_err(IdpCallError::Transport)?;
             let status = response.status().as_u16();
-            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            let limit = self.max_response_bytes;
+            let body = Limited::new(response.into_body(), limit)
                 .collect()
                 .await
                 .map_err(|error| match error.downcast::<hyper::Error>() {
                     Ok(error) => IdpCallError::Body(*error),
-                    Err(_) => IdpCallError::TooLarge(MAX_RESPONSE_BYTES),
+                    Err(_) => IdpCallError::TooLarge(limit),
                 })?
                 .to_bytes();
             Ok(IdpResponse { status, body })

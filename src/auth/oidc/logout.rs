@@ -5,17 +5,12 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use openidconnect::JsonWebKeyId;
-use serde::Deserialize;
-use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 
+use super::jws::{self, JwsError, numeric_date};
 use super::provider::{Endpoints, Provider};
 use super::tokens::{
-    IAT_LEEWAY, Refusal, SignatureRefusal, SignedJws, allowed_alg, check_signature,
-    with_provider_keys,
+    IAT_LEEWAY, Refusal, SignatureRefusal, SignedJws, check_signature, with_provider_keys,
 };
 use crate::auth::error::AuthError;
 
@@ -121,20 +116,6 @@ pub enum LogoutRefusal {
     KeysUnavailable(#[source] AuthError),
 }
 
-/// The JOSE header members looked at.
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    typ: Option<String>,
-    #[serde(default)]
-    crit: Option<IgnoredAny>,
-    #[serde(default)]
-    cty: Option<IgnoredAny>,
-}
-
 /// Verifies a logout token as OpenID Connect Back-Channel Logout 1.0 §2.6
 /// asks, at `now` (Unix seconds): the claims first, then the signature, so
 /// a token refused on its claims costs no key lookup.
@@ -174,47 +155,19 @@ pub fn unverified_issuer(token: &str) -> Option<String> {
 /// Splits the compact JWS and checks its header; the claims are returned
 /// unchecked.
 fn decode(token: &str) -> Result<(SignedJws<'_>, Map<String, Value>), LogoutRefusal> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(LogoutRefusal::Malformed("not three parts"));
-    };
-    let signing_input = &token[..header.len() + 1 + payload.len()];
-    let base64 = |part: &str, what| {
-        URL_SAFE_NO_PAD
-            .decode(part)
-            .map_err(|_| LogoutRefusal::Malformed(what))
-    };
-    // Through a map, since serde would also read a struct from an array.
-    let header = serde_json::from_slice(&base64(header, "the header is not base64url")?)
-        .and_then(|header: Map<String, Value>| Header::deserialize(Value::Object(header)))
-        .map_err(|_| LogoutRefusal::Malformed("the header is not a JSON object with an alg"))?;
-    let claims = serde_json::from_slice(&base64(payload, "the payload is not base64url")?)
-        .map_err(|_| LogoutRefusal::Malformed("the payload is not a JSON object"))?;
-    let signature = base64(signature, "the signature is not base64url")?;
-
-    if header
+    let decoded = jws::decode(token).map_err(|error| match error {
+        JwsError::Malformed(what) => LogoutRefusal::Malformed(what),
+        JwsError::UnsupportedHeader(member) => LogoutRefusal::UnsupportedHeader(member),
+        JwsError::DisallowedAlg => LogoutRefusal::DisallowedAlg,
+    })?;
+    if decoded
         .typ
         .as_deref()
         .is_some_and(|typ| !is_logout_type(typ))
     {
         return Err(LogoutRefusal::WrongType);
     }
-    if header.crit.is_some() {
-        return Err(LogoutRefusal::UnsupportedHeader("crit"));
-    }
-    if header.cty.is_some() {
-        return Err(LogoutRefusal::UnsupportedHeader("cty"));
-    }
-    let alg = allowed_alg(&header.alg).ok_or(LogoutRefusal::DisallowedAlg)?;
-    let jws = SignedJws {
-        alg,
-        kid: header.kid.map(JsonWebKeyId::new),
-        signing_input,
-        signature,
-    };
-    Ok((jws, claims))
+    Ok((decoded.jws, decoded.claims))
 }
 
 /// `logout+jwt` (§2.4) or plain `JWT`, either with its optional
@@ -306,22 +259,14 @@ fn optional_name(
     }
 }
 
-/// A JWT NumericDate (RFC 7519 §2) in whole seconds; `None` for anything
-/// else, negative times included.
-fn numeric_date(value: &Value) -> Option<u64> {
-    value.as_u64().or_else(|| {
-        let seconds = value.as_f64()?;
-        // `as` saturates beyond u64::MAX, which is "far future" all the same.
-        (seconds.is_finite() && seconds >= 0.0).then_some(seconds as u64)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     //! Every rule has a token here, signed by the IdP's own key, that breaks
     //! that rule alone. The IdP is a loopback server serving the JWKS, so the
     //! keys reach the check by the same path as in production.
 
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, LazyLock, Mutex};
 

@@ -1,6 +1,7 @@
 //! `authenticate_oidc`: the relying party.
 
 pub mod http;
+pub mod jws;
 pub mod logout;
 pub mod provider;
 pub mod tokens;

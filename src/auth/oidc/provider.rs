@@ -92,6 +92,11 @@ pub struct Provider {
     keys: Loader<CoreJsonWebKeySet>,
     /// When the keys were last fetched because of an unknown `kid`.
     last_refetch: Mutex<Option<Instant>>,
+    /// Whether the login endpoints are needed at all; `false` for a
+    /// provider that only verifies tokens against a configured JWKS.
+    needs_endpoints: bool,
+    /// The most keys a JWKS may hold; one with more is refused whole.
+    max_keys: usize,
 }
 
 impl Provider {
@@ -103,6 +108,24 @@ impl Provider {
             endpoints: Loader::new(),
             keys: Loader::new(),
             last_refetch: Mutex::new(None),
+            needs_endpoints: true,
+            max_keys: usize::MAX,
+        }
+    }
+
+    /// A provider known only by its issuer and key set, for verifying the
+    /// tokens it signs: nothing is discovered, and a JWKS with more than
+    /// `max_keys` keys is refused (bound its size with the client's
+    /// [`IdpClient::with_response_limit`]).
+    pub fn jwks_only(issuer: String, jwks_uri: Url, http: IdpClient, max_keys: usize) -> Self {
+        let configured = ConfiguredEndpoints {
+            jwks_uri: Some(jwks_uri),
+            ..ConfiguredEndpoints::default()
+        };
+        Self {
+            needs_endpoints: false,
+            max_keys,
+            ..Self::new(issuer, configured, http)
         }
     }
 
@@ -112,7 +135,7 @@ impl Provider {
 
     /// True once the endpoints and keys have been loaded.
     pub fn is_ready(&self) -> bool {
-        self.endpoints.loaded().is_some() && self.keys.loaded().is_some()
+        (!self.needs_endpoints || self.endpoints.loaded().is_some()) && self.keys.loaded().is_some()
     }
 
     /// Loads endpoints and keys now, and keeps retrying in the background
@@ -143,7 +166,9 @@ impl Provider {
     }
 
     async fn load(&self) -> Result<(), AuthError> {
-        self.endpoints().await?;
+        if self.needs_endpoints {
+            self.endpoints().await?;
+        }
         self.keys().await?;
         Ok(())
     }
@@ -175,8 +200,8 @@ impl Provider {
         if let Some(keys) = self.keys.loaded() {
             return Ok(keys);
         }
-        let endpoints = self.endpoints().await?;
-        let attempt = || fetch_keys(self.http.clone(), endpoints.jwks_uri.clone());
+        let jwks_uri = self.jwks_uri().await?;
+        let attempt = || fetch_keys(self.http.clone(), jwks_uri, self.max_keys);
         Ok(self.keys.get(attempt).await?)
     }
 
@@ -195,9 +220,18 @@ impl Provider {
             }
             *last = Some(Instant::now());
         }
-        let endpoints = self.endpoints().await?;
-        let attempt = || fetch_keys(self.http.clone(), endpoints.jwks_uri.clone());
+        let jwks_uri = self.jwks_uri().await?;
+        let attempt = || fetch_keys(self.http.clone(), jwks_uri, self.max_keys);
         Ok(Some(self.keys.reload(attempt).await?))
+    }
+
+    /// The configured `jwks_uri` (which discovery would not override), else
+    /// the discovered one.
+    async fn jwks_uri(&self) -> Result<Url, AuthError> {
+        match &self.configured.jwks_uri {
+            Some(jwks_uri) => Ok(jwks_uri.clone()),
+            None => Ok(self.endpoints().await?.jwks_uri.clone()),
+        }
     }
 }
 
@@ -271,11 +305,23 @@ async fn discover(
     })
 }
 
-async fn fetch_keys(http: IdpClient, jwks_uri: Url) -> Result<CoreJsonWebKeySet, LoadError> {
-    http.get(jwks_uri.as_str(), None)
+async fn fetch_keys(
+    http: IdpClient,
+    jwks_uri: Url,
+    max_keys: usize,
+) -> Result<CoreJsonWebKeySet, LoadError> {
+    let keys: CoreJsonWebKeySet = http
+        .get(jwks_uri.as_str(), None)
         .await
         .and_then(|response| response.success()?.json())
-        .map_err(LoadError::unavailable)
+        .map_err(LoadError::unavailable)?;
+    let count = keys.keys().len();
+    if count > max_keys {
+        return Err(LoadError::BadKeys(format!(
+            "the JWKS at {jwks_uri} holds {count} keys; at most {max_keys} are accepted"
+        )));
+    }
+    Ok(keys)
 }
 
 /// Why the endpoints or keys could not be loaded. Cheap to clone: one
@@ -285,6 +331,7 @@ async fn fetch_keys(http: IdpClient, jwks_uri: Url) -> Result<CoreJsonWebKeySet,
 enum LoadError {
     Unavailable(Arc<IdpCallError>),
     BadDiscovery(String),
+    BadKeys(String),
     /// The attempt panicked, or its task was cancelled because the runtime
     /// is shutting down.
     Abandoned,
@@ -301,6 +348,7 @@ impl From<LoadError> for AuthError {
         match error {
             LoadError::Unavailable(cause) => AuthError::ProviderUnavailable(cause),
             LoadError::BadDiscovery(reason) => AuthError::BadDiscovery(reason),
+            LoadError::BadKeys(reason) => AuthError::BadKeys(reason),
             LoadError::Abandoned => {
                 AuthError::Internal("loading the IdP's endpoints or keys was abandoned".into())
             }

@@ -28,11 +28,11 @@ use crate::auth::error::{AuthError, IdpCallError, Untrusted};
 use crate::config::Secret;
 
 /// How far in the future an `iat` may be before the token is refused (clock skew).
-pub(super) const IAT_LEEWAY: Duration = Duration::from_secs(60);
+pub(crate) const IAT_LEEWAY: Duration = Duration::from_secs(60);
 
 /// Only asymmetric signatures: an HMAC "signed" with the client secret proves
 /// nothing about the IdP, and `none` proves nothing at all.
-pub(super) const ALLOWED_ALGS: [CoreJwsSigningAlgorithm; 9] = [
+pub(crate) const ALLOWED_ALGS: [CoreJwsSigningAlgorithm; 9] = [
     CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
     CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
     CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
@@ -190,7 +190,7 @@ pub async fn verify_id_token(
 /// token's `kid`, the keys are fetched again (at most once a minute, see
 /// [`Provider::refetch_keys`]) and `check` runs once more: that is how a key
 /// rotation at the IdP is picked up, for every kind of token it signs.
-pub(super) async fn with_provider_keys<T, E>(
+pub(crate) async fn with_provider_keys<T, E>(
     provider: &Provider,
     check: impl Fn(&CoreJsonWebKeySet) -> Result<T, Refusal<E>>,
 ) -> Result<T, Refusal<E>> {
@@ -207,7 +207,7 @@ pub(super) async fn with_provider_keys<T, E>(
 /// Why a token was refused by a check against the IdP's keys. A `kid` the
 /// key set lacks is worth one fetch of fresh keys (the IdP may have rotated
 /// them); anything else is final.
-pub(super) enum Refusal<E> {
+pub(crate) enum Refusal<E> {
     UnknownKey,
     /// The keys could not be loaded (nor, after an unknown `kid`, reloaded).
     Keys(AuthError),
@@ -232,7 +232,7 @@ impl From<Refusal<AuthError>> for AuthError {
 }
 
 /// A compact JWS's signature and what it covers, not yet verified.
-pub(super) struct SignedJws<'a> {
+pub(crate) struct SignedJws<'a> {
     pub alg: CoreJwsSigningAlgorithm,
     pub kid: Option<JsonWebKeyId>,
     /// `header.payload` as the token spells them: the bytes signed.
@@ -242,7 +242,7 @@ pub(super) struct SignedJws<'a> {
 
 /// Why [`check_signature`] refused a signature made with a key it found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SignatureRefusal {
+pub(crate) enum SignatureRefusal {
     /// Not one of [`ALLOWED_ALGS`].
     DisallowedAlg,
     /// More than one key fits and the token does not say which.
@@ -251,7 +251,7 @@ pub(super) enum SignatureRefusal {
 }
 
 /// The signing algorithm named `alg`, if it is one of [`ALLOWED_ALGS`].
-pub(super) fn allowed_alg(alg: &str) -> Option<CoreJwsSigningAlgorithm> {
+pub(crate) fn allowed_alg(alg: &str) -> Option<CoreJwsSigningAlgorithm> {
     serde_json::from_value(Value::String(alg.to_owned()))
         .ok()
         .filter(|alg| ALLOWED_ALGS.contains(alg))
@@ -259,7 +259,7 @@ pub(super) fn allowed_alg(alg: &str) -> Option<CoreJwsSigningAlgorithm> {
 
 /// Verifies a signature against one key set, choosing the key as
 /// openidconnect does for ID tokens: the one key that [`fits`] the token.
-pub(super) fn check_signature(
+pub(crate) fn check_signature(
     keys: &CoreJsonWebKeySet,
     jws: &SignedJws<'_>,
 ) -> Result<(), Refusal<SignatureRefusal>> {

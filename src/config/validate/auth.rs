@@ -1,6 +1,6 @@
-//! Validating `authenticate_oidc` and `authenticate_cognito`: the provider
+//! Validating `authenticate_oidc` and `authenticate_cognito` (the provider
 //! keys of each, the common keys they share, and the Cognito user pool ARN
-//! and domain shapes.
+//! and domain shapes) and `jwt_validation`.
 
 use std::time::Duration;
 
@@ -161,6 +161,63 @@ impl Validator<'_> {
             user_pool_domain: domain?,
             endpoint_url: endpoint_url?,
             common: common?,
+        })
+    }
+
+    pub(super) fn jwt_validation(
+        &mut self,
+        at: &At,
+        raw: RawJwtValidation,
+    ) -> Option<JwtValidationAction> {
+        let issuer_at = at.key("issuer");
+        let issuer = self.required(
+            &issuer_at,
+            raw.issuer,
+            "give the issuer exactly as the tokens' iss spells it, e.g. https://idp.example.com",
+        );
+        let issuer = issuer.filter(|issuer| self.idp_url(&issuer_at, issuer).is_some());
+        let jwks_at = at.key("jwks_endpoint");
+        let jwks_endpoint = self.required(
+            &jwks_at,
+            raw.jwks_endpoint,
+            "give the URL of the issuer's key set, e.g. https://idp.example.com/.well-known/jwks.json",
+        );
+        let jwks_endpoint = jwks_endpoint.and_then(|url| self.idp_url(&jwks_at, &url));
+        let audience = match raw.audience {
+            Some(audience) if audience.is_empty() => {
+                self.problem(
+                    &at.key("audience"),
+                    "audience lists nothing",
+                    "list the aud values to accept, e.g. [orders-api], or remove audience \
+                     to accept any",
+                );
+                None
+            }
+            Some(audience) => {
+                let mut valid = true;
+                for (index, value) in audience.iter().enumerate() {
+                    if value.trim().is_empty() {
+                        valid = false;
+                        self.problem(
+                            &at.key("audience").index(index),
+                            "the audience is empty",
+                            "give the aud value the tokens carry, e.g. orders-api",
+                        );
+                    }
+                }
+                valid.then_some(audience)
+            }
+            None => Some(Vec::new()),
+        };
+        let require = self.requirements(&at.key("require"), raw.require.unwrap_or_default());
+        let idp_timeout = self.duration(&at.key("idp_timeout"), raw.idp_timeout, IDP_TIMEOUT);
+        let idp_timeout = self.positive(&at.key("idp_timeout"), idp_timeout);
+        Some(JwtValidationAction {
+            issuer: issuer?,
+            jwks_endpoint: jwks_endpoint?,
+            audience: audience?,
+            require: require?,
+            idp_timeout: idp_timeout?,
         })
     }
 

@@ -21,15 +21,24 @@ struct CheckedRule {
 
 /// A rule's action list, validated: the authenticate action with its path.
 struct CheckedActions {
-    authenticate: Option<(AuthenticateAction, At)>,
+    authenticate: Option<(Credential, At)>,
     terminal: TerminalAction,
+}
+
+/// How a rule's requests prove who sent them: a login session, or a bearer
+/// JWT. A rule has at most one.
+// Short-lived, one at a time: not worth boxing.
+#[allow(clippy::large_enum_variant)]
+enum Credential {
+    Session(AuthenticateAction),
+    Bearer(JwtValidationAction),
 }
 
 /// One entry of an action list, validated on its own.
 // Short-lived, one at a time: not worth boxing.
 #[allow(clippy::large_enum_variant)]
 enum Step {
-    Authenticate(&'static str, Option<AuthenticateAction>),
+    Authenticate(&'static str, Option<Credential>),
     Terminal(Option<TerminalAction>),
 }
 
@@ -196,12 +205,17 @@ impl Validator<'_> {
             authenticate,
             terminal,
         } = actions?;
-        let (authenticate, authenticate_at) = authenticate.unzip();
+        let (authenticate, jwt_validation, authenticate_at) = match authenticate {
+            Some((Credential::Session(action), at)) => (Some(action), None, Some(at)),
+            Some((Credential::Bearer(action), _)) => (None, Some(action), None),
+            None => (None, None, None),
+        };
         Some(CheckedRule {
             rule: Rule {
                 name: name?,
                 conditions: conditions?,
                 authenticate,
+                jwt_validation,
                 action: terminal,
             },
             authenticate_at,
@@ -223,7 +237,7 @@ impl Validator<'_> {
         // Whether an entry was already reported as broken (unknown key, two
         // keys, empty): then "no terminal action" would only repeat it.
         let mut saw_broken_entry = false;
-        let mut authenticate: Option<(At, &'static str, Option<AuthenticateAction>)> = None;
+        let mut authenticate: Option<(At, &'static str, Option<Credential>)> = None;
         let mut terminal: Option<(At, Option<TerminalAction>)> = None;
         for (index, action) in raw.into_iter().enumerate() {
             let entry_at = at.index(index);
@@ -304,8 +318,8 @@ impl Validator<'_> {
                     self.problem(
                         at,
                         "the action entry is empty",
-                        "write one of authenticate_oidc, authenticate_cognito, forward, \
-                         fixed_response, redirect",
+                        "write one of authenticate_oidc, authenticate_cognito, jwt_validation, \
+                         forward, fixed_response, redirect",
                     );
                 }
                 return None;
@@ -323,6 +337,7 @@ impl Validator<'_> {
         let RawAction {
             authenticate_oidc,
             authenticate_cognito,
+            jwt_validation,
             forward,
             fixed_response,
             redirect,
@@ -331,13 +346,19 @@ impl Validator<'_> {
             let oidc = self.oidc(&at.key("authenticate_oidc"), raw);
             Some(Step::Authenticate(
                 "authenticate_oidc",
-                oidc.map(AuthenticateAction::Oidc),
+                oidc.map(|oidc| Credential::Session(AuthenticateAction::Oidc(oidc))),
             ))
         } else if let Some(raw) = authenticate_cognito {
             let cognito = self.cognito(&at.key("authenticate_cognito"), raw);
             Some(Step::Authenticate(
                 "authenticate_cognito",
-                cognito.map(AuthenticateAction::Cognito),
+                cognito.map(|cognito| Credential::Session(AuthenticateAction::Cognito(cognito))),
+            ))
+        } else if let Some(raw) = jwt_validation {
+            let jwt = self.jwt_validation(&at.key("jwt_validation"), raw);
+            Some(Step::Authenticate(
+                "jwt_validation",
+                jwt.map(Credential::Bearer),
             ))
         } else if let Some(raw) = forward {
             let forward = self.forward(&at.key("forward"), raw);
