@@ -157,7 +157,7 @@ impl Provider {
                     error = %error,
                     cause = ?std::error::Error::source(&error),
                     retry_in = ?retry_at.saturating_duration_since(Instant::now()),
-                    "the IdP is not reachable yet; logins answer 561 until it is"
+                    "the IdP is not reachable yet; logins answer 561 and bearer tokens 401 until it is"
                 );
                 drop(provider);
                 tokio::time::sleep_until(retry_at).await;
