@@ -38,6 +38,10 @@ const clockTolerance = config.clockTolerance ?? 0;
 // page, a refresh token with every code grant, Cognito claims on, string
 // booleans, every attribute released with the openid scope.
 const cognitoPool = config.cognitoPool ?? null;
+// apiResource: `{ "resource": "https://api.example", "scope": "orders:read" }`
+// turns on the client_credentials grant for every client, issuing JWT
+// access tokens (RS256, aud = resource) for that resource and scopes.
+const apiResource = config.apiResource ?? null;
 if (cognitoPool !== null && !/^[\w-]+_[0-9A-Za-z]+$/.test(cognitoPool)) {
   console.error(`[oidc] cognitoPool ${JSON.stringify(cognitoPool)} is not a pool id like eu-west-1_AbC123`);
   process.exit(2);
@@ -87,7 +91,8 @@ const signOutUrls = new Map(configuredClients.map((c) => [
 ]));
 
 const clients = configuredClients.map(({ logout_urls: _, ...c }) => ({
-  grant_types: ['authorization_code', 'refresh_token'],
+  grant_types: ['authorization_code', 'refresh_token',
+    ...(apiResource ? ['client_credentials'] : [])],
   response_types: ['code'],
   token_endpoint_auth_method: authMethods ? authMethods[0] : 'client_secret_basic',
   id_token_signed_response_alg: 'RS256',
@@ -236,6 +241,20 @@ server.listen(port, '127.0.0.1', () => {
       userinfo: { enabled: true },
       revocation: { enabled: true },
       backchannelLogout: { enabled: backchannelLogout },
+      clientCredentials: { enabled: apiResource !== null },
+      ...(apiResource ? {
+        resourceIndicators: {
+          enabled: true,
+          defaultResource: () => apiResource.resource,
+          useGrantedResource: () => true,
+          getResourceServerInfo: () => ({
+            scope: apiResource.scope ?? '',
+            audience: apiResource.resource,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          }),
+        },
+      } : {}),
     },
     // oidc-provider refuses to send logout tokens to loopback addresses (its
     // SSRF protection); the relying party under test is on the loopback.
