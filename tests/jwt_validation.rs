@@ -364,43 +364,15 @@ async fn a_failed_require_is_forbidden_with_insufficient_scope() {
     assert_eq!(stack.bearer(&key.sign(&admin)).await.status, 200);
 }
 
-/// A client-credentials access token from node-oidc-provider (JWT, RS256,
-/// `aud` the resource), as an API client gets one.
-async fn client_credentials_token(idp: &common::idp::NodeIdp, scope: &str) -> String {
-    let discovery = idp.discovery().await;
-    let token_endpoint = url::Url::parse(discovery["token_endpoint"].as_str().unwrap()).unwrap();
-    let addr: SocketAddr = format!(
-        "{}:{}",
-        token_endpoint.host_str().unwrap(),
-        token_endpoint.port().unwrap()
-    )
-    .parse()
-    .unwrap();
-    let basic = base64::engine::general_purpose::STANDARD.encode("api-client:api-secret");
-    let body = format!(
-        "grant_type=client_credentials&resource={}&scope={}",
-        url::form_urlencoded::byte_serialize(b"https://orders.example").collect::<String>(),
-        url::form_urlencoded::byte_serialize(scope.as_bytes()).collect::<String>(),
-    );
-    let request = Request::post(token_endpoint.path())
-        .header("host", format!("127.0.0.1:{}", addr.port()))
-        .header("authorization", format!("Basic {basic}"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    let answer = http1(addr, request).await;
-    assert_eq!(answer.status, 200, "{}", answer.text());
-    let token = answer.json()["access_token"].as_str().unwrap().to_owned();
-    assert_eq!(token.split('.').count(), 3, "a JWT access token: {token}");
-    token
-}
+/// The API client registered at node-oidc-provider: id and secret.
+const API_CLIENT: (&str, &str) = ("api-client", "api-secret");
 
 #[tokio::test]
 async fn client_credentials_tokens_from_a_real_idp_pass_and_their_scope_is_required() {
     let idp = common::idp::NodeIdp::start(json!({
         "clients": [{
-            "client_id": "api-client",
-            "client_secret": "api-secret",
+            "client_id": API_CLIENT.0,
+            "client_secret": API_CLIENT.1,
             "redirect_uris": ["https://localhost/cb"],
         }],
         "apiResource": { "resource": "https://orders.example", "scope": "orders:read orders:write" },
@@ -438,7 +410,13 @@ listeners:
         http1(proxy.addr(), request)
     };
 
-    let writer = client_credentials_token(&idp, "orders:read orders:write").await;
+    let writer = idp
+        .client_credentials_token(
+            API_CLIENT,
+            "https://orders.example",
+            "orders:read orders:write",
+        )
+        .await;
     let answer = call(writer.clone()).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(
@@ -447,7 +425,9 @@ listeners:
         "the token goes upstream unchanged"
     );
 
-    let reader = client_credentials_token(&idp, "orders:read").await;
+    let reader = idp
+        .client_credentials_token(API_CLIENT, "https://orders.example", "orders:read")
+        .await;
     let answer = call(reader).await;
     assert_eq!(answer.status, 403, "{}", answer.text());
     assert!(

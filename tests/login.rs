@@ -1098,3 +1098,66 @@ async fn require_lets_the_right_user_in_and_refuses_the_other_with_403() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn an_api_client_with_a_bearer_token_gets_the_identity_a_session_gets() {
+    let resource = "https://orders.example";
+    let stack = stack(
+        json!({ "apiResource": { "resource": resource, "scope": "orders:read" } }),
+        &format!("bearer: accept\nbearer_audience: [\"{resource}\"]"),
+        "",
+    )
+    .await;
+    let token = stack
+        .idp
+        .client_credentials_token((CLIENT_ID, CLIENT_SECRET), resource, "orders:read")
+        .await;
+    let mut api = stack.browser();
+    let page = api
+        .request(
+            "GET",
+            &stack.url("/app/orders"),
+            &[("authorization", &format!("Bearer {token}"))],
+            None,
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let headers = &page.json()["headers"];
+    // A client-credentials token names the client as its subject.
+    assert_eq!(headers["x-amzn-oidc-identity"][0], CLIENT_ID);
+    assert_eq!(headers["x-amzn-oidc-accesstoken"][0], token.as_str());
+    let data = headers["x-amzn-oidc-data"][0].as_str().unwrap().to_owned();
+    let jwks_uri = stack.url("/oauth2/public-keys");
+    let ca_pem = stack.pki.ca_pem_path();
+    let verifier = alb::Verifier {
+        signer: SIGNER,
+        issuer: &stack.idp.issuer,
+        client_id: CLIENT_ID,
+        jwks_uri: &jwks_uri,
+        ca_pem: &ca_pem,
+    };
+    let verified = alb::verify(&verifier, &data).await;
+    assert_eq!(verified["sub"], CLIENT_ID);
+    assert_eq!(verified["scope"], "orders:read");
+
+    // A bad token is 401 with the bearer challenge: never a login page.
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    let refused = api
+        .request(
+            "GET",
+            &stack.url("/app/orders"),
+            &[("authorization", &format!("Bearer {forged}"))],
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert!(
+        refused
+            .header("www-authenticate")
+            .is_some_and(|challenge| challenge.contains("invalid_token")),
+        "{:?}",
+        refused.headers
+    );
+    // Without a token, a browser still logs in as before.
+    assert_eq!(stack.browser().get(&stack.url("/app/")).await.status, 302);
+}

@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 use tokio::sync::OnceCell;
 use url::Url;
 
+use super::bearer::{JwtRefusal, JwtValidator};
 use super::clock::Clock;
 use super::error::AuthError;
 use super::oidc::logout::{self, LogoutRefusal, LogoutRequest};
@@ -190,6 +191,8 @@ pub struct Authenticator {
     opened: OpenedSessions<Arc<Authenticated>>,
     /// The revocations generation `opened` was last checked against.
     revocations_seen: AtomicU64,
+    /// `bearer: accept`: bearer JWTs of this IdP, instead of a session.
+    bearer: Option<JwtValidator>,
 }
 
 impl Authenticator {
@@ -207,7 +210,22 @@ impl Authenticator {
             &settings.session_cookie_name,
             &shared.metrics,
         );
+        let bearer = settings.bearer_audience.as_ref().map(|audience| {
+            let audience = if audience.is_empty() {
+                vec![client.client_id.clone()]
+            } else {
+                audience.clone()
+            };
+            JwtValidator::for_action(
+                provider.issuer().to_owned(),
+                audience,
+                Arc::clone(&provider),
+                shared.clock.clone(),
+                Arc::clone(&shared.metrics),
+            )
+        });
         Self {
+            bearer,
             rule,
             settings,
             client,
@@ -254,6 +272,14 @@ impl Authenticator {
         context: &RequestContext<'_>,
     ) -> Result<Decision, AuthError> {
         let now = self.shared.clock.now();
+        if let Some(bearer) = &self.bearer
+            && JwtValidator::offered(request.headers())
+        {
+            // Boxed: a JWKS fetch would otherwise enlarge every request's future.
+            return Box::pin(self.bearer_identity(bearer, request.headers(), now))
+                .await
+                .map(Decision::Authenticated);
+        }
         if let Some(shards) = self.session_shards(context.cookies) {
             self.forget_revoked();
             if let Some(authenticated) = self.opened.get(&shards, now) {
@@ -287,6 +313,22 @@ impl Authenticator {
                 }
             }
         }
+    }
+
+    /// The identity a verified bearer token gives: the same headers a
+    /// session gives, `x-amzn-oidc-data` carrying the token's claims. A bad
+    /// token is 401 with its `WWW-Authenticate`, never a login redirect.
+    async fn bearer_identity(
+        &self,
+        bearer: &JwtValidator,
+        headers: &http::HeaderMap,
+        now: u64,
+    ) -> Result<Identity, AuthError> {
+        let verified = bearer.verified_claims(headers).await?;
+        let principal =
+            Principal::of_token(&verified.token, &verified.claims, &self.client.client_id)
+                .ok_or(AuthError::JwtInvalid(JwtRefusal::NoSubject))?;
+        self.identity(principal, Vec::new(), now)
     }
 
     fn session_shards<'a>(&'a self, cookies: &RequestCookies<'a>) -> Option<SealedShards<'a>> {
@@ -1130,6 +1172,7 @@ mod tests {
             sign_out_redirect: "/".into(),
             require: Vec::new(),
             claim_headers: Vec::new(),
+            bearer_audience: None,
         }
     }
 

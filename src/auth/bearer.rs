@@ -68,6 +68,8 @@ pub enum JwtRefusal {
     IssuedInFuture,
     #[error("the token's aud names none of the configured audiences")]
     WrongAudience,
+    #[error("the token has no sub to name the user by")]
+    NoSubject,
 }
 
 /// A token that verified, as remembered.
@@ -76,6 +78,12 @@ struct Verified {
     /// Its `exp`: from then on the entry is never used.
     exp: u64,
     claims: Arc<Map<String, Value>>,
+}
+
+/// A bearer token that verified, and its claims.
+pub struct VerifiedToken {
+    pub token: String,
+    pub claims: Arc<Map<String, Value>>,
 }
 
 /// One rule's `jwt_validation`, ready to run.
@@ -114,6 +122,27 @@ impl JwtValidator {
         }
     }
 
+    /// The validator of `bearer: accept` on an authenticate action: the
+    /// action's own IdP (its keys shared with ID tokens), `audience` as
+    /// configured; the action's `require` is applied after, to the principal.
+    pub fn for_action(
+        issuer: String,
+        audience: Vec<String>,
+        provider: Arc<Provider>,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            issuer,
+            audience,
+            require: Vec::new(),
+            provider,
+            verified: Cache::new(CACHE_BYTES, 1024 * 1024),
+            clock,
+            metrics,
+        }
+    }
+
     /// The issuer's key set, for starting its load and for readiness.
     pub fn provider(&self) -> &Arc<Provider> {
         &self.provider
@@ -121,6 +150,19 @@ impl JwtValidator {
 
     /// Whether the request's bearer token is valid and passes `require`.
     pub async fn validate(&self, headers: &HeaderMap) -> Result<(), AuthError> {
+        let verified = self.verified_claims(headers).await?;
+        require::check(&self.require, &[&verified.claims]).map_err(AuthError::JwtClaimMismatch)
+    }
+
+    /// The token of a request that carries `Authorization: Bearer`, if any:
+    /// an authenticate action with `bearer: accept` then takes it instead
+    /// of the session.
+    pub fn offered(headers: &HeaderMap) -> bool {
+        !matches!(bearer_token(headers), Err(AuthError::JwtMissing))
+    }
+
+    /// The verified claims and `exp` of the request's bearer token.
+    pub async fn verified_claims(&self, headers: &HeaderMap) -> Result<VerifiedToken, AuthError> {
         let token = bearer_token(headers)?;
         let now = self.clock.now();
         let key = fingerprint(token);
@@ -137,7 +179,10 @@ impl JwtValidator {
                 claims
             }
         };
-        require::check(&self.require, &[&claims]).map_err(AuthError::JwtClaimMismatch)
+        Ok(VerifiedToken {
+            token: token.to_owned(),
+            claims,
+        })
     }
 
     /// The claims (and `exp`) of a token that verifies at `now`: the claims

@@ -99,6 +99,7 @@ mod tests {
                 sign_out_redirect: "/".into(),
                 require: Vec::new(),
                 claim_headers: Vec::new(),
+                bearer_audience: None,
             },
         }
     }

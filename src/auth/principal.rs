@@ -52,6 +52,23 @@ impl Principal {
             .collect()
     }
 
+    /// The principal of a verified bearer token, used in place of a
+    /// session (`bearer: accept`); `None` without a string `sub`.
+    pub fn of_token(token: &str, claims: &Map<String, Value>, client: &str) -> Option<Self> {
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        let subject = text("sub").filter(|sub| !sub.is_empty())?;
+        Some(Self {
+            issuer: text("iss")?,
+            client: client.to_owned(),
+            subject,
+            sid: text("sid"),
+            claims: serde_json::value::to_raw_value(claims).ok()?,
+            more_claims: None,
+            access_token: token.to_owned(),
+            expires_at: claims.get("exp").and_then(Value::as_u64)?,
+        })
+    }
+
     /// Roughly the bytes it holds, for cache budgets.
     pub fn size(&self) -> usize {
         self.issuer.len()

@@ -433,6 +433,10 @@ pub struct AuthCommon {
     pub require: Vec<ClaimRequirement>,
     /// Extra upstream headers made from claims (`claim_headers`), in file order.
     pub claim_headers: Vec<(http::HeaderName, String)>,
+    /// `bearer: accept`: the audiences a bearer JWT from this IdP may name
+    /// instead of a session (`bearer_audience`, else the client id).
+    /// `None`: bearer tokens are not accepted (`bearer: off`, the default).
+    pub bearer_audience: Option<Vec<String>>,
 }
 
 /// One `require` entry, as ALB's `AdditionalClaims`.

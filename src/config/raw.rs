@@ -336,6 +336,9 @@ pub struct RawAuthCommon {
     pub require: Option<Vec<RawClaimRequirement>>,
     /// Upstream header name to claim name, in file order.
     pub claim_headers: Option<Map<String, Value>>,
+    /// `accept`: a bearer JWT from the same IdP is an alternative to the session.
+    pub bearer: Option<String>,
+    pub bearer_audience: Option<Vec<String>>,
 }
 
 /// One `require` entry. Inside a flattened action, where unknown keys are

@@ -1532,6 +1532,21 @@ fn require_and_claim_headers() {
             },
         ]
     );
+    assert_eq!(
+        common.bearer_audience, None,
+        "bearer tokens are off by default"
+    );
+    let accepting = load(&with("bearer: accept"));
+    match &accepting.listeners[0].rules[0].authenticate {
+        Some(AuthenticateAction::Oidc(oidc)) => {
+            assert_eq!(
+                oidc.common.bearer_audience,
+                Some(Vec::new()),
+                "the client id"
+            );
+        }
+        _ => panic!("an OIDC action"),
+    }
     let headers: Vec<(&str, &str)> = common
         .claim_headers
         .iter()
@@ -1588,6 +1603,15 @@ fn require_and_claim_headers() {
         (
             "claim_headers: { X-User: email, x-user: name }".to_owned(),
             format!("{at}.claim_headers.x-user"),
+        ),
+        ("bearer: sometimes".to_owned(), format!("{at}.bearer")),
+        (
+            "bearer: accept\n              bearer_audience: []".to_owned(),
+            format!("{at}.bearer_audience"),
+        ),
+        (
+            "bearer_audience: [api]".to_owned(),
+            format!("{at}.bearer_audience"),
         ),
     ] {
         let problems = problems(&with(&extra));

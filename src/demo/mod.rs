@@ -184,6 +184,7 @@ fn demo_config(
             sign_out_redirect: SIGNED_OUT_PATH.to_owned(),
             require: Vec::new(),
             claim_headers: Vec::new(),
+            bearer_audience: None,
         },
     });
     let signed_out = Rule {

@@ -186,6 +186,53 @@ impl NodeIdp {
         let _ = self.child.kill().await;
     }
 
+    /// A `client_credentials` access token for `resource` and `scope`
+    /// (needs `apiResource` in the config): a JWT, as an API client gets one.
+    pub async fn client_credentials_token(
+        &self,
+        (client_id, client_secret): (&str, &str),
+        resource: &str,
+        scope: &str,
+    ) -> String {
+        use base64::Engine as _;
+        let token_endpoint = self.discovery().await["token_endpoint"]
+            .as_str()
+            .expect("a token endpoint")
+            .to_owned();
+        let url = url::Url::parse(&token_endpoint).expect("a URL");
+        let authority = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("{client_id}:{client_secret}"));
+        let form: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("resource", resource)
+            .append_pair("scope", scope)
+            .finish();
+        let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::post(url.path())
+            .header("host", &authority)
+            .header("authorization", format!("Basic {basic}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(http_body_util::Full::new(Bytes::from(form)))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(
+            status.is_success(),
+            "{status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let token = answer["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(token.split('.').count(), 3, "a JWT access token: {token}");
+        token
+    }
+
     async fn get_json(&self, path: &str) -> serde_json::Value {
         let url = self.url(path);
         let authority = self.issuer.trim_start_matches("http://").to_string();

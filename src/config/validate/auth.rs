@@ -303,7 +303,38 @@ impl Validator<'_> {
             &at.key("claim_headers"),
             raw.claim_headers.unwrap_or_default(),
         );
+        let bearer = self.choice(
+            &at.key("bearer"),
+            raw.bearer,
+            false,
+            &[("off", false), ("accept", true)],
+        );
+        let bearer_audience = match raw.bearer_audience {
+            Some(audience) if audience.is_empty() || audience.iter().any(String::is_empty) => {
+                self.problem(
+                    &at.key("bearer_audience"),
+                    "`bearer_audience` lists no audience, or an empty one",
+                    "list the `aud` values API tokens carry, or leave it out for the client id",
+                );
+                None
+            }
+            Some(_) if bearer == Some(false) => {
+                self.problem(
+                    &at.key("bearer_audience"),
+                    "`bearer_audience` is given but bearer tokens are off",
+                    "add `bearer: accept`, or remove bearer_audience",
+                );
+                None
+            }
+            audience => Some(audience),
+        };
+        // The client id is the default audience; the caller fills it in.
+        let bearer_audience = match (bearer?, bearer_audience?) {
+            (true, audience) => Some(audience.unwrap_or_default()),
+            (false, _) => None,
+        };
         Some(AuthCommon {
+            bearer_audience,
             require: require?,
             claim_headers: claim_headers?,
             scope: scope?,
