@@ -2,9 +2,9 @@
 //!
 //! A request travels through these phases, in this order ([`proxy::Proxy::handle`]):
 //!
-//! 1. **hygiene**: identity headers and their `_` look-alikes, hop-by-hop
-//!    headers and routing overrides are removed before anything reads a
-//!    header or adds one ([`proxy::headers`], [`identity`]);
+//! 1. **hygiene**: identity headers, the listener's claim headers and their
+//!    `_` look-alikes, hop-by-hop headers and routing overrides are removed
+//!    before anything reads a header or adds one ([`proxy::headers`], [`identity`]);
 //! 2. **canonical path**: the one spelling the rules, the log and the
 //!    upstream all see; `CONNECT`/`TRACE` refused, `OPTIONS *` answered
 //!    ([`proxy::path`]);
@@ -16,8 +16,9 @@
 //! 5. **authentication**: the rule's authenticate action loads the session
 //!    from its store (cookie or Redis) and refreshes it when due, giving a
 //!    [`auth::principal::Principal`]; or applies the unauthenticated policy ([`auth`]);
-//!    on a `jwt_validation` rule, the bearer token is verified instead, and
-//!    its `require` checked with it ([`auth::bearer`]);
+//!    with `bearer: accept`, a bearer JWT of the action's IdP stands in for
+//!    the session; on a `jwt_validation` rule, the bearer token is verified
+//!    instead, and its `require` checked with it ([`auth::bearer`]);
 //! 6. **authorization**: whether that principal may use the rule; then the
 //!    identity headers, built from it;
 //! 7. **action**: `forward` (streamed, [`proxy::forward`]), `fixed_response` or `redirect`
@@ -84,6 +85,7 @@ pub mod internals {
     pub use crate::auth::clock::Clock;
     pub use crate::auth::error::IdpCallError;
     pub use crate::auth::oidc::http::IdpClient;
+    pub use crate::auth::oidc::logout::unverified_issuer as unverified_logout_issuer;
     pub use crate::auth::oidc::logout::{self, LogoutRefusal, LogoutRequest};
     pub use crate::auth::oidc::provider::{ConfiguredEndpoints, Endpoints, Provider};
     pub use crate::auth::oidc::tokens::{self, VerifiedIdToken};
