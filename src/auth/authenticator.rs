@@ -1289,6 +1289,49 @@ mod tests {
         assert!(!passes(&action, &ticket).await, "the session ended");
     }
 
+    #[test]
+    fn hostile_claims_never_make_a_header_or_split_one() {
+        let claims: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_value(serde_json::json!({
+                "name": "alice\r\nx-amzn-oidc-identity: admin",
+                "nul": "a\u{0}b",
+                "groups": ["admins", "users\nX-Evil: 1"],
+                "nested": { "a": 1 },
+                "mixed": ["a", { "b": 2 }],
+                "age": 42,
+                "flags": [true, 7],
+                "accented": "Zoë",
+            }))
+            .unwrap();
+        let wanted: Vec<(HeaderName, String)> = [
+            ("x-name", "name"),
+            ("x-nul", "nul"),
+            ("x-groups", "groups"),
+            ("x-nested", "nested"),
+            ("x-mixed", "mixed"),
+            ("x-missing", "missing"),
+            ("x-age", "age"),
+            ("x-flags", "flags"),
+            ("x-accented", "accented"),
+        ]
+        .into_iter()
+        .map(|(header, claim)| (HeaderName::from_static(header), claim.to_owned()))
+        .collect();
+        let made: Vec<(String, Vec<u8>)> = claim_headers(&wanted, &[&claims])
+            .into_iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(
+            made,
+            [
+                ("x-age".to_owned(), b"42".to_vec()),
+                ("x-flags".to_owned(), b"true,7".to_vec()),
+                ("x-accented".to_owned(), "Zoë".as_bytes().to_vec()),
+            ],
+            "control characters, objects and missing claims give no header"
+        );
+    }
+
     #[tokio::test]
     async fn an_opened_session_is_reused_within_the_second_only_when_revocable() {
         let cookie = authenticator("rule-1", "https://idp.example", "c");
