@@ -83,10 +83,17 @@ pub enum Logout {
 
 /// The request facts the flow needs, gathered once by the proxy.
 pub struct RequestContext<'a> {
-    /// The `Host` (or `:authority`) as sent, port included: the callback URL is built from it.
+    /// The host and port the browser used, as `Host` (or `:authority`) or a
+    /// trusted front proxy's `X-Forwarded-Host` said: the callback URL is
+    /// built from it.
     pub authority: &'a str,
+    /// Whether the browser used https (the connection's TLS, or a trusted
+    /// front proxy's `X-Forwarded-Proto`).
     pub tls: bool,
     pub cookies: &'a RequestCookies<'a>,
+    /// Whether a request with no session may be answered with the redirect
+    /// to the IdP; false for a forward-auth check that wants a 401.
+    pub may_redirect: bool,
 }
 
 impl RequestContext<'_> {
@@ -304,7 +311,7 @@ impl Authenticator {
             UnauthenticatedPolicy::Authenticate => {
                 let redirect = self.settings.api_requests == ApiRequests::Redirect
                     || policy::is_navigation(request);
-                if redirect {
+                if redirect && context.may_redirect {
                     self.start_login(request, context, now)
                         .await
                         .map(Decision::Login)
@@ -507,14 +514,26 @@ impl Authenticator {
         context: &RequestContext<'_>,
         now: u64,
     ) -> Result<Response<Body>, AuthError> {
-        let endpoints = self.provider.endpoints().await?;
-        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let state = CsrfToken::new_random_len(32);
-        let nonce = Nonce::new_random_len(32);
         let original = request
             .uri()
             .path_and_query()
             .map_or("/", |path_and_query| path_and_query.as_str());
+        self.login_returning_to(original, context, now).await
+    }
+
+    /// The redirect to the IdP for a login that returns to `original` (a
+    /// path and query on the request's host): `/oauth2/start` starts one
+    /// without a request for that path.
+    pub async fn login_returning_to(
+        &self,
+        original: &str,
+        context: &RequestContext<'_>,
+        now: u64,
+    ) -> Result<Response<Body>, AuthError> {
+        let endpoints = self.provider.endpoints().await?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let state = CsrfToken::new_random_len(32);
+        let nonce = Nonce::new_random_len(32);
 
         let mut location = endpoints.authorization.clone();
         {
@@ -1256,6 +1275,7 @@ mod tests {
             authority: "app.example",
             tls: true,
             cookies: &cookies,
+            may_redirect: true,
         };
         match action.authenticate(&request, &context).await.unwrap() {
             Decision::Authenticated(_) => true,

@@ -1,6 +1,7 @@
 //! The proxy's own paths under `/oauth2/`, never forwarded upstream: the
-//! login callback, sign-out, back-channel logout and the public keys of
-//! `x-amzn-oidc-data`.
+//! login callback, a login started for a front proxy, sign-out, back-channel
+//! logout and the public keys of `x-amzn-oidc-data`. (Forward-auth checks,
+//! which need the rules, are `proxy::forward_auth`.)
 //!
 //! The proxy finds that a request is for one of them (after making its path
 //! canonical) and hands it here with the listener's authenticate actions.
@@ -28,6 +29,7 @@ use crate::identity;
 pub const OWNED_PREFIX: &str = "/oauth2/";
 
 const CALLBACK_PATH: &str = "/oauth2/idpresponse";
+const START_PATH: &str = "/oauth2/start";
 const SIGN_OUT_PATH: &str = "/oauth2/sign_out";
 const BACKCHANNEL_LOGOUT_PATH: &str = "/oauth2/backchannel_logout";
 
@@ -46,6 +48,9 @@ pub struct Listener<'a> {
     /// `?`) on the request's host would reach; the method, headers and
     /// client address are those of the request being answered.
     pub rule_for: &'a (dyn Fn(&str, Option<&str>) -> Option<usize> + Sync),
+    /// Whether a host condition of one of the listener's rules matches this
+    /// host (`host[:port]`).
+    pub names_host: &'a (dyn Fn(&str) -> bool + Sync),
     /// Every session cookie name the listener's rules use.
     pub session_cookies: &'a [String],
 }
@@ -69,6 +74,7 @@ impl Listener<'_> {
         };
         match request.uri().path() {
             CALLBACK_PATH => self.callback(&query, context).await,
+            START_PATH => self.start(query.get("rd"), context).await,
             SIGN_OUT_PATH => no_rule(self.sign_out(query.get("rd"), context).await),
             BACKCHANNEL_LOGOUT_PATH => no_rule(Ok(self.backchannel_logout(request).await)),
             path if request.method() == Method::GET || request.method() == Method::HEAD => no_rule(
@@ -116,6 +122,46 @@ impl Listener<'_> {
             rule,
             response: response.map_err(ProxyError::from),
         }
+    }
+
+    /// `/oauth2/start?rd=`: a login that returns to `rd`, for a front proxy
+    /// that sends a browser here when its forward-auth check said 401
+    /// (nginx's `error_page 401`). `rd` is a path, or a URL on this host; a
+    /// URL on another host that a rule of this listener names starts its
+    /// login there; anything else returns to `/`.
+    async fn start(&self, rd: Option<&str>, context: &RequestContext<'_>) -> Answered {
+        let target = match return_target(rd.unwrap_or("/"), context) {
+            Return::Here(target) => target,
+            Return::Elsewhere { origin, authority } if (self.names_host)(&authority) => {
+                let rd: String =
+                    url::form_urlencoded::byte_serialize(rd.unwrap_or("/").as_bytes()).collect();
+                let location = format!("{origin}{START_PATH}?rd={rd}");
+                return Answered {
+                    rule: None,
+                    response: redirect(&location).map_err(ProxyError::from),
+                };
+            }
+            Return::Elsewhere { .. } => "/".to_owned(),
+        };
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target.as_str(), None),
+        };
+        let path =
+            crate::proxy::path::canonicalize(path).unwrap_or(std::borrow::Cow::Borrowed("/"));
+        let rule = (self.rule_for)(&path, query);
+        let action = rule
+            .and_then(|index| self.actions.get(index))
+            .and_then(Option::as_ref);
+        let response = match action {
+            Some(authenticator) => authenticator
+                .login_returning_to(&target, context, self.shared.clock.now())
+                .await
+                .map_err(ProxyError::from),
+            // A rule without login: nothing to sign in to, go straight there.
+            None => redirect(&target).map_err(ProxyError::from),
+        };
+        Answered { rule, response }
     }
 
     /// `/oauth2/sign_out?rd=`: signed out by the action of the rule `rd`
@@ -255,6 +301,61 @@ impl Listener<'_> {
             }
         }
         Err(refusal)
+    }
+}
+
+/// Where `/oauth2/start` sends the browser after the login.
+enum Return {
+    /// A path and query on this host, safe to redirect to.
+    Here(String),
+    /// A URL on another host: `https://host:port` and `host:port`.
+    Elsewhere { origin: String, authority: String },
+}
+
+/// `rd` as a path on this host, or the other host it names. An absolute
+/// URL counts as this host only with the scheme, host and port the browser
+/// is using; user information, other schemes and anything unparsable
+/// return to `/`.
+fn return_target(rd: &str, context: &RequestContext<'_>) -> Return {
+    if rd.starts_with('/') {
+        return Return::Here(same_host_target(rd).to_owned());
+    }
+    let Ok(url) = url::Url::parse(rd) else {
+        return Return::Here("/".to_owned());
+    };
+    let plain = matches!(url.scheme(), "http" | "https")
+        && url.username().is_empty()
+        && url.password().is_none();
+    let Some(host) = url.host_str().filter(|_| plain) else {
+        return Return::Here("/".to_owned());
+    };
+    let authority = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    let scheme_here = if context.tls { "https" } else { "http" };
+    let default_port = |scheme: &str| if scheme == "https" { 443 } else { 80 };
+    let same = |a: &str, b: &str, scheme: &str| {
+        let split = |authority: &str| {
+            let parsed = http::uri::Authority::try_from(authority).ok()?;
+            Some((
+                parsed.host().to_ascii_lowercase(),
+                parsed.port_u16().unwrap_or(default_port(scheme)),
+            ))
+        };
+        split(a).is_some_and(|a| Some(a) == split(b))
+    };
+    if url.scheme() == scheme_here && same(&authority, context.authority, scheme_here) {
+        let mut target = url.path().to_owned();
+        if let Some(query) = url.query() {
+            target.push('?');
+            target.push_str(query);
+        }
+        return Return::Here(same_host_target(&target).to_owned());
+    }
+    Return::Elsewhere {
+        origin: format!("{}://{authority}", url.scheme()),
+        authority,
     }
 }
 

@@ -139,6 +139,9 @@ pub struct ListenerConfig {
     pub tls: Option<TlsConfig>,
     pub rules: Vec<Rule>,
     pub headers: HeaderPolicy,
+    /// Peers whose `X-Forwarded-*` describe the original request (forward
+    /// auth, and the scheme and host of redirects); default: the loopback.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 /// What a listener does with client headers that are not about identity.
@@ -247,6 +250,15 @@ pub enum CidrError {
 }
 
 impl Cidr {
+    /// `127.0.0.0/8` and `::1/128`: a front proxy on the same host or pod,
+    /// the default of `trusted_proxies`.
+    pub fn loopback() -> Vec<Self> {
+        ["127.0.0.0/8", "::1/128"]
+            .into_iter()
+            .map(|block| Self::parse(block).expect("a valid CIDR block"))
+            .collect()
+    }
+
     pub fn parse(text: &str) -> Result<Self, CidrError> {
         let (address, prefix) = text.split_once('/').ok_or(CidrError::NoPrefix)?;
         let network: IpAddr = address

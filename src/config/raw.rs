@@ -78,6 +78,7 @@ pub struct RawListener {
     pub tls: Option<RawTls>,
     pub allow_underscore_headers: Option<bool>,
     pub x_forwarded_for: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
     pub rules: Option<Vec<RawRule>>,
 }
 

@@ -229,6 +229,7 @@ fn demo_config(
                 reload_interval: Duration::from_secs(3600),
             }),
             headers: HeaderPolicy::default(),
+            trusted_proxies: Cidr::loopback(),
             rules: vec![
                 signed_out,
                 Rule {

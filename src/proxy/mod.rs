@@ -5,6 +5,8 @@
 
 pub mod actions;
 pub mod forward;
+pub mod forward_auth;
+pub mod forwarded;
 pub mod headers;
 pub mod path;
 pub mod pool;
@@ -24,10 +26,11 @@ use crate::auth::session::{RequestCookies, is_shard_name, strip_request_cookies}
 use crate::auth::state::NONCE_COOKIE;
 use crate::auth::{AuthShared, Authenticator, Decision, RequestContext};
 use crate::body::{self, Body};
-use crate::config::{HeaderPolicy, Rule, TerminalAction};
+use crate::config::{Cidr, HeaderPolicy, Rule, TerminalAction};
 use crate::error::{ALLOWED_METHODS, ProxyError};
 use crate::metrics::{Metrics, RuleLabel};
 use crate::untrusted::LogSafe;
+use forwarded::Forwarded;
 use path::PathError;
 use upgrade::OnUpgrade;
 
@@ -64,6 +67,8 @@ pub struct Proxy {
     routes: Vec<Route>,
     /// What this listener forwards of the client's headers.
     headers: HeaderPolicy,
+    /// Peers whose `X-Forwarded-*` describe the original request.
+    trusted_proxies: Vec<Cidr>,
     upstream: Upstream,
     metrics: Arc<Metrics>,
     /// Sealer and signer, when any rule of the process authenticates.
@@ -93,6 +98,7 @@ impl Proxy {
     pub fn new(
         routes: Vec<Route>,
         headers: HeaderPolicy,
+        trusted_proxies: Vec<Cidr>,
         upstream: Upstream,
         metrics: Arc<Metrics>,
         auth: Option<Arc<AuthShared>>,
@@ -120,6 +126,7 @@ impl Proxy {
             actions,
             routes,
             headers,
+            trusted_proxies,
             upstream,
             metrics,
             auth,
@@ -145,6 +152,13 @@ impl Proxy {
         downstream: Downstream,
     ) -> Response<Body> {
         let started = Instant::now();
+        // 0. What a trusted front proxy says about the original request,
+        //    read before hygiene removes the headers that say it.
+        let forwarded = Forwarded::read(
+            request.headers(),
+            downstream.client.ip(),
+            &self.trusted_proxies,
+        );
         // 1. Hygiene, before any phase reads a header and before the proxy
         //    adds one: identity headers and their look-alikes, hop-by-hop
         //    headers and routing overrides go, so nothing the client sends
@@ -159,7 +173,8 @@ impl Proxy {
         let method = request.method().clone();
         // For the access log: a reference to the bytes hyper parsed, not a copy.
         let uri = request.uri().clone();
-        let wants_json = wants_json(&request);
+        // A forward-auth check's errors are for the front proxy: JSON.
+        let wants_json = wants_json(&request) || forward_auth::is_check(request.uri().path());
         let mut outcome = Outcome {
             rule: &self.no_rule,
             upstream: None,
@@ -168,7 +183,10 @@ impl Proxy {
         };
 
         let routed = match target {
-            Ok(Target::Path) => self.route(request, downstream, &mut outcome).await,
+            Ok(Target::Path) => {
+                self.route(request, downstream, forwarded.as_ref(), &mut outcome)
+                    .await
+            }
             Ok(Target::Server) => Ok(server_options()),
             Err(error) => Err(error),
         };
@@ -208,15 +226,24 @@ impl Proxy {
         &'a self,
         mut request: Request<Incoming>,
         downstream: Downstream,
+        forwarded: Option<&Forwarded>,
         outcome: &mut Outcome<'a>,
     ) -> Result<Response<Body>, ProxyError> {
         let authority = request_authority(&request)
             .ok_or(ProxyError::MissingHost)?
             .to_owned();
         let host = rules::normalize_host(&authority);
+        // Redirects, the login's `redirect_uri` and the upstream's
+        // `X-Forwarded-Proto` use the scheme, host and port the browser used.
+        let (browser_authority, browser) = browser_side(&authority, downstream, forwarded);
 
         // 3. The proxy's own paths come before the rules: a rule for `/*`
-        //    must never forward `/oauth2/...` upstream.
+        //    must never forward `/oauth2/...` upstream. A forward-auth
+        //    check evaluates the rules against the request it is about.
+        if forward_auth::is_check(request.uri().path()) {
+            // Boxed: as the other owned paths, off every request's future.
+            return Box::pin(self.check(request, &downstream, forwarded, outcome)).await;
+        }
         if path::is_owned(request.uri().path(), OWNED_PREFIX) {
             outcome.rule = &self.owned;
             let Some(shared) = &self.auth else {
@@ -241,17 +268,30 @@ impl Proxy {
                     .iter()
                     .position(|route| rules::rule_matches(&route.rule, &facts))
             };
+            // `/oauth2/start?rd=` may send a login to another host of
+            // this listener's rules, and to no other.
+            let names_host =
+                |other: &str| {
+                    let other = rules::normalize_host(other);
+                    self.routes.iter().any(|route| {
+                        route.rule.conditions.host.iter().any(|pattern| {
+                            rules::wildcard_match(pattern.as_bytes(), other.as_bytes())
+                        })
+                    })
+                };
             let listener = endpoints::Listener {
                 shared,
                 actions: &self.actions,
                 rule_for: &rule_for,
+                names_host: &names_host,
                 session_cookies: &self.session_cookies,
             };
             let cookies = RequestCookies::parse(&headers);
             let context = RequestContext {
-                authority: &authority,
-                tls: downstream.tls,
+                authority: browser_authority,
+                tls: browser.tls,
                 cookies: &cookies,
+                may_redirect: true,
             };
             // Boxed: the login callback's token exchange would otherwise
             // enlarge every request's future (see server::conn).
@@ -292,9 +332,10 @@ impl Proxy {
             let decision = {
                 let cookies = RequestCookies::parse(request.headers());
                 let context = RequestContext {
-                    authority: &authority,
-                    tls: downstream.tls,
+                    authority: browser_authority,
+                    tls: browser.tls,
                     cookies: &cookies,
+                    may_redirect: true,
                 };
                 authenticator.authenticate(&request, &context).await?
             };
@@ -318,10 +359,11 @@ impl Proxy {
         let mut response = match &route.rule.action {
             TerminalAction::FixedResponse(action) => actions::fixed_response(action),
             TerminalAction::Redirect(action) => {
+                let browser_host = rules::normalize_host(browser_authority);
                 let parts = actions::RequestParts {
-                    protocol: downstream.protocol(),
-                    host: &host,
-                    port: downstream.port,
+                    protocol: browser.protocol(),
+                    host: &browser_host,
+                    port: browser.port,
                     path: request.uri().path(),
                     query: request.uri().query().unwrap_or(""),
                 };
@@ -331,7 +373,7 @@ impl Proxy {
                 outcome.upstream = Some(action.target.as_str());
                 let (response, latency) = self
                     .upstream
-                    .forward(action, request, &downstream, self.headers.x_forwarded_for)
+                    .forward(action, request, &browser, self.headers.x_forwarded_for)
                     .await?;
                 outcome.upstream_latency = Some(latency);
                 response
@@ -436,6 +478,33 @@ fn keep_private(headers: &mut HeaderMap) {
     let value = HeaderValue::try_from(kept.join(", "))
         .unwrap_or_else(|_| HeaderValue::from_static("private"));
     headers.insert(header::CACHE_CONTROL, value);
+}
+
+/// The authority, scheme and port the browser used: the connection's, or
+/// what a trusted front proxy said of them (a plain-HTTP listener behind a
+/// TLS front proxy). The client address stays the TCP peer's.
+fn browser_side<'a>(
+    authority: &'a str,
+    downstream: Downstream,
+    forwarded: Option<&'a Forwarded>,
+) -> (&'a str, Downstream) {
+    let Some(forwarded) = forwarded else {
+        return (authority, downstream);
+    };
+    let authority = forwarded.host.as_deref().unwrap_or(authority);
+    let tls = forwarded.tls.unwrap_or(downstream.tls);
+    let port = match (&forwarded.tls, &forwarded.host, forwarded.port) {
+        (None, None, None) => downstream.port,
+        _ => forwarded.browser_port(tls),
+    };
+    (
+        authority,
+        Downstream {
+            tls,
+            port,
+            ..downstream
+        },
+    )
 }
 
 /// The authority the client addressed: `Host` (HTTP/1.1) or `:authority` (HTTP/2).

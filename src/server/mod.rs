@@ -125,6 +125,7 @@ impl Portcullis {
             let proxy = Arc::new(Proxy::new(
                 routes,
                 listener.headers,
+                listener.trusted_proxies.clone(),
                 upstream.clone(),
                 metrics.clone(),
                 auth.clone(),

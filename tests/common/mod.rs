@@ -126,6 +126,7 @@ pub fn listener(tls: Option<TlsConfig>, rules: Vec<Rule>) -> ListenerConfig {
         tls,
         rules,
         headers: HeaderPolicy::default(),
+        trusted_proxies: Cidr::loopback(),
     }
 }
 

@@ -406,6 +406,11 @@ impl Validator<'_> {
 
     fn source_ips(&mut self, at: &At, blocks: Vec<String>) -> Option<Vec<Cidr>> {
         self.not_empty_list(at, &blocks, "source_ip");
+        self.cidrs(at, blocks)
+    }
+
+    /// A list of CIDR blocks, each checked with a fix of its own.
+    pub(super) fn cidrs(&mut self, at: &At, blocks: Vec<String>) -> Option<Vec<Cidr>> {
         let checked: Vec<Option<Cidr>> = blocks
             .into_iter()
             .enumerate()

@@ -97,6 +97,10 @@ impl Validator<'_> {
                 ("remove", XForwardedFor::Remove),
             ],
         );
+        let trusted_proxies = match raw.trusted_proxies {
+            Some(blocks) => self.cidrs(&at.key("trusted_proxies"), blocks),
+            None => Some(Cidr::loopback()),
+        };
         let rules_at = at.key("rules");
         let raw_rules = raw.rules.unwrap_or_default();
         if raw_rules.is_empty() {
@@ -129,6 +133,7 @@ impl Validator<'_> {
                 allow_underscores: raw.allow_underscore_headers.unwrap_or(false),
                 x_forwarded_for: x_forwarded_for?,
             },
+            trusted_proxies: trusted_proxies?,
         })
     }
 

@@ -1,0 +1,455 @@
+//! Forward auth (`/oauth2/auth`, `/oauth2/start`) and trusted front
+//! proxies, through node-oidc-provider: first asked directly, as a front
+//! proxy would ask, then behind a real nginx (`auth_request`) and a real
+//! Caddy (`forward_auth`) running the configuration files the
+//! documentation shows.
+
+mod common;
+
+use common::browser::{Browser, Page, query_param};
+use common::idp::NodeIdp;
+use common::*;
+use portcullis::internals::Clock;
+use serde_json::json;
+
+const CLIENT_ID: &str = "portcullis";
+const CLIENT_SECRET: &str = "portcullis-secret";
+const SIGNER: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/portcullis/50dc6c495c0c9188";
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+/// The IdP, the upstream and portcullis on a plain-HTTP loopback listener,
+/// as a front proxy on the same host reaches it.
+struct Stack {
+    idp: NodeIdp,
+    proxy: Running,
+    upstream: upstream::Upstream,
+}
+
+impl Stack {
+    /// Rules: `/public/*` forwarded without login, `/api/*` bearer JWTs of
+    /// the IdP, `/admin/*` a login whose `require` alice does not meet,
+    /// `/deny/*` and `/allow/*` with those unauthenticated policies, and
+    /// everything else a login with claim headers. `listener_extra` goes
+    /// into the listener (e.g. `trusted_proxies`).
+    async fn start(listener_extra: &str) -> Self {
+        let idp = NodeIdp::start(json!({
+            "clients": [{
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "redirect_uris": [
+                    "https://localhost:0/oauth2/idpresponse",
+                    "http://localhost:0/oauth2/idpresponse",
+                    "https://app.example/oauth2/idpresponse",
+                ],
+            }],
+        }))
+        .await;
+        let jwks = idp.discovery().await["jwks_uri"]
+            .as_str()
+            .expect("a jwks_uri")
+            .to_owned();
+        let upstream = upstream::start().await;
+        let login = |extra: &str| {
+            format!(
+                r#"- authenticate_oidc:
+              issuer: {issuer}
+              client_id: {CLIENT_ID}
+              client_secret: {CLIENT_SECRET}
+              scope: openid email profile
+              {extra}"#,
+                issuer = idp.issuer
+            )
+        };
+        let forward = format!(r#"- forward: {{ target: "http://{}" }}"#, upstream.addr);
+        let yaml = format!(
+            r#"
+admin: {{ address: "127.0.0.1:0" }}
+sessions: {{ secrets: ["{SESSION_SECRET}"] }}
+signing: {{ signer: "{SIGNER}" }}
+listeners:
+  - address: "127.0.0.1:0"
+    {listener_extra}
+    rules:
+      - name: public
+        conditions: {{ path: ["/public/*"] }}
+        actions:
+          {forward}
+      - name: api
+        conditions: {{ path: ["/api/*"] }}
+        actions:
+          - jwt_validation: {{ issuer: "{issuer}", jwks_endpoint: "{jwks}" }}
+          {forward}
+      - name: admin
+        conditions: {{ path: ["/admin/*"] }}
+        actions:
+          {admin}
+          {forward}
+      - name: deny
+        conditions: {{ path: ["/deny/*"] }}
+        actions:
+          {deny}
+          {forward}
+      - name: allow
+        conditions: {{ path: ["/allow/*"] }}
+        actions:
+          {allow}
+          {forward}
+      - name: app
+        actions:
+          {app}
+          {forward}
+"#,
+            issuer = idp.issuer,
+            admin = login(
+                "require: [{ name: email, format: single-string, values: [\"root@example.test\"] }]"
+            ),
+            deny = login("on_unauthenticated_request: deny"),
+            allow = login("on_unauthenticated_request: allow"),
+            app = login(
+                "claim_headers: { X-Forwarded-User: preferred_username, X-Forwarded-Email: email }"
+            ),
+        );
+        let proxy = start_with_clock(load_yaml(&yaml, &[]), Clock::manual(unix_now())).await;
+        Self {
+            idp,
+            proxy,
+            upstream,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://localhost:{}{path}", self.proxy.addr().port())
+    }
+
+    /// A session for alice, made by a login straight through the proxy.
+    async fn session(&self) -> Browser {
+        let mut browser = Browser::new(None);
+        let page = browser
+            .login(&self.url("/app/"), "alice", "any password")
+            .await;
+        assert_eq!(page.status, 200, "{:#?}\n{}", page.hops, page.body);
+        browser
+    }
+
+    /// `/oauth2/auth` as a front proxy asks it about `method uri` on
+    /// `https://app.example`, with `extra` headers (cookies come from the
+    /// browser's jar for this proxy).
+    async fn check(&self, browser: &mut Browser, uri: &str, extra: &[(&str, &str)]) -> Page {
+        self.check_at(browser, "/oauth2/auth", uri, extra).await
+    }
+
+    async fn check_at(
+        &self,
+        browser: &mut Browser,
+        path: &str,
+        uri: &str,
+        extra: &[(&str, &str)],
+    ) -> Page {
+        let mut headers = vec![
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "app.example"),
+            ("x-forwarded-uri", uri),
+        ];
+        headers.extend_from_slice(extra);
+        browser
+            .request("GET", &self.url(path), &headers, None)
+            .await
+    }
+}
+
+fn json_type(page: &Page) -> bool {
+    page.header("content-type")
+        .is_some_and(|value| value.starts_with("application/json"))
+}
+
+#[tokio::test]
+async fn a_check_answers_for_the_original_request_and_runs_no_action() {
+    let stack = Stack::start("").await;
+    let mut nobody = Browser::new(None);
+
+    // No session: 401 JSON for the front proxy, nothing upstream.
+    let page = stack.check(&mut nobody, "/app/x", &[]).await;
+    assert_eq!(page.status, 401, "{}", page.body);
+    assert!(json_type(&page), "{:?}", page.headers);
+    // A public path passes without login, and without identity.
+    let page = stack.check(&mut nobody, "/public/x", &[]).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.header("x-amzn-oidc-identity"), None);
+    // `deny` is 401, `allow` 200 without identity.
+    assert_eq!(stack.check(&mut nobody, "/deny/x", &[]).await.status, 401);
+    let page = stack.check(&mut nobody, "/allow/x", &[]).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("x-amzn-oidc-identity"), None);
+    // A bearer rule without a token: 401 with the bearer challenge.
+    let page = stack.check(&mut nobody, "/api/orders", &[]).await;
+    assert_eq!(page.status, 401);
+    assert!(
+        page.header("www-authenticate")
+            .is_some_and(|challenge| challenge.starts_with("Bearer")),
+        "{:?}",
+        page.headers
+    );
+    // Path tricks in the original URI are resolved before the rules see it.
+    let page = stack.check(&mut nobody, "/public/../app/x", &[]).await;
+    assert_eq!(page.status, 401, "{}", page.body);
+    let page = stack.check(&mut nobody, "/public/%2e%2e/app/x", &[]).await;
+    assert_eq!(page.status, 401, "{}", page.body);
+
+    // With a session: 200 and the identity, the claim headers; `require`
+    // not met: 403.
+    let mut alice = stack.session().await;
+    let page = stack.check(&mut alice, "/app/x", &[]).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let subject = page.header("x-amzn-oidc-identity").expect("an identity");
+    assert!(!subject.is_empty());
+    assert!(page.header("x-amzn-oidc-data").is_some());
+    assert!(page.header("x-amzn-oidc-accesstoken").is_some());
+    assert_eq!(page.header("x-forwarded-user").as_deref(), Some("alice"));
+    assert_eq!(
+        page.header("x-forwarded-email").as_deref(),
+        Some("alice@example.test")
+    );
+    assert_eq!(page.header("cache-control").as_deref(), Some("no-store"));
+    let page = stack.check(&mut alice, "/admin/x", &[]).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(json_type(&page));
+    assert_eq!(page.json()["reason"], "AuthzClaimMismatch");
+    // The original method counts: a rule's method condition sees it.
+    let page = stack
+        .check(&mut alice, "/app/x", &[("x-forwarded-method", "DELETE")])
+        .await;
+    assert_eq!(page.status, 200);
+
+    // The check ran no terminal action: the upstream saw only the login's
+    // landing request.
+    let seen = stack.upstream.signals.seen.lock().unwrap().clone();
+    assert_eq!(seen, ["GET /app/"], "{seen:?}");
+}
+
+#[tokio::test]
+async fn mode_redirect_answers_a_navigation_with_the_login_on_the_browsers_host() {
+    let stack = Stack::start("").await;
+    let mut browser = Browser::new(None);
+    let navigation = [("accept", "text/html"), ("sec-fetch-mode", "navigate")];
+    let page = stack
+        .check_at(
+            &mut browser,
+            "/oauth2/auth?mode=redirect",
+            "/app/orders?id=7",
+            &navigation,
+        )
+        .await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    let location = page.location().expect("a Location");
+    assert!(location.starts_with(&stack.idp.issuer), "{location}");
+    assert_eq!(
+        query_param(&location, "redirect_uri").as_deref(),
+        Some("https://app.example/oauth2/idpresponse")
+    );
+    assert!(
+        page.set_cookies
+            .iter()
+            .any(|cookie| cookie.starts_with("AWSALBAuthNonce")),
+        "{:?}",
+        page.set_cookies
+    );
+    // An XHR still gets 401 in redirect mode; without the mode, a navigation too.
+    let xhr = stack
+        .check_at(
+            &mut browser,
+            "/oauth2/auth?mode=redirect",
+            "/app/x",
+            &[("x-requested-with", "XMLHttpRequest")],
+        )
+        .await;
+    assert_eq!(xhr.status, 401);
+    let plain = stack.check(&mut browser, "/app/x", &navigation).await;
+    assert_eq!(plain.status, 401);
+}
+
+#[tokio::test]
+async fn envoy_sends_the_original_path_below_the_check_path() {
+    let stack = Stack::start("").await;
+    let mut nobody = Browser::new(None);
+    let envoy = |path: &str| format!("/oauth2/auth{path}");
+    let page = nobody
+        .request("GET", &stack.url(&envoy("/public/x?a=1")), &[], None)
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let page = nobody
+        .request("GET", &stack.url(&envoy("/public/../app/x")), &[], None)
+        .await;
+    assert_eq!(page.status, 401, "{}", page.body);
+    let page = nobody
+        .request("GET", &stack.url(&envoy("/app/x")), &[], None)
+        .await;
+    assert_eq!(page.status, 401);
+}
+
+/// A peer outside `trusted_proxies` cannot describe another request: the
+/// check is about its own (`/oauth2/auth`, which only the catch-all login
+/// rule covers), and its redirects use its own host and scheme.
+#[tokio::test]
+async fn forged_forwarding_headers_from_an_untrusted_peer_are_ignored() {
+    let stack = Stack::start(r#"trusted_proxies: ["10.0.0.0/8"]"#).await;
+    let mut nobody = Browser::new(None);
+    let page = stack.check(&mut nobody, "/public/x", &[]).await;
+    assert_eq!(page.status, 401, "{}", page.body);
+    let page = nobody
+        .request(
+            "GET",
+            &stack.url("/app/x"),
+            &[
+                ("x-forwarded-host", "evil.example"),
+                ("x-forwarded-proto", "https"),
+                ("accept", "text/html"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(page.status, 302);
+    let location = page.location().unwrap();
+    let redirect_uri = query_param(&location, "redirect_uri").unwrap();
+    assert_eq!(
+        redirect_uri,
+        format!(
+            "http://localhost:{}/oauth2/idpresponse",
+            stack.proxy.addr().port()
+        )
+    );
+
+    // From a trusted peer (the default, loopback), the same check passes.
+    let trusting = Stack::start("").await;
+    let page = trusting.check(&mut nobody, "/public/x", &[]).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+}
+
+#[tokio::test]
+async fn a_trusted_front_proxy_decides_the_scheme_and_host_of_redirects() {
+    let stack = Stack::start("").await;
+    let mut browser = Browser::new(None);
+    let page = browser
+        .request(
+            "GET",
+            &stack.url("/app/x"),
+            &[
+                ("x-forwarded-host", "app.example"),
+                ("x-forwarded-proto", "https"),
+                ("accept", "text/html"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(page.status, 302);
+    let redirect_uri = query_param(&page.location().unwrap(), "redirect_uri").unwrap();
+    assert_eq!(redirect_uri, "https://app.example/oauth2/idpresponse");
+    // A forged list or a malformed host is no host at all.
+    for (name, value) in [
+        ("x-forwarded-host", "app.example, evil.example"),
+        ("x-forwarded-host", "evil.example/x"),
+    ] {
+        let page = browser
+            .request(
+                "GET",
+                &stack.url("/app/x"),
+                &[(name, value), ("accept", "text/html")],
+                None,
+            )
+            .await;
+        let redirect_uri = query_param(&page.location().unwrap(), "redirect_uri").unwrap();
+        assert!(
+            redirect_uri.starts_with("http://localhost:"),
+            "{value}: {redirect_uri}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn start_logs_in_and_returns_only_to_this_host() {
+    let stack = Stack::start("").await;
+    // A full login begun at /oauth2/start returns to `rd`.
+    let mut browser = Browser::new(None);
+    let rd = stack.url("/app/orders?id=7");
+    let start = stack.url(&format!(
+        "/oauth2/start?rd={}",
+        url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+    ));
+    let page = browser.login(&start, "alice", "any password").await;
+    assert_eq!(page.status, 200, "{:#?}\n{}", page.hops, page.body);
+    assert_eq!(page.json()["uri"], "/app/orders?id=7");
+
+    // Another host, or a scheme-relative or userinfo trick: back to `/`.
+    for rd in [
+        "https://evil.example/x",
+        "//evil.example/x",
+        "https://localhost@evil.example/x",
+        "javascript:alert(1)",
+    ] {
+        let mut browser = Browser::new(None);
+        let start = stack.url(&format!(
+            "/oauth2/start?rd={}",
+            url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+        ));
+        let page = browser.login(&start, "alice", "any password").await;
+        assert_eq!(page.status, 200, "{rd}: {:#?}", page.hops);
+        assert_eq!(page.json()["uri"], "/", "{rd}");
+    }
+}
+
+#[tokio::test]
+async fn start_sends_a_login_for_another_named_host_to_that_host() {
+    let idp = NodeIdp::start(json!({ "clients": [] })).await;
+    let upstream = upstream::start().await;
+    let yaml = format!(
+        r#"
+sessions: {{ secrets: ["{SESSION_SECRET}"] }}
+listeners:
+  - address: "127.0.0.1:0"
+    rules:
+      - name: other
+        conditions: {{ host: ["other.example"] }}
+        actions:
+          - authenticate_oidc: {{ issuer: {issuer}, client_id: x, client_secret: y }}
+          - forward: {{ target: "http://{upstream}" }}
+      - name: app
+        actions:
+          - forward: {{ target: "http://{upstream}" }}
+"#,
+        issuer = idp.issuer,
+        upstream = upstream.addr
+    );
+    let proxy = start(load_yaml(&yaml, &[])).await;
+    let mut browser = Browser::new(None);
+    let url = |rd: &str| {
+        format!(
+            "http://localhost:{}/oauth2/start?rd={}",
+            proxy.addr().port(),
+            url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+        )
+    };
+    let page = browser
+        .request("GET", &url("https://other.example/x?y=1"), &[], None)
+        .await;
+    assert_eq!(page.status, 302);
+    assert_eq!(
+        page.location().as_deref(),
+        Some("https://other.example/oauth2/start?rd=https%3A%2F%2Fother.example%2Fx%3Fy%3D1")
+    );
+    // A rule without login on this host: straight to the target.
+    let page = browser.request("GET", &url("/plain?z=2"), &[], None).await;
+    assert_eq!(page.status, 302);
+    assert_eq!(
+        page.location(),
+        Some(format!(
+            "http://localhost:{}/plain?z=2",
+            proxy.addr().port()
+        ))
+    );
+    let _ = (idp, upstream);
+}
