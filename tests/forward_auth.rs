@@ -29,6 +29,8 @@ struct Stack {
     idp: NodeIdp,
     proxy: Running,
     upstream: upstream::Upstream,
+    /// What the proxy judges sessions by.
+    clock: Clock,
 }
 
 impl Stack {
@@ -48,6 +50,8 @@ impl Stack {
                     "https://app.example/oauth2/idpresponse",
                 ],
             }],
+            "accessTokenTtl": 60,
+            "issueRefreshToken": true,
         }))
         .await;
         let jwks = idp.discovery().await["jwks_uri"]
@@ -115,11 +119,13 @@ listeners:
                 "claim_headers: { X-Forwarded-User: preferred_username, X-Forwarded-Email: email }"
             ),
         );
-        let proxy = start_with_clock(load_yaml(&yaml, &[]), Clock::manual(unix_now())).await;
+        let clock = Clock::manual(unix_now());
+        let proxy = start_with_clock(load_yaml(&yaml, &[]), clock.clone()).await;
         Self {
             idp,
             proxy,
             upstream,
+            clock,
         }
     }
 
@@ -230,6 +236,29 @@ async fn a_check_answers_for_the_original_request_and_runs_no_action() {
     // landing request.
     let seen = stack.upstream.signals.seen.lock().unwrap().clone();
     assert_eq!(seen, ["GET /app/"], "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_refreshed_session_comes_back_in_the_checks_answer() {
+    let stack = Stack::start("").await;
+    let mut alice = stack.session().await;
+    let before = stack.check(&mut alice, "/app/x", &[]).await;
+    let old_token = before.header("x-amzn-oidc-accesstoken").unwrap();
+    assert!(before.set_cookies.is_empty(), "{:?}", before.set_cookies);
+    // The proxy sees the access token expired; the IdP still honours the
+    // refresh token.
+    stack.clock.advance(61);
+    let after = stack.check(&mut alice, "/app/x", &[]).await;
+    assert_eq!(after.status, 200, "{}", after.body);
+    assert_ne!(after.header("x-amzn-oidc-accesstoken").unwrap(), old_token);
+    assert!(
+        after
+            .set_cookies
+            .iter()
+            .any(|cookie| cookie.starts_with("AWSELBAuthSessionCookie-0=")),
+        "{:?}",
+        after.set_cookies
+    );
 }
 
 #[tokio::test]
