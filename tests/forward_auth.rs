@@ -232,6 +232,16 @@ async fn a_check_answers_for_the_original_request_and_runs_no_action() {
         .await;
     assert_eq!(page.status, 200);
 
+    // A browser asking for itself (no original request described) learns
+    // whether it may pass, never its tokens.
+    let page = alice
+        .request("GET", &stack.url("/oauth2/auth"), &[], None)
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.header("x-amzn-oidc-accesstoken"), None);
+    assert_eq!(page.header("x-amzn-oidc-identity"), None);
+    assert_eq!(page.header("x-forwarded-user"), None);
+
     // The check ran no terminal action: the upstream saw only the login's
     // landing request.
     let seen = stack.upstream.signals.seen.lock().unwrap().clone();

@@ -16,12 +16,17 @@
 //!
 //! Envoy's `path_prefix: /oauth2/auth` sends `/oauth2/auth/<original path>`:
 //! the rest of the path is the original request's, and so is the query.
+//!
+//! A check about a path under `/oauth2/` (a browser calling `/oauth2/auth`
+//! itself, through a front proxy that routes `/oauth2/` here) says whether
+//! the request may pass, never who it is: a script on the application's
+//! origin must not read the session's access token from it.
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 
 use super::forwarded::Forwarded;
-use super::{Outcome, Proxy, path, request_authority, rules};
+use super::{OWNED_PREFIX, Outcome, Proxy, path, request_authority, rules};
 use crate::auth::session::RequestCookies;
 use crate::auth::{Decision, RequestContext};
 use crate::body::{self, Body};
@@ -163,7 +168,9 @@ impl Proxy {
             match decision {
                 Decision::Authenticated(identity) => {
                     authenticator.authorize(&identity)?;
-                    identity.apply(answer.headers_mut());
+                    if !path::is_owned(original.uri.path(), OWNED_PREFIX) {
+                        identity.apply(answer.headers_mut());
+                    }
                     for cookie in identity.set_cookies {
                         answer.headers_mut().append(header::SET_COOKIE, cookie);
                     }
