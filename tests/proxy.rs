@@ -507,11 +507,11 @@ async fn dead_upstream_is_502_silent_upstream_is_504_and_the_proxy_keeps_serving
 #[tokio::test]
 async fn client_identity_and_forwarding_claims_never_reach_the_upstream() {
     let upstream = upstream::start().await;
-    let proxy = start(config(vec![listener(
-        None,
-        vec![rule("app", &[], &[], forward(upstream.addr))],
-    )]))
-    .await;
+    // The test's client is on the loopback, trusted by default: here no
+    // peer is a trusted proxy.
+    let mut untrusting = listener(None, vec![rule("app", &[], &[], forward(upstream.addr))]);
+    untrusting.trusted_proxies = Vec::new();
+    let proxy = start(config(vec![untrusting])).await;
     let request = Request::builder()
         .uri("/whoami")
         .header("host", "app.test")
@@ -535,6 +535,29 @@ async fn client_identity_and_forwarding_claims_never_reach_the_upstream() {
     assert!(headers.get("x-secret-hop").is_none());
     assert_eq!(headers["x-forwarded-for"][0], "203.0.113.7, 127.0.0.1");
     assert_eq!(headers["x-forwarded-proto"][0], "http");
+    assert_eq!(headers["x-forwarded-host"][0], "app.test");
+}
+
+#[tokio::test]
+async fn a_trusted_front_proxy_says_which_scheme_and_port_the_browser_used() {
+    let upstream = upstream::start().await;
+    let proxy = start(config(vec![listener(
+        None,
+        vec![rule("app", &[], &[], forward(upstream.addr))],
+    )]))
+    .await;
+    let request = Request::builder()
+        .uri("/whoami")
+        .header("host", "app.test")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-for", "203.0.113.7")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answer = http1(proxy.addr(), request).await;
+    let headers = &answer.json()["headers"];
+    assert_eq!(headers["x-forwarded-proto"][0], "https");
+    assert_eq!(headers["x-forwarded-port"][0], "443");
+    assert_eq!(headers["x-forwarded-for"][0], "203.0.113.7, 127.0.0.1");
     assert_eq!(headers["x-forwarded-host"][0], "app.test");
 }
 

@@ -13,14 +13,15 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::browser::{Browser, Page};
+use common::front::{self, Front, Log, PATIENCE};
 use common::idp::NodeIdp;
 use common::redis::RedisServer;
 use common::upstream::{self, DeadPort, Upstream};
@@ -28,9 +29,7 @@ use common::{Answer, admin_get, eventually, http1};
 use http::Request;
 use http_body_util::Full;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::watch;
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 const CLIENT_ID: &str = "portcullis";
@@ -40,12 +39,10 @@ const SIGNER: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadba
 const TICKET: &str = "AWSELBAuthSessionCookie-0";
 const REPLICAS: usize = 3;
 /// How long a process may take to say where it listens.
-const PATIENCE: Duration = Duration::from_secs(20);
 /// How long a replica may keep serving a session it opened after the session
 /// was deleted (it caches an opened session until the end of the second),
 /// plus room for a busy machine.
 const REVOCATION_BOUND: Duration = Duration::from_secs(2);
-const NGINX_SKIP: &str = "PORTCULLIS_SKIP_NGINX_TESTS";
 
 /// What varies between the tests' stacks.
 struct Options {
@@ -74,7 +71,7 @@ struct Cluster {
     idp: NodeIdp,
     redis: RedisServer,
     replicas: Vec<Replica>,
-    nginx: Nginx,
+    nginx: Front,
     /// Holds the configuration and the shared signing key.
     _dir: tempfile::TempDir,
     _upstream: Upstream,
@@ -84,7 +81,7 @@ impl Cluster {
     /// `None` only when a tool is missing and its tests are explicitly skipped.
     async fn start(options: Options) -> Option<Self> {
         let redis = RedisServer::start()?;
-        let nginx_bin = nginx_binary()?;
+        let nginx_bin = front::nginx_binary("replicas behind a load balancer")?;
         // nginx's port is fixed first: the IdP must know where to send the
         // browser back and where to post logout tokens before the replicas,
         // which need the IdP, exist.
@@ -139,7 +136,7 @@ impl Cluster {
             );
         }
         let addrs: Vec<SocketAddr> = replicas.iter().map(|replica| replica.addr).collect();
-        let nginx = Nginx::start(&nginx_bin, front, &addrs).await;
+        let nginx = balancer(&nginx_bin, front, &addrs).await;
         Some(Self {
             idp,
             redis,
@@ -256,59 +253,6 @@ fn metric(text: &str, series: &str) -> u64 {
 
 // ------------------------------------------------------------ processes ---
 
-/// The lines a child process wrote to stderr, and a signal for each new one.
-#[derive(Clone)]
-struct Log {
-    lines: Arc<Mutex<Vec<String>>>,
-    count: watch::Sender<usize>,
-}
-
-impl Log {
-    /// Drains `child`'s stderr into the log until it closes.
-    fn capture(child: &mut Child) -> Self {
-        let log = Self {
-            lines: Arc::default(),
-            count: watch::Sender::new(0),
-        };
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let writer = log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut all = writer.lines.lock().unwrap();
-                all.push(line);
-                writer.count.send_replace(all.len());
-            }
-        });
-        log
-    }
-
-    fn text(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    /// The last `n` lines.
-    fn tail(&self, n: usize) -> String {
-        let lines = self.lines.lock().unwrap();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    }
-
-    /// The first line `pick` gets something out of, logged so far or within [`PATIENCE`].
-    async fn wait_for<T>(&self, what: &str, pick: impl Fn(&str) -> Option<T>) -> T {
-        let mut count = self.count.subscribe();
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(found) = self.lines.lock().unwrap().iter().find_map(|l| pick(l)) {
-                return found;
-            }
-            match tokio::time::timeout_at(deadline, count.changed()).await {
-                Ok(Ok(())) => {}
-                _ => panic!("no {what} within {PATIENCE:?}:\n{}", self.text()),
-            }
-        }
-    }
-}
-
 /// One `portcullis run --config FILE --log-format json`.
 struct Replica {
     index: usize,
@@ -398,66 +342,16 @@ impl Drop for Replica {
     }
 }
 
-/// `$NGINX` or `/usr/sbin/nginx`; `None` (loudly) only when it is missing
-/// and its tests are explicitly skipped.
-fn nginx_binary() -> Option<PathBuf> {
-    let path = PathBuf::from(std::env::var("NGINX").unwrap_or_else(|_| "/usr/sbin/nginx".into()));
-    if path.is_file() {
-        return Some(path);
-    }
-    if std::env::var(NGINX_SKIP).is_ok_and(|value| value == "1") {
-        eprintln!(
-            "\n*** SKIPPED ({NGINX_SKIP}=1): {} is missing, so replicas behind a load \
-             balancer are NOT tested ***\n",
-            path.display()
-        );
-        return None;
-    }
-    panic!(
-        "{} is missing: scripts/deps installs it (apt-get install nginx-light), \
-         set $NGINX to another nginx, or set {NGINX_SKIP}=1 to skip these tests",
-        path.display()
-    );
-}
-
-/// nginx in the foreground with its own prefix, balancing round-robin over
-/// the replicas.
-struct Nginx {
-    addr: SocketAddr,
-    child: Child,
-    log: Log,
-    /// The port stays reserved (bound, not listening) for nginx's lifetime.
-    _port: DeadPort,
-    _dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    async fn start(binary: &Path, port: DeadPort, replicas: &[SocketAddr]) -> Self {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        // Workers run as `nobody` when the master is root: they must reach
-        // the temp paths below.
-        let mut permissions = std::fs::metadata(dir.path()).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-        std::fs::set_permissions(dir.path(), permissions).unwrap();
-        let servers: String = replicas
-            .iter()
-            .map(|addr| format!("        server {addr};\n"))
-            .collect();
-        let prefix = dir.path().display();
-        // Plain round-robin: no ip_hash, no sticky cookie. Connection errors
-        // go to the next replica (nginx's default `proxy_next_upstream error
-        // timeout`).
-        let config = format!(
-            r#"worker_processes 1;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/client_body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    upstream replicas {{
+/// nginx balancing round-robin over the replicas: no ip_hash, no sticky
+/// cookie. Connection errors go to the next replica (nginx's default
+/// `proxy_next_upstream error timeout`).
+async fn balancer(binary: &Path, port: DeadPort, replicas: &[SocketAddr]) -> Front {
+    let servers: String = replicas
+        .iter()
+        .map(|addr| format!("        server {addr};\n"))
+        .collect();
+    let http = format!(
+        r#"    upstream replicas {{
 {servers}    }}
     server {{
         listen {addr};
@@ -465,72 +359,10 @@ http {{
             proxy_pass http://replicas;
             proxy_set_header Host $http_host;
         }}
-    }}
-}}
-"#,
-            addr = port.addr,
-        );
-        std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
-        let mut child = Command::new(binary)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .arg("-e")
-            .arg("stderr")
-            .arg("-g")
-            .arg(format!(
-                "daemon off; pid {prefix}/nginx.pid; error_log stderr;"
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot run {}: {error}", binary.display()));
-        let log = Log::capture(&mut child);
-        let deadline = Instant::now() + PATIENCE;
-        while tokio::net::TcpStream::connect(port.addr).await.is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                panic!("nginx exited ({status}):\n{}", log.text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not listen on {} within {PATIENCE:?}:\n{}",
-                port.addr,
-                log.text()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Self {
-            addr: port.addr,
-            child,
-            log,
-            _port: port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- nginx log ---\n{}", self.log.tail(40));
-        }
-        // SIGTERM, not SIGKILL: the master then stops its workers, which
-        // would otherwise live on as orphans holding the port.
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline && !matches!(self.child.try_wait(), Ok(Some(_))) {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        let _ = self.child.start_kill();
-    }
+    }}"#,
+        addr = port.addr,
+    );
+    front::nginx(binary, port, &http).await
 }
 
 // -------------------------------------------------------------- requests ---

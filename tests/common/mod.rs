@@ -5,6 +5,7 @@
 
 pub mod alb;
 pub mod browser;
+pub mod front;
 pub mod idp;
 pub mod lenient;
 pub mod redis;
