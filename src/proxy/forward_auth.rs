@@ -136,11 +136,7 @@ impl Proxy {
             query: original.uri.query(),
             peer: original.client,
         };
-        let route = self
-            .routes
-            .iter()
-            .find(|route| rules::rule_matches(&route.rule, &facts))
-            .ok_or(ProxyError::NoRuleMatched)?;
+        let route = self.first_match(&facts)?;
         outcome.rule = &route.label;
 
         let mut answer = Response::new(body::empty());

@@ -121,10 +121,8 @@ fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     (!value.is_empty() && !value.contains(',')).then_some(value)
 }
 
-/// A plain `host[:port]` (no user information, path or anything else).
 fn authority(text: &str) -> Option<String> {
-    let parsed = http::uri::Authority::try_from(text).ok()?;
-    (parsed.as_str() == text && !text.contains('@')).then(|| text.to_owned())
+    super::plain_authority(text).map(str::to_owned)
 }
 
 /// A path (and query) that starts with one `/`, within the size bound.

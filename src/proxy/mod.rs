@@ -137,6 +137,14 @@ impl Proxy {
         }
     }
 
+    /// The first rule whose conditions hold.
+    fn first_match(&self, facts: &rules::RequestFacts<'_>) -> Result<&Route, ProxyError> {
+        self.routes
+            .iter()
+            .find(|route| rules::rule_matches(&route.rule, facts))
+            .ok_or(ProxyError::NoRuleMatched)
+    }
+
     /// True for the nonce cookie and every session shard of this listener.
     fn is_proxy_cookie(&self, name: &str) -> bool {
         name == NONCE_COOKIE
@@ -312,11 +320,7 @@ impl Proxy {
             query: request.uri().query(),
             peer: downstream.client.ip(),
         };
-        let route = self
-            .routes
-            .iter()
-            .find(|route| rules::rule_matches(&route.rule, &facts))
-            .ok_or(ProxyError::NoRuleMatched)?;
+        let route = self.first_match(&facts)?;
         outcome.rule = &route.label;
 
         // 5. Authentication: the session (refreshed when due), or the
@@ -515,8 +519,14 @@ fn request_authority<B>(request: &Request<B>) -> Option<&str> {
         Some(host) => host.to_str().ok()?,
         None => request.uri().authority()?.as_str(),
     };
-    let parsed = http::uri::Authority::try_from(authority).ok()?;
-    (parsed.as_str() == authority && !authority.contains('@')).then_some(authority)
+    plain_authority(authority)
+}
+
+/// `text` when it is a plain `host[:port]`: no user information, path or
+/// anything else a parser might read past.
+fn plain_authority(text: &str) -> Option<&str> {
+    let parsed = http::uri::Authority::try_from(text).ok()?;
+    (parsed.as_str() == text && !text.contains('@')).then_some(text)
 }
 
 /// Error bodies are JSON for anything that is not a browser navigation
