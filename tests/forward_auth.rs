@@ -7,6 +7,7 @@
 mod common;
 
 use common::browser::{Browser, Page, query_param};
+use common::front;
 use common::idp::NodeIdp;
 use common::*;
 use portcullis::internals::Clock;
@@ -31,6 +32,9 @@ struct Stack {
     upstream: upstream::Upstream,
     /// What the proxy judges sessions by.
     clock: Clock,
+    /// The CA of the second, TLS listener: `AlbJwtVerifier` fetches the
+    /// public keys over https only.
+    pki: Pki,
 }
 
 impl Stack {
@@ -71,6 +75,8 @@ impl Stack {
             )
         };
         let forward = format!(r#"- forward: {{ target: "http://{}" }}"#, upstream.addr);
+        let pki = Pki::new();
+        let (files, _) = pki.issue("localhost", &["localhost"]);
         let yaml = format!(
             r#"
 admin: {{ address: "127.0.0.1:0" }}
@@ -108,7 +114,15 @@ listeners:
         actions:
           {app}
           {forward}
+  - address: "127.0.0.1:0"
+    tls: {{ certificate_file: "{cert}", private_key_file: "{key}" }}
+    rules:
+      - name: keys-only
+        actions:
+          - fixed_response: {{ status: 404 }}
 "#,
+            cert = files.certificate_file.display(),
+            key = files.private_key_file.display(),
             issuer = idp.issuer,
             admin = login(
                 "require: [{ name: email, format: single-string, values: [\"root@example.test\"] }]"
@@ -126,6 +140,7 @@ listeners:
             proxy,
             upstream,
             clock,
+            pki,
         }
     }
 
@@ -491,4 +506,200 @@ listeners:
         ))
     );
     let _ = (idp, upstream);
+}
+
+// ------------------------------------------------- behind a real front proxy
+
+/// What every front proxy must get right, asked through `front`
+/// (`http://localhost:PORT`): a navigation with no session ends at the IdP
+/// and, once signed in, back on the page it asked for with the identity
+/// upstream (verified as an application behind an ALB verifies it); the
+/// rules' other answers; and a client's own identity headers never reach
+/// the upstream.
+async fn through_the_front_proxy(stack: &Stack, front: &str) {
+    let mut browser = Browser::new(None);
+    let page = browser
+        .login(&format!("{front}/app/hello?x=1"), "alice", "any password")
+        .await;
+    assert_eq!(page.status, 200, "{:#?}\n{}", page.hops, page.body);
+    assert!(
+        page.hops
+            .iter()
+            .any(|(url, _)| url.starts_with(&stack.idp.issuer)),
+        "the login went through the IdP: {:#?}",
+        page.hops
+    );
+    let seen = page.json();
+    assert_eq!(seen["uri"], "/app/hello?x=1");
+    let headers = &seen["headers"];
+    assert_eq!(headers["x-amzn-oidc-identity"][0], "alice", "{headers}");
+    assert_eq!(headers["x-forwarded-user"][0], "alice", "{headers}");
+    assert_eq!(headers["x-forwarded-email"][0], "alice@example.test");
+    let data = headers["x-amzn-oidc-data"][0].as_str().unwrap().to_owned();
+    let ca_pem = stack.pki.ca_pem_path();
+    let jwks_uri = format!(
+        "https://localhost:{}/oauth2/public-keys",
+        stack.proxy.addrs[1].port()
+    );
+    let verified = alb::verify(
+        &alb::Verifier {
+            signer: SIGNER,
+            issuer: &stack.idp.issuer,
+            client_id: CLIENT_ID,
+            jwks_uri: &jwks_uri,
+            ca_pem: &ca_pem,
+        },
+        &data,
+    )
+    .await;
+    assert_eq!(verified["sub"], "alice");
+
+    // Signed in, a client's own identity headers are replaced, not added to.
+    let forged = [
+        ("x-amzn-oidc-identity", "admin"),
+        ("x-amzn-oidc-accesstoken", "stolen"),
+        ("x-forwarded-user", "admin"),
+    ];
+    let page = browser
+        .request("GET", &format!("{front}/app/again"), &forged, None)
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let headers = &page.json()["headers"];
+    assert_eq!(
+        headers["x-amzn-oidc-identity"],
+        json!(["alice"]),
+        "{headers}"
+    );
+    assert_eq!(headers["x-forwarded-user"], json!(["alice"]), "{headers}");
+    assert_ne!(headers["x-amzn-oidc-accesstoken"], json!(["stolen"]));
+
+    // A public path: no login, and no identity at all, forged or not.
+    let mut stranger = Browser::new(None);
+    let page = stranger
+        .request("GET", &format!("{front}/public/x"), &forged, None)
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let headers = page.json()["headers"].clone();
+    for (name, _) in forged {
+        assert!(
+            headers.get(name).is_none(),
+            "{name} reached the upstream: {headers}"
+        );
+    }
+    // `require` not met: 403, and the upstream is never asked.
+    let before = stack.upstream.signals.seen.lock().unwrap().len();
+    let page = browser
+        .request("GET", &format!("{front}/admin/x"), &[], None)
+        .await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert_eq!(stack.upstream.signals.seen.lock().unwrap().len(), before);
+
+    // Signing out through the front proxy ends the session there too.
+    let page = browser
+        .request(
+            "GET",
+            &format!("{front}/oauth2/sign_out?rd=/public/bye"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    let page = browser
+        .request(
+            "GET",
+            &format!("{front}/app/after"),
+            &[("accept", "text/html")],
+            None,
+        )
+        .await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    assert!(
+        page.location()
+            .is_some_and(|location| location.contains("/oauth2/start")
+                || location.starts_with(&stack.idp.issuer)),
+        "{:?}",
+        page.location()
+    );
+}
+
+/// A front-proxy file of deploy/forward-auth, with its `${NAME}`
+/// placeholders filled in (as the official nginx image's templates are).
+fn deploy_file(name: &str, vars: &[(&str, String)]) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/forward-auth")
+        .join(name);
+    let mut text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    for (name, value) in vars {
+        text = text.replace(&format!("${{{name}}}"), value);
+    }
+    assert!(
+        !text.contains("${"),
+        "a placeholder is left in {name}:\n{text}"
+    );
+    text
+}
+
+#[tokio::test]
+async fn behind_nginx_auth_request() {
+    let Some(binary) = front::nginx_binary("forward auth behind nginx") else {
+        return;
+    };
+    let stack = Stack::start("").await;
+    let port = upstream::dead_port();
+    let http = deploy_file(
+        "nginx.conf",
+        &[
+            ("LISTEN", port.addr.to_string()),
+            ("PORTCULLIS", stack.proxy.addr().to_string()),
+            ("APP", stack.upstream.addr.to_string()),
+        ],
+    );
+    let nginx = front::nginx(&binary, port, &http).await;
+    let front = format!("http://localhost:{}", nginx.addr.port());
+    through_the_front_proxy(&stack, &front).await;
+
+    // A session the check refreshes reaches the browser through nginx.
+    let mut browser = Browser::new(None);
+    let page = browser
+        .login(&format!("{front}/app/"), "alice", "any password")
+        .await;
+    assert_eq!(page.status, 200, "{:#?}", page.hops);
+    stack.clock.advance(61);
+    let page = browser
+        .request("GET", &format!("{front}/app/later"), &[], None)
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.set_cookies
+            .iter()
+            .any(|cookie| cookie.starts_with("AWSELBAuthSessionCookie-0=")),
+        "{:?}",
+        page.set_cookies
+    );
+
+    // nginx keeps /oauth2/auth internal: a page cannot read its tokens.
+    let page = browser
+        .request("GET", &format!("{front}/oauth2/auth"), &[], None)
+        .await;
+    assert_eq!(page.status, 404, "{}", page.body);
+}
+
+#[tokio::test]
+async fn behind_caddy_forward_auth() {
+    let Some(binary) = front::caddy_binary("forward auth behind Caddy") else {
+        return;
+    };
+    let stack = Stack::start("").await;
+    let port = upstream::dead_port();
+    let caddyfile =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/forward-auth/Caddyfile");
+    let env = [
+        ("LISTEN", format!("http://localhost:{}", port.addr.port())),
+        ("PORTCULLIS", stack.proxy.addr().to_string()),
+        ("APP", stack.upstream.addr.to_string()),
+    ];
+    let caddy = front::caddy(&binary, port, &caddyfile, &env).await;
+    let front = format!("http://localhost:{}", caddy.addr.port());
+    through_the_front_proxy(&stack, &front).await;
 }

@@ -53,6 +53,9 @@ pub struct Listener<'a> {
     pub names_host: &'a (dyn Fn(&str) -> bool + Sync),
     /// Every session cookie name the listener's rules use.
     pub session_cookies: &'a [String],
+    /// The original URI a trusted front proxy sent (`X-Original-URI`): where
+    /// `/oauth2/start` returns when nginx's `error_page 401` sent it there.
+    pub forwarded_uri: Option<&'a str>,
 }
 
 /// The answer, and the rule it is counted under when one took part.
@@ -74,7 +77,14 @@ impl Listener<'_> {
         };
         match request.uri().path() {
             CALLBACK_PATH => self.callback(&query, context).await,
-            START_PATH => self.start(query.get("rd"), context).await,
+            START_PATH => {
+                // nginx's `error_page 401 = /oauth2/start` keeps the page
+                // asked for in X-Original-URI, whole, query and all.
+                let asked = self
+                    .forwarded_uri
+                    .filter(|uri| !crate::proxy::path::is_owned(uri, OWNED_PREFIX));
+                self.start(query.get("rd").or(asked), context).await
+            }
             SIGN_OUT_PATH => no_rule(self.sign_out(query.get("rd"), context).await),
             BACKCHANNEL_LOGOUT_PATH => no_rule(Ok(self.backchannel_logout(request).await)),
             path if request.method() == Method::GET || request.method() == Method::HEAD => no_rule(
@@ -126,7 +136,8 @@ impl Listener<'_> {
 
     /// `/oauth2/start?rd=`: a login that returns to `rd`, for a front proxy
     /// that sends a browser here when its forward-auth check said 401
-    /// (nginx's `error_page 401`). `rd` is a path, or a URL on this host; a
+    /// (nginx's `error_page 401`); without `rd`, to the original URI a
+    /// trusted front proxy sent. `rd` is a path, or a URL on this host; a
     /// URL on another host that a rule of this listener names starts its
     /// login there; anything else returns to `/`.
     async fn start(&self, rd: Option<&str>, context: &RequestContext<'_>) -> Answered {

@@ -293,6 +293,7 @@ impl Proxy {
                 rule_for: &rule_for,
                 names_host: &names_host,
                 session_cookies: &self.session_cookies,
+                forwarded_uri: forwarded.and_then(|forwarded| forwarded.uri.as_deref()),
             };
             let cookies = RequestCookies::parse(&headers);
             let context = RequestContext {
