@@ -102,6 +102,7 @@ pub mod internals {
     };
     pub use crate::auth::state::{NONCE_COOKIE, PendingLogin, PendingLogins, Session};
     pub use crate::identity::signing::{DataSigner, DataTokenCache};
+    pub use crate::proxy::forwarded::Forwarded;
     pub use crate::proxy::headers::sanitize_request;
     pub use crate::proxy::path::canonicalize;
     pub use crate::proxy::rules::{
