@@ -871,6 +871,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn with_discovery_off_the_issuer_is_never_asked() {
+        let (addr, accepted) = hung_idp().await;
+        let url = |path: &str| Some(format!("http://{addr}{path}").parse().expect("a URL"));
+        let split = ConfiguredEndpoints {
+            authorization: Some("http://browser.example:8080/authorize".parse().expect("a URL")),
+            token: url("/token"),
+            userinfo: url("/userinfo"),
+            jwks_uri: url("/jwks"),
+            discovery: false,
+            token_auth: Some(TokenAuth::Post),
+            ..ConfiguredEndpoints::default()
+        };
+        let issuer = format!("http://{addr}/realms/demo");
+        let endpoints = provider(issuer.clone(), split.clone(), REAL_TIMEOUT)
+            .endpoints()
+            .await
+            .expect("configured, never fetched");
+        assert_eq!(endpoints.issuer, issuer, "what iss must be");
+        assert_eq!(endpoints.authorization.host_str(), Some("browser.example"));
+        assert_eq!(endpoints.token_auth, TokenAuth::Post);
+        assert!(endpoints.end_session.is_none());
+        assert!(!endpoints.iss_in_callback);
+
+        // A provider built without the configuration's checks, missing an
+        // endpoint, fails at once rather than discovering it.
+        let incomplete = ConfiguredEndpoints {
+            userinfo: None,
+            ..split
+        };
+        let result = provider(issuer, incomplete, REAL_TIMEOUT).endpoints().await;
+        assert!(
+            matches!(&result, Err(AuthError::BadDiscovery(reason)) if reason.contains("user_info_endpoint")),
+            "{result:?}"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 0, "no request at all");
+    }
+
+    #[tokio::test]
     async fn concurrent_key_fetches_at_a_hung_jwks_uri_send_one_request() {
         let (addr, accepted) = hung_idp().await;
         let url = |path: &str| Some(format!("http://{addr}{path}").parse().expect("a URL"));
