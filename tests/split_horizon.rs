@@ -50,8 +50,12 @@ async fn split_idp(extra: Value) -> SplitIdp {
 
     let discovery = idp.discovery().await;
     let endpoint = |key: &str| {
-        url::Url::parse(discovery[key].as_str().unwrap_or_else(|| panic!("no {key}")))
-            .unwrap_or_else(|error| panic!("{key}: {error}"))
+        url::Url::parse(
+            discovery[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {key}")),
+        )
+        .unwrap_or_else(|error| panic!("{key}: {error}"))
     };
     let authorization = endpoint("authorization_endpoint");
     assert_eq!(authorization.host_str(), Some("localhost"));
@@ -155,7 +159,12 @@ async fn a_login_with_split_endpoints_never_fetches_discovery() {
         idp.idp.log()
     );
     assert!(idp.stat("userinfo").await >= 1);
-    assert_eq!(idp.stat("discoveries").await, discoveries, "{}", idp.idp.log());
+    assert_eq!(
+        idp.stat("discoveries").await,
+        discoveries,
+        "{}",
+        idp.idp.log()
+    );
 }
 
 #[tokio::test]

@@ -111,12 +111,10 @@ pub fn build(
                 jwks_uri: oidc.jwks_uri.clone(),
                 end_session: oidc.end_session_endpoint.clone(),
                 discovery: oidc.discovery,
-                token_auth: oidc
-                    .token_endpoint_auth_method
-                    .map(|method| match method {
-                        TokenEndpointAuthMethod::ClientSecretBasic => TokenAuth::Basic,
-                        TokenEndpointAuthMethod::ClientSecretPost => TokenAuth::Post,
-                    }),
+                token_auth: oidc.token_endpoint_auth_method.map(|method| match method {
+                    TokenEndpointAuthMethod::ClientSecretBasic => TokenAuth::Basic,
+                    TokenEndpointAuthMethod::ClientSecretPost => TokenAuth::Post,
+                }),
             },
             ClientCredentials {
                 client_id: oidc.client_id.clone(),

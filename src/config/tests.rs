@@ -382,7 +382,9 @@ fn discovery_is_on_unless_turned_off() {
     assert!(!oidc.discovery);
     assert!(oidc.allow_insecure_http);
     assert_eq!(
-        oidc.authorization_endpoint.as_ref().map(|url| url.host_str()),
+        oidc.authorization_endpoint
+            .as_ref()
+            .map(|url| url.host_str()),
         Some(Some("localhost"))
     );
     assert_eq!(
@@ -393,7 +395,10 @@ fn discovery_is_on_unless_turned_off() {
 
 #[test]
 fn discovery_off_names_each_missing_endpoint_and_the_fix() {
-    let text = OIDC.replace("client_id: app", "client_id: app\n              discovery: false");
+    let text = OIDC.replace(
+        "client_id: app",
+        "client_id: app\n              discovery: false",
+    );
     let problems = problems(&text);
     let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
     assert_eq!(
@@ -407,7 +412,9 @@ fn discovery_off_names_each_missing_endpoint_and_the_fix() {
     );
     for problem in &problems {
         assert!(
-            problem.message.ends_with("is required with `discovery: false`"),
+            problem
+                .message
+                .ends_with("is required with `discovery: false`"),
             "{problem}"
         );
         assert!(
@@ -426,11 +433,15 @@ fn discovery_off_names_each_missing_endpoint_and_the_fix() {
         "`token_endpoint` is required with `discovery: false`"
     );
     assert!(
-        problem.fix.contains("the URL the proxy redeems login codes at"),
+        problem
+            .fix
+            .contains("the URL the proxy redeems login codes at"),
         "{problem}"
     );
     assert!(
-        problem.fix.contains("discovery document lists it as token_endpoint"),
+        problem
+            .fix
+            .contains("discovery document lists it as token_endpoint"),
         "{problem}"
     );
     // The discovery document's own spelling, for the one key that differs.
@@ -443,7 +454,11 @@ fn discovery_off_names_each_missing_endpoint_and_the_fix() {
 
     // end_session_endpoint stays optional: without it, sign-out ends only
     // the proxy's session.
-    assert!(oidc_action(&load(&split_horizon())).end_session_endpoint.is_none());
+    assert!(
+        oidc_action(&load(&split_horizon()))
+            .end_session_endpoint
+            .is_none()
+    );
 }
 
 #[test]
@@ -476,7 +491,8 @@ fn plain_http_off_the_loopback_explains_the_split_horizon() {
     }
 
     // Each endpoint is held to the same rule, with the same explanation.
-    let problems = problems(&split_horizon().replace("              allow_insecure_http: true\n", ""));
+    let problems =
+        problems(&split_horizon().replace("              allow_insecure_http: true\n", ""));
     let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
     assert_eq!(
         paths,

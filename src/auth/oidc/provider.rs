@@ -98,9 +98,7 @@ impl ConfiguredEndpoints {
                 .authorization
                 .ok_or_else(|| missing("authorization_endpoint"))?,
             token: self.token.ok_or_else(|| missing("token_endpoint"))?,
-            userinfo: self
-                .userinfo
-                .ok_or_else(|| missing("user_info_endpoint"))?,
+            userinfo: self.userinfo.ok_or_else(|| missing("user_info_endpoint"))?,
             jwks_uri: self.jwks_uri.ok_or_else(|| missing("jwks_uri"))?,
             end_session: self.end_session,
             token_auth: self.token_auth.unwrap_or(TokenAuth::Basic),
@@ -875,7 +873,11 @@ mod tests {
         let (addr, accepted) = hung_idp().await;
         let url = |path: &str| Some(format!("http://{addr}{path}").parse().expect("a URL"));
         let split = ConfiguredEndpoints {
-            authorization: Some("http://browser.example:8080/authorize".parse().expect("a URL")),
+            authorization: Some(
+                "http://browser.example:8080/authorize"
+                    .parse()
+                    .expect("a URL"),
+            ),
             token: url("/token"),
             userinfo: url("/userinfo"),
             jwks_uri: url("/jwks"),

@@ -44,8 +44,8 @@ const RESERVED_CLAIM_HEADERS: &[&str] = &[
 const RESERVED_PARAMS: &[&str] = &crate::auth::oidc::AUTHORIZATION_PARAMS;
 /// Why plain http to an IdP off the loopback is refused, and the two keys
 /// that let a development stack through.
-const SPLIT_HORIZON_FIX: &str = "use https (plain http is accepted only for localhost, \
-     127.0.0.1 and [::1]). In a development stack where the proxy reaches the IdP by a service \
+const SPLIT_HORIZON_FIX: &str = "use https; plain http is accepted only for localhost, \
+     127.0.0.1 and [::1]. In a development stack where the proxy reaches the IdP by a service \
      name (docker-compose, kind: http://keycloak:8080) while browsers use another \
      (http://localhost:8080), add `allow_insecure_http: true` to this action to accept plain \
      http, and split the endpoints with `discovery: false`: issuer as the tokens' iss, \
@@ -70,8 +70,7 @@ impl Validator<'_> {
             provider.issuer,
             "give the IdP's issuer URL, e.g. https://idp.example.com",
         );
-        let issuer =
-            issuer.and_then(|issuer| self.idp_url(&at.key("issuer"), &issuer, plain_http));
+        let issuer = issuer.and_then(|issuer| self.idp_url(&at.key("issuer"), &issuer, plain_http));
         let mut endpoint = |key: &str, raw: Option<String>| {
             self.endpoint(&at.key(key), raw, plain_http, discovery)
         };
