@@ -284,6 +284,11 @@ impl Cidr {
     /// True when `address` is in the block. An IPv4-mapped IPv6 address
     /// (`::ffff:10.1.2.3`, what a dual-stack socket reports for an IPv4
     /// client) is the IPv4 address it carries.
+    /// How many leading bits a matching address shares with the block.
+    pub fn prefix_len(&self) -> u8 {
+        self.prefix
+    }
+
     pub fn contains(&self, address: IpAddr) -> bool {
         let address = address.to_canonical();
         address.is_ipv4() == self.network.is_ipv4() && self.masked(address) == self.network

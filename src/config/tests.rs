@@ -511,6 +511,48 @@ fn plain_http_off_the_loopback_explains_the_split_horizon() {
 }
 
 #[test]
+fn trusted_proxies_default_to_the_loopback_and_everyone_is_a_warning() {
+    let config = load(OIDC);
+    let trusted: Vec<String> = config.listeners[0]
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(trusted, ["127.0.0.0/8", "::1/128"]);
+    let with = |blocks: &str| {
+        OIDC.replace(
+            "  - address: 0.0.0.0:8443\n",
+            &format!("  - address: 0.0.0.0:8443\n    trusted_proxies: {blocks}\n"),
+        )
+    };
+    let config = load(&with(r#"["10.0.0.0/8", "0.0.0.0/0"]"#));
+    let warnings = config.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].path, "listeners[0].trusted_proxies");
+    assert!(
+        warnings[0].message.contains("`0.0.0.0/0`"),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(load(&with("[]")).listeners[0].trusted_proxies, []);
+    assert_eq!(load(&with(r#"["10.1.2.0/24"]"#)).warnings(), []);
+    let problems = problems(&with(r#"["10.1.2.3/24", "proxy.internal"]"#));
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.path == "listeners[0].trusted_proxies[0]"
+                && problem.fix.contains("10.1.2.0/24")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.path == "listeners[0].trusted_proxies[1]"),
+        "{problems:?}"
+    );
+}
+
+#[test]
 fn allow_insecure_http_accepts_plain_http_with_a_warning() {
     let config = load(&OIDC.replace(
         "https://idp.example.com",

@@ -11,7 +11,7 @@ use super::model::{AuthenticateAction, Config};
 pub struct Warning {
     /// Dotted key path of the setting that allows it.
     pub path: String,
-    /// The name of the rule it concerns.
+    /// The name of the rule it concerns (`-` for a listener's setting).
     pub rule: String,
     pub message: String,
 }
@@ -27,6 +27,21 @@ impl Config {
     pub fn warnings(&self) -> Vec<Warning> {
         let mut warnings = Vec::new();
         for (l, listener) in self.listeners.iter().enumerate() {
+            if let Some(everyone) = listener
+                .trusted_proxies
+                .iter()
+                .find(|block| block.prefix_len() == 0)
+            {
+                warnings.push(Warning {
+                    path: format!("listeners[{l}].trusted_proxies"),
+                    rule: "-".to_owned(),
+                    message: format!(
+                        "`{everyone}` makes every client a trusted front proxy: any client \
+                         can name the host of its redirects and the request a forward-auth \
+                         check (/oauth2/auth) is about; list only your front proxies' addresses"
+                    ),
+                });
+            }
             for (r, rule) in listener.rules.iter().enumerate() {
                 let Some(AuthenticateAction::Oidc(oidc)) = &rule.authenticate else {
                     continue;
