@@ -2,6 +2,10 @@
 //!
 //! A request travels through these phases, in this order ([`proxy::Proxy::handle`]):
 //!
+//! 0. **front proxy**: from a peer in the listener's `trusted_proxies`, what
+//!    its `X-Forwarded-*` headers say of the original request: the scheme and
+//!    host of redirects, and the request a forward-auth check is about
+//!    ([`proxy::forwarded`]);
 //! 1. **hygiene**: identity headers, the listener's claim headers and their
 //!    `_` look-alikes, hop-by-hop headers and routing overrides are removed
 //!    before anything reads a header or adds one ([`proxy::headers`], [`identity`]);
@@ -9,8 +13,10 @@
 //!    upstream all see; `CONNECT`/`TRACE` refused, `OPTIONS *` answered
 //!    ([`proxy::path`]);
 //! 3. **owned paths**: `/oauth2/...` is answered by the proxy, never
-//!    forwarded: login callback, sign-out, back-channel logout, public keys
-//!    ([`auth::endpoints`]);
+//!    forwarded: login callback, login start, sign-out, back-channel logout,
+//!    public keys ([`auth::endpoints`]); a forward-auth check (`/oauth2/auth`)
+//!    runs phases 4 to 6 on the original request and answers with their
+//!    verdict instead of an action ([`proxy::forward_auth`]);
 //! 4. **match**: the listener's rules, first match wins, on host, path,
 //!    headers, method, query and client address ([`proxy::rules`]);
 //! 5. **authentication**: the rule's authenticate action loads the session
@@ -32,8 +38,9 @@
 //! config/        raw serde structs -> validated model, every problem at once
 //! server/        listeners, TLS with SNI and reload, reading ahead under TLS,
 //!                connection limits and idle parking, the admin listener, shutdown
-//! proxy/         the request pipeline above: hygiene, paths, rules, actions,
-//!                forwarding, the upstream pool, WebSocket upgrades
+//! proxy/         the request pipeline above: trusted front proxies, hygiene,
+//!                paths, rules, actions, forwarding, forward auth, the
+//!                upstream pool, WebSocket upgrades
 //! auth/          login: the OIDC relying party (oidc/), the session stores
 //!                (session/: sealed cookies or Redis), the /oauth2/ endpoints,
 //!                the opened-session cache, policies, Cognito, the clock,

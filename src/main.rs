@@ -168,6 +168,13 @@ fn check(path: &std::path::Path) -> ExitCode {
                 path.display(),
                 config.listeners.len()
             );
+            let warnings = config.warnings();
+            if !warnings.is_empty() {
+                eprintln!("{}: {} warning(s):", path.display(), warnings.len());
+                for warning in &warnings {
+                    eprintln!("  - {warning}");
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(code) => code,
@@ -179,6 +186,9 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    for warning in config.warnings() {
+        tracing::warn!(rule = %warning.rule, path = %warning.path, "{}", warning.message);
+    }
     install_crypto_provider();
     match serve(config) {
         Ok(()) => ExitCode::SUCCESS,

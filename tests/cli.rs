@@ -312,6 +312,85 @@ fn a_missing_or_broken_file_names_its_cause_once() {
     }
 }
 
+/// A docker-compose-shaped configuration: browsers reach the IdP as
+/// localhost:8080, the proxy as keycloak:8080, over plain http.
+fn split_horizon_config(allow_insecure_http: bool) -> String {
+    format!(
+        r#"
+sessions: {{ secrets: ["{secret}"] }}
+listeners:
+  - address: 127.0.0.1:0
+    rules:
+      - name: app
+        actions:
+          - authenticate_oidc:
+              issuer: http://localhost:8080/realms/demo
+              discovery: false
+              allow_insecure_http: {allow_insecure_http}
+              authorization_endpoint: http://localhost:8080/realms/demo/protocol/openid-connect/auth
+              token_endpoint: http://keycloak:8080/realms/demo/protocol/openid-connect/token
+              user_info_endpoint: http://keycloak:8080/realms/demo/protocol/openid-connect/userinfo
+              jwks_uri: http://keycloak:8080/realms/demo/protocol/openid-connect/certs
+              client_id: portcullis
+              client_secret: secret
+          - fixed_response: {{ status: 200 }}
+"#,
+        secret = session_secret(),
+    )
+}
+
+const INSECURE_AT: &str = "listeners[0].rules[0].actions[0].authenticate_oidc";
+
+#[test]
+fn check_warns_about_plain_http_to_the_idp_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("compose.yaml");
+    std::fs::write(&path, split_horizon_config(true)).unwrap();
+    let (code, stdout, stderr) = output(portcullis().args(["check", "--config"]).arg(&path));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("compose.yaml: ok (1 listener(s), 1 rule(s))"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("compose.yaml: 1 warning(s):"), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|line| line.trim_start().starts_with("- "))
+        .unwrap_or_else(|| panic!("no warning line in {stderr}"));
+    assert!(
+        line.contains(&format!(
+            "{INSECURE_AT}.allow_insecure_http: rule `app` talks to its IdP over plain http"
+        )),
+        "{line}"
+    );
+    for url in [
+        "token_endpoint http://keycloak:8080/realms/demo/protocol/openid-connect/token",
+        "user_info_endpoint http://keycloak:8080/realms/demo/protocol/openid-connect/userinfo",
+        "jwks_uri http://keycloak:8080/realms/demo/protocol/openid-connect/certs",
+    ] {
+        assert!(line.contains(url), "{url}: {line}");
+    }
+
+    // Without the switch, each such endpoint is a problem whose fix
+    // explains the split horizon.
+    std::fs::write(&path, split_horizon_config(false)).unwrap();
+    let (code, stdout, stderr) = output(portcullis().args(["check", "--config"]).arg(&path));
+    assert_eq!(code, 2, "{stdout}");
+    assert!(stderr.contains("3 problem(s)"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{INSECURE_AT}.token_endpoint: `http://keycloak:8080/realms/demo/protocol/openid-connect/token` \
+             uses plain http on a host other than the loopback (fix: use https;"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("add `allow_insecure_http: true`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
 #[test]
 fn portcullis_config_names_the_file_instead_of_the_flag() {
     let (code, stdout, stderr) = output(
@@ -877,4 +956,32 @@ listeners:
     assert!(!ready(admin).await, "{event}");
     let cause = event["cause"].as_str().unwrap_or_default();
     assert!(cause.contains("certificate"), "the cause is named: {event}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_warns_about_plain_http_to_the_idp_when_it_starts() {
+    let mut process = Process::run(&split_horizon_config(true), &[]);
+    let event = process
+        .event("the plain-http warning", |event| {
+            event["level"] == "WARN"
+                && event["message"]
+                    .as_str()
+                    .is_some_and(|message| message.contains("over plain http"))
+        })
+        .await;
+    assert_eq!(event["rule"], "app", "{event}");
+    assert_eq!(
+        event["path"],
+        format!("{INSECURE_AT}.allow_insecure_http"),
+        "{event}"
+    );
+    let message = event["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "token_endpoint http://keycloak:8080/realms/demo/protocol/openid-connect/token"
+        ),
+        "{message}"
+    );
+    // A warning, not a refusal: the proxy starts.
+    process.address("listening").await;
 }

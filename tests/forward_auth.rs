@@ -702,4 +702,30 @@ async fn behind_caddy_forward_auth() {
     let caddy = front::caddy(&binary, port, &caddyfile, &env).await;
     let front = format!("http://localhost:{}", caddy.addr.port());
     through_the_front_proxy(&stack, &front).await;
+
+    // Caddy does not hand a refreshed session's cookie to the browser: the
+    // requests that follow still carry the old one, and must not each
+    // refresh again at the IdP.
+    let mut browser = Browser::new(None);
+    let page = browser
+        .login(&format!("{front}/app/"), "alice", "any password")
+        .await;
+    assert_eq!(page.status, 200, "{:#?}", page.hops);
+    let before = stack.idp.stats().await["grants"]["refresh_token"]
+        .as_u64()
+        .unwrap_or(0);
+    stack.clock.advance(61);
+    for index in 0..3 {
+        let page = browser
+            .request("GET", &format!("{front}/app/{index}"), &[], None)
+            .await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert_eq!(page.json()["headers"]["x-amzn-oidc-identity"][0], "alice");
+    }
+    let stats = stack.idp.stats().await;
+    assert_eq!(
+        stats["grants"]["refresh_token"].as_u64().unwrap_or(0),
+        before + 1,
+        "one refresh for three requests: {stats}"
+    );
 }

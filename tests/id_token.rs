@@ -216,7 +216,7 @@ impl FakeIdp {
         self.state.jwks_fetches.load(Ordering::SeqCst)
     }
 
-    /// A provider with every endpoint configured (so no discovery) pointing here.
+    /// A provider with every endpoint configured and discovery off, pointing here.
     async fn provider(&self, timeout: Duration) -> (Provider, Arc<Endpoints>) {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let configured = ConfiguredEndpoints {
@@ -224,7 +224,8 @@ impl FakeIdp {
             token: Some(self.url("/token")),
             userinfo: Some(self.url("/userinfo")),
             jwks_uri: Some(self.url("/jwks")),
-            end_session: None,
+            discovery: false,
+            ..ConfiguredEndpoints::default()
         };
         let http = IdpClient::new(timeout);
         let provider = Provider::new(ISSUER.to_owned(), configured, http);

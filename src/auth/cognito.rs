@@ -59,7 +59,7 @@ pub fn derive(action: &CognitoAction) -> Derived {
             token: Some(url(format!("{hosted_ui}/oauth2/token"))),
             userinfo: Some(url(format!("{hosted_ui}/oauth2/userInfo"))),
             jwks_uri: Some(url(format!("{issuer}/.well-known/jwks.json"))),
-            end_session: None,
+            ..ConfiguredEndpoints::default()
         },
         logout: url(format!("{hosted_ui}/logout")),
         issuer,

@@ -26,12 +26,12 @@ use std::sync::Arc;
 pub use authenticator::{AuthShared, Authenticator, Decision, RequestContext};
 pub use error::AuthError;
 
-use crate::config::{AuthenticateAction, Config};
+use crate::config::{AuthenticateAction, Config, TokenEndpointAuthMethod};
 use crate::identity::signing::{DataSigner, DataTokenCache, SigningError};
 use crate::metrics::Metrics;
 use clock::Clock;
 use oidc::http::IdpClient;
-use oidc::provider::{ConfiguredEndpoints, Provider, issuer_string};
+use oidc::provider::{ConfiguredEndpoints, Provider, TokenAuth, issuer_string};
 use oidc::tokens::ClientCredentials;
 use revocations::Revocations;
 use session::CookieSealer;
@@ -110,6 +110,11 @@ pub fn build(
                 userinfo: oidc.user_info_endpoint.clone(),
                 jwks_uri: oidc.jwks_uri.clone(),
                 end_session: oidc.end_session_endpoint.clone(),
+                discovery: oidc.discovery,
+                token_auth: oidc.token_endpoint_auth_method.map(|method| match method {
+                    TokenEndpointAuthMethod::ClientSecretBasic => TokenAuth::Basic,
+                    TokenEndpointAuthMethod::ClientSecretPost => TokenAuth::Post,
+                }),
             },
             ClientCredentials {
                 client_id: oidc.client_id.clone(),

@@ -1,6 +1,7 @@
 //! Configuration: a raw serde layer read by the `config` crate, validated into
 //! [`Config`]. Validation reports every problem at once, each with its key path
-//! and how to fix it; `portcullis check` is [`load_file`] plus printing.
+//! and how to fix it; `portcullis check` is [`load_file`] plus printing, with
+//! the [`Config::warnings`] of a valid file.
 
 mod document;
 mod interpolate;
@@ -8,11 +9,13 @@ mod model;
 mod raw;
 mod unknown;
 mod validate;
+mod warnings;
 
 #[cfg(test)]
 mod tests;
 
 pub use model::*;
+pub use warnings::Warning;
 
 use std::fmt;
 use std::io;

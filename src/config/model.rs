@@ -284,6 +284,11 @@ impl Cidr {
     /// True when `address` is in the block. An IPv4-mapped IPv6 address
     /// (`::ffff:10.1.2.3`, what a dual-stack socket reports for an IPv4
     /// client) is the IPv4 address it carries.
+    /// How many leading bits a matching address shares with the block.
+    pub fn prefix_len(&self) -> u8 {
+        self.prefix
+    }
+
     pub fn contains(&self, address: IpAddr) -> bool {
         let address = address.to_canonical();
         address.is_ipv4() == self.network.is_ipv4() && self.masked(address) == self.network
@@ -371,16 +376,70 @@ impl AuthenticateAction {
 
 #[derive(Debug, Clone)]
 pub struct OidcAction {
+    /// What the tokens' `iss` must equal, discovery or not.
     pub issuer: Url,
     /// `None`: discovered from `{issuer}/.well-known/openid-configuration`.
+    /// The browser is sent to this one; the proxy calls the others.
     pub authorization_endpoint: Option<Url>,
     pub token_endpoint: Option<Url>,
     pub user_info_endpoint: Option<Url>,
     pub jwks_uri: Option<Url>,
     pub end_session_endpoint: Option<Url>,
+    /// `discovery: false`: the discovery document is never fetched; then the
+    /// authorization, token, userinfo and JWKS endpoints are all `Some`.
+    pub discovery: bool,
+    /// `token_endpoint_auth_method`; `None`: `client_secret_basic`, or
+    /// `client_secret_post` when the discovery document allows only that.
+    pub token_endpoint_auth_method: Option<TokenEndpointAuthMethod>,
+    /// `allow_insecure_http: true`: the issuer and endpoints may use plain
+    /// http on any host, not only on the loopback (see [`Self::insecure_urls`]).
+    pub allow_insecure_http: bool,
     pub client_id: String,
     pub client_secret: Secret,
     pub common: AuthCommon,
+}
+
+impl OidcAction {
+    /// The issuer and endpoints that use plain http on a host other than the
+    /// loopback, with their keys: what `allow_insecure_http` lets through and
+    /// `check` and `run` warn about.
+    pub fn insecure_urls(&self) -> Vec<(&'static str, &Url)> {
+        [
+            ("issuer", Some(&self.issuer)),
+            (
+                "authorization_endpoint",
+                self.authorization_endpoint.as_ref(),
+            ),
+            ("token_endpoint", self.token_endpoint.as_ref()),
+            ("user_info_endpoint", self.user_info_endpoint.as_ref()),
+            ("jwks_uri", self.jwks_uri.as_ref()),
+            ("end_session_endpoint", self.end_session_endpoint.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(key, url)| Some((key, url?)))
+        .filter(|(_, url)| url.scheme() == "http" && !is_loopback(url))
+        .collect()
+    }
+}
+
+/// How the proxy authenticates itself at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEndpointAuthMethod {
+    /// The client id and secret in an `Authorization: Basic` header.
+    ClientSecretBasic,
+    /// The client id and secret as form fields of the request body.
+    ClientSecretPost,
+}
+
+/// Whether `url`'s host is `localhost` or a loopback address: the one place
+/// plain http to an IdP is accepted without `allow_insecure_http`.
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 #[derive(Debug, Clone)]

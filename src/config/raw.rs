@@ -263,6 +263,12 @@ pub struct RawOidcProvider {
     pub user_info_endpoint: Option<String>,
     pub jwks_uri: Option<String>,
     pub end_session_endpoint: Option<String>,
+    /// `false`: never fetch the discovery document.
+    pub discovery: Option<bool>,
+    /// `client_secret_basic` or `client_secret_post`.
+    pub token_endpoint_auth_method: Option<String>,
+    /// `true`: plain http to the IdP on any host, not only the loopback.
+    pub allow_insecure_http: Option<bool>,
     #[serde(default, deserialize_with = "text")]
     pub client_id: Option<String>,
     pub client_secret: Option<String>,

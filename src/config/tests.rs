@@ -349,6 +349,312 @@ fn endpoints_are_checked_like_the_issuer() {
     );
 }
 
+// Split-horizon IdPs: endpoints on two names, discovery off, plain http.
+
+/// [`OIDC`] with discovery off and its IdP split as in a docker-compose
+/// stack: browsers reach it as localhost:8080, the proxy as keycloak:8080.
+fn split_horizon() -> String {
+    OIDC.replace(
+        "              issuer: https://idp.example.com\n",
+        "              issuer: http://localhost:8080/realms/demo
+              discovery: false
+              allow_insecure_http: true
+              authorization_endpoint: http://localhost:8080/realms/demo/protocol/openid-connect/auth
+              token_endpoint: http://keycloak:8080/realms/demo/protocol/openid-connect/token
+              user_info_endpoint: http://keycloak:8080/realms/demo/protocol/openid-connect/userinfo
+              jwks_uri: http://keycloak:8080/realms/demo/protocol/openid-connect/certs
+",
+    )
+}
+
+const OIDC_AT: &str = "listeners[0].rules[0].actions[0].authenticate_oidc";
+
+#[test]
+fn discovery_is_on_unless_turned_off() {
+    let oidc = load(OIDC);
+    let oidc = oidc_action(&oidc);
+    assert!(oidc.discovery);
+    assert!(!oidc.allow_insecure_http);
+    assert_eq!(oidc.token_endpoint_auth_method, None);
+
+    let config = load(&split_horizon());
+    let oidc = oidc_action(&config);
+    assert!(!oidc.discovery);
+    assert!(oidc.allow_insecure_http);
+    assert_eq!(
+        oidc.authorization_endpoint
+            .as_ref()
+            .map(|url| url.host_str()),
+        Some(Some("localhost"))
+    );
+    assert_eq!(
+        oidc.token_endpoint.as_ref().map(|url| url.host_str()),
+        Some(Some("keycloak"))
+    );
+}
+
+#[test]
+fn discovery_off_names_each_missing_endpoint_and_the_fix() {
+    let text = OIDC.replace(
+        "client_id: app",
+        "client_id: app\n              discovery: false",
+    );
+    let problems = problems(&text);
+    let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            format!("{OIDC_AT}.authorization_endpoint"),
+            format!("{OIDC_AT}.token_endpoint"),
+            format!("{OIDC_AT}.user_info_endpoint"),
+            format!("{OIDC_AT}.jwks_uri"),
+        ]
+    );
+    for problem in &problems {
+        assert!(
+            problem
+                .message
+                .ends_with("is required with `discovery: false`"),
+            "{problem}"
+        );
+        assert!(
+            problem.fix.contains("or remove `discovery: false`"),
+            "{problem}"
+        );
+    }
+
+    let problem = only_problem(&split_horizon().replace(
+        "              token_endpoint: http://keycloak:8080/realms/demo/protocol/openid-connect/token\n",
+        "",
+    ));
+    assert_eq!(problem.path, format!("{OIDC_AT}.token_endpoint"));
+    assert_eq!(
+        problem.message,
+        "`token_endpoint` is required with `discovery: false`"
+    );
+    assert!(
+        problem
+            .fix
+            .contains("the URL the proxy redeems login codes at"),
+        "{problem}"
+    );
+    assert!(
+        problem
+            .fix
+            .contains("discovery document lists it as token_endpoint"),
+        "{problem}"
+    );
+    // The discovery document's own spelling, for the one key that differs.
+    let problem = only_problem(&split_horizon().replace(
+        "              user_info_endpoint: http://keycloak:8080/realms/demo/protocol/openid-connect/userinfo\n",
+        "",
+    ));
+    assert_eq!(problem.path, format!("{OIDC_AT}.user_info_endpoint"));
+    assert!(problem.fix.contains("as userinfo_endpoint"), "{problem}");
+
+    // end_session_endpoint stays optional: without it, sign-out ends only
+    // the proxy's session.
+    assert!(
+        oidc_action(&load(&split_horizon()))
+            .end_session_endpoint
+            .is_none()
+    );
+}
+
+#[test]
+fn a_misspelt_endpoint_with_discovery_off_is_reported_once() {
+    let problem = only_problem(&split_horizon().replace("jwks_uri:", "jwks_url:"));
+    assert_eq!(problem.path, format!("{OIDC_AT}.jwks_url"));
+    assert!(problem.fix.contains("`jwks_uri`"), "{problem}");
+}
+
+#[test]
+fn plain_http_off_the_loopback_explains_the_split_horizon() {
+    let problem = only_problem(&OIDC.replace(
+        "https://idp.example.com",
+        "http://keycloak:8080/realms/demo",
+    ));
+    assert_eq!(problem.path, format!("{OIDC_AT}.issuer"));
+    assert_eq!(
+        problem.message,
+        "`http://keycloak:8080/realms/demo` uses plain http on a host other than the loopback"
+    );
+    for needle in [
+        "use https",
+        "docker-compose",
+        "service name",
+        "`allow_insecure_http: true`",
+        "`discovery: false`",
+        "authorization_endpoint on the browsers' name",
+    ] {
+        assert!(problem.fix.contains(needle), "{needle}: {problem}");
+    }
+
+    // Each endpoint is held to the same rule, with the same explanation.
+    let problems =
+        problems(&split_horizon().replace("              allow_insecure_http: true\n", ""));
+    let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            format!("{OIDC_AT}.token_endpoint"),
+            format!("{OIDC_AT}.user_info_endpoint"),
+            format!("{OIDC_AT}.jwks_uri"),
+        ]
+    );
+    assert!(
+        problems
+            .iter()
+            .all(|problem| problem.fix.contains("allow_insecure_http")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn trusted_proxies_default_to_the_loopback_and_everyone_is_a_warning() {
+    let config = load(OIDC);
+    let trusted: Vec<String> = config.listeners[0]
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(trusted, ["127.0.0.0/8", "::1/128"]);
+    let with = |blocks: &str| {
+        OIDC.replace(
+            "  - address: 0.0.0.0:8443\n",
+            &format!("  - address: 0.0.0.0:8443\n    trusted_proxies: {blocks}\n"),
+        )
+    };
+    let config = load(&with(r#"["10.0.0.0/8", "0.0.0.0/0"]"#));
+    let warnings = config.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].path, "listeners[0].trusted_proxies");
+    assert!(
+        warnings[0].message.contains("`0.0.0.0/0`"),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(load(&with("[]")).listeners[0].trusted_proxies, []);
+    assert_eq!(load(&with(r#"["10.1.2.0/24"]"#)).warnings(), []);
+    let problems = problems(&with(r#"["10.1.2.3/24", "proxy.internal"]"#));
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.path == "listeners[0].trusted_proxies[0]"
+                && problem.fix.contains("10.1.2.0/24")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.path == "listeners[0].trusted_proxies[1]"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn allow_insecure_http_accepts_plain_http_with_a_warning() {
+    let config = load(&OIDC.replace(
+        "https://idp.example.com",
+        "http://keycloak:8080/realms/demo\n              allow_insecure_http: true",
+    ));
+    let warnings = config.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let warning = &warnings[0];
+    assert_eq!(warning.path, format!("{OIDC_AT}.allow_insecure_http"));
+    assert_eq!(warning.rule, "app");
+    assert!(
+        warning
+            .message
+            .contains("issuer http://keycloak:8080/realms/demo"),
+        "{warning}"
+    );
+
+    // Every plain-http URL off the loopback is named; localhost ones are not.
+    let config = load(&split_horizon());
+    let warnings = config.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let message = &warnings[0].message;
+    for key in ["token_endpoint", "user_info_endpoint", "jwks_uri"] {
+        assert!(
+            message.contains(&format!("{key} http://keycloak:8080/")),
+            "{key}: {message}"
+        );
+    }
+    assert!(!message.contains("localhost"), "{message}");
+
+    // Nothing to warn about: https, or plain http on the loopback only.
+    for issuer in ["https://idp.example.com", "http://127.0.0.1:8080"] {
+        let text = OIDC.replace(
+            "https://idp.example.com",
+            &format!("{issuer}\n              allow_insecure_http: true"),
+        );
+        assert_eq!(load(&text).warnings(), [], "{issuer}");
+    }
+    assert_eq!(load(OIDC).warnings(), []);
+}
+
+#[test]
+fn jwt_validation_and_cognito_have_no_insecure_http_switch() {
+    // jwt_validation's fix does not offer a key it does not have.
+    let problem = only_problem(&JWT.replace("issuer: https://", "issuer: http://"));
+    assert_eq!(
+        problem.path,
+        "listeners[0].rules[0].actions[0].jwt_validation.issuer"
+    );
+    assert!(!problem.fix.contains("allow_insecure_http"), "{problem}");
+    let problem = only_problem(&JWT.replace(
+        "idp_timeout: 3s",
+        "idp_timeout: 3s\n              allow_insecure_http: true",
+    ));
+    assert_eq!(
+        problem.path,
+        "listeners[0].rules[0].actions[0].jwt_validation.allow_insecure_http"
+    );
+    for key in ["allow_insecure_http: true", "discovery: false"] {
+        let problem = only_problem(&COGNITO.replace(
+            "user_pool_domain: my-app-auth",
+            &format!("user_pool_domain: my-app-auth\n              {key}"),
+        ));
+        assert_eq!(
+            problem.path,
+            format!(
+                "listeners[0].rules[0].actions[0].authenticate_cognito.{}",
+                key.split(':').next().unwrap()
+            )
+        );
+    }
+}
+
+#[test]
+fn token_endpoint_auth_method_is_basic_or_post() {
+    let with = |method: &str| {
+        OIDC.replace(
+            "client_id: app",
+            &format!("client_id: app\n              token_endpoint_auth_method: {method}"),
+        )
+    };
+    assert_eq!(
+        oidc_action(&load(&with("client_secret_post"))).token_endpoint_auth_method,
+        Some(TokenEndpointAuthMethod::ClientSecretPost)
+    );
+    assert_eq!(
+        oidc_action(&load(&with("client_secret_basic"))).token_endpoint_auth_method,
+        Some(TokenEndpointAuthMethod::ClientSecretBasic)
+    );
+    let problem = only_problem(&with("private_key_jwt"));
+    assert_eq!(
+        problem.path,
+        format!("{OIDC_AT}.token_endpoint_auth_method")
+    );
+    assert!(
+        problem
+            .fix
+            .contains("client_secret_basic or client_secret_post"),
+        "{problem}"
+    );
+}
+
 // Durations.
 
 #[test]

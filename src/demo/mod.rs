@@ -169,6 +169,9 @@ fn demo_config(
         user_info_endpoint: None,
         jwks_uri: None,
         end_session_endpoint: None,
+        discovery: true,
+        token_endpoint_auth_method: None,
+        allow_insecure_http: false,
         client_id: CLIENT_ID.to_owned(),
         client_secret: Secret::new(client_secret),
         common: AuthCommon {

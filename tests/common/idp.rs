@@ -26,7 +26,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const START_ATTEMPTS: usize = 3;
 
 pub struct NodeIdp {
-    /// `http://127.0.0.1:PORT`, exactly as in the discovery document.
+    /// `http://127.0.0.1:PORT` (the host is `issuerHost` when configured),
+    /// exactly as in the discovery document.
     pub issuer: String,
     child: Child,
     log: Arc<Mutex<String>>,
@@ -171,7 +172,7 @@ impl NodeIdp {
     /// `GET /__test/stats`: `{"grants": {"authorization_code": N,
     /// "refresh_token": M}, "grant_errors", "userinfo", "userinfo_errors",
     /// "authorizations", "authorization_errors", "end_sessions",
-    /// "backchannel_logouts", "backchannel_logout_errors"}`.
+    /// "backchannel_logouts", "backchannel_logout_errors", "discoveries"}`.
     pub async fn stats(&self) -> serde_json::Value {
         self.get_json("/__test/stats").await
     }

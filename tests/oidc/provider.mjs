@@ -54,6 +54,11 @@ const bigClaims = config.bigClaims ?? 0;
 // `backchannel_logout_uri` gets a logout token POSTed there when the user
 // ends the session at the end_session endpoint.
 const backchannelLogout = config.backchannelLogout ?? false;
+// issuerHost: the host name in the issuer (and so in every token's iss)
+// instead of 127.0.0.1, e.g. `localhost`: the name browsers use in a
+// split-horizon setup, while the relying party may call 127.0.0.1. The
+// server still listens on 127.0.0.1 only.
+const issuerHost = config.issuerHost ?? '127.0.0.1';
 const cognitoClaims = config.cognito ?? cognitoPool !== null;
 const cognito = cognitoClaims
   ? { username: 'alice', groups: ['admins', 'users'], ...(cognitoClaims === true ? {} : cognitoClaims) }
@@ -208,6 +213,8 @@ const stats = {
   // cognitoPool only: answers of Cognito's /logout, and the query of the last one.
   logouts: 0,
   last_logout: null,
+  // Requests that reached the discovery document.
+  discoveries: 0,
 };
 
 // ---------------------------------------------------------------- server ---
@@ -216,7 +223,7 @@ const server = createServer();
 server.listen(port, '127.0.0.1', () => {
   // The Provider is built once listening, so even port 0 gives an issuer
   // with the real port.
-  const origin = `http://127.0.0.1:${server.address().port}`;
+  const origin = `http://${issuerHost}:${server.address().port}`;
   const issuer = cognitoPool === null ? origin : `${origin}/${cognitoPool}`;
 
   const provider = new Provider(issuer, {
@@ -380,6 +387,7 @@ server.listen(port, '127.0.0.1', () => {
       // the root (it would take the stripped prefix as its mount path).
       if (path === `/${cognitoPool}${DISCOVERY}`) req.url = `${DISCOVERY}${query}`;
     }
+    if (splitUrl(req.url)[0] === DISCOVERY) stats.discoveries += 1;
     if (authMethods && req.method === 'POST' && splitUrl(req.url)[0] === tokenPath) {
       enforceAuthMethods(req, res, callback);
       return;

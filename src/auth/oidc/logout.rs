@@ -430,7 +430,7 @@ mod tests {
             token: url("/token"),
             userinfo: url("/userinfo"),
             jwks_uri: url("/jwks"),
-            end_session: None,
+            ..ConfiguredEndpoints::default()
         };
         let http = IdpClient::new(Duration::from_secs(5));
         let provider = Provider::new(ISSUER.to_owned(), configured, http);

@@ -41,14 +41,71 @@ pub enum TokenAuth {
     Post,
 }
 
-/// Endpoints given in the configuration; any left `None` is discovered.
-#[derive(Debug, Clone, Default)]
+/// Endpoints given in the configuration; any left `None` is discovered,
+/// unless discovery is off.
+#[derive(Debug, Clone)]
 pub struct ConfiguredEndpoints {
+    /// Where browsers are sent to log in: the name they reach the IdP by,
+    /// which may differ from the one the proxy uses for the others.
     pub authorization: Option<Url>,
     pub token: Option<Url>,
     pub userinfo: Option<Url>,
     pub jwks_uri: Option<Url>,
     pub end_session: Option<Url>,
+    /// `false`: the discovery document is never fetched, and every endpoint
+    /// but `end_session` must be given. `true` (the default): it is fetched
+    /// for the endpoints left `None`, and only then.
+    pub discovery: bool,
+    /// `None`: `client_secret_basic`, or `client_secret_post` when the
+    /// discovery document allows only that.
+    pub token_auth: Option<TokenAuth>,
+}
+
+impl Default for ConfiguredEndpoints {
+    /// Nothing configured: everything from discovery.
+    fn default() -> Self {
+        Self {
+            authorization: None,
+            token: None,
+            userinfo: None,
+            jwks_uri: None,
+            end_session: None,
+            discovery: true,
+            token_auth: None,
+        }
+    }
+}
+
+impl ConfiguredEndpoints {
+    /// Whether the login flow can run on these alone.
+    fn complete(&self) -> bool {
+        self.authorization.is_some()
+            && self.token.is_some()
+            && self.userinfo.is_some()
+            && self.jwks_uri.is_some()
+    }
+
+    /// The endpoints without discovery: `issuer` as configured is what the
+    /// tokens' `iss` must be.
+    fn without_discovery(self, issuer: String) -> Result<Endpoints, LoadError> {
+        let missing = |key: &str| {
+            LoadError::BadDiscovery(format!(
+                "discovery is off and no {key} is configured for {issuer}"
+            ))
+        };
+        Ok(Endpoints {
+            authorization: self
+                .authorization
+                .ok_or_else(|| missing("authorization_endpoint"))?,
+            token: self.token.ok_or_else(|| missing("token_endpoint"))?,
+            userinfo: self.userinfo.ok_or_else(|| missing("user_info_endpoint"))?,
+            jwks_uri: self.jwks_uri.ok_or_else(|| missing("jwks_uri"))?,
+            end_session: self.end_session,
+            token_auth: self.token_auth.unwrap_or(TokenAuth::Basic),
+            iss_in_callback: false,
+            issuer,
+        })
+    }
 }
 
 /// Every endpoint the login flow needs.
@@ -242,24 +299,10 @@ async fn discover(
     configured: ConfiguredEndpoints,
     http: IdpClient,
 ) -> Result<Endpoints, LoadError> {
-    if let ConfiguredEndpoints {
-        authorization: Some(authorization),
-        token: Some(token),
-        userinfo: Some(userinfo),
-        jwks_uri: Some(jwks_uri),
-        end_session,
-    } = configured
-    {
-        return Ok(Endpoints {
-            issuer,
-            authorization,
-            token,
-            userinfo,
-            jwks_uri,
-            end_session,
-            token_auth: TokenAuth::Basic,
-            iss_in_callback: false,
-        });
+    // With every endpoint given there is nothing to discover, whether or
+    // not discovery is on.
+    if !configured.discovery || configured.complete() {
+        return configured.without_discovery(issuer);
     }
     let url = format!("{issuer}/.well-known/openid-configuration");
     let discovery: Discovery = http
@@ -296,11 +339,11 @@ async fn discover(
         userinfo,
         jwks_uri: configured.jwks_uri.unwrap_or(discovery.jwks_uri),
         end_session: configured.end_session.or(discovery.end_session_endpoint),
-        token_auth: if only_post {
+        token_auth: configured.token_auth.unwrap_or(if only_post {
             TokenAuth::Post
         } else {
             TokenAuth::Basic
-        },
+        }),
         iss_in_callback: discovery.authorization_response_iss_parameter_supported,
     })
 }
@@ -826,6 +869,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn with_discovery_off_the_issuer_is_never_asked() {
+        let (addr, accepted) = hung_idp().await;
+        let url = |path: &str| Some(format!("http://{addr}{path}").parse().expect("a URL"));
+        let split = ConfiguredEndpoints {
+            authorization: Some(
+                "http://browser.example:8080/authorize"
+                    .parse()
+                    .expect("a URL"),
+            ),
+            token: url("/token"),
+            userinfo: url("/userinfo"),
+            jwks_uri: url("/jwks"),
+            discovery: false,
+            token_auth: Some(TokenAuth::Post),
+            ..ConfiguredEndpoints::default()
+        };
+        let issuer = format!("http://{addr}/realms/demo");
+        let endpoints = provider(issuer.clone(), split.clone(), REAL_TIMEOUT)
+            .endpoints()
+            .await
+            .expect("configured, never fetched");
+        assert_eq!(endpoints.issuer, issuer, "what iss must be");
+        assert_eq!(endpoints.authorization.host_str(), Some("browser.example"));
+        assert_eq!(endpoints.token_auth, TokenAuth::Post);
+        assert!(endpoints.end_session.is_none());
+        assert!(!endpoints.iss_in_callback);
+
+        // A provider built without the configuration's checks, missing an
+        // endpoint, fails at once rather than discovering it.
+        let incomplete = ConfiguredEndpoints {
+            userinfo: None,
+            ..split
+        };
+        let result = provider(issuer, incomplete, REAL_TIMEOUT).endpoints().await;
+        assert!(
+            matches!(&result, Err(AuthError::BadDiscovery(reason)) if reason.contains("user_info_endpoint")),
+            "{result:?}"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 0, "no request at all");
+    }
+
+    #[tokio::test]
     async fn concurrent_key_fetches_at_a_hung_jwks_uri_send_one_request() {
         let (addr, accepted) = hung_idp().await;
         let url = |path: &str| Some(format!("http://{addr}{path}").parse().expect("a URL"));
@@ -834,7 +919,7 @@ mod tests {
             token: url("/token"),
             userinfo: url("/userinfo"),
             jwks_uri: url("/jwks"),
-            end_session: None,
+            ..ConfiguredEndpoints::default()
         };
         let provider = provider(format!("http://{addr}"), configured, REAL_TIMEOUT);
 

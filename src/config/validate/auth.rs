@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use url::{Host, Url};
+use url::Url;
 
 use super::{At, Validator};
 use crate::config::model::*;
@@ -42,6 +42,15 @@ const RESERVED_CLAIM_HEADERS: &[&str] = &[
 ];
 /// Parameters the proxy sets itself on the authorization request.
 const RESERVED_PARAMS: &[&str] = &crate::auth::oidc::AUTHORIZATION_PARAMS;
+/// Why plain http to an IdP off the loopback is refused, and the two keys
+/// that let a development stack through.
+const SPLIT_HORIZON_FIX: &str = "use https; plain http is accepted only for localhost, \
+     127.0.0.1 and [::1]. In a development stack where the proxy reaches the IdP by a service \
+     name (docker-compose, kind: http://keycloak:8080) while browsers use another \
+     (http://localhost:8080), add `allow_insecure_http: true` to this action to accept plain \
+     http, and split the endpoints with `discovery: false`: issuer as the tokens' iss, \
+     authorization_endpoint on the browsers' name, token_endpoint, user_info_endpoint and \
+     jwks_uri on the service name";
 const ARN_SHAPE: &str =
     "arn:{partition}:cognito-idp:{region}:{12-digit account}:userpool/{region}_{id}";
 
@@ -49,24 +58,46 @@ impl Validator<'_> {
     pub(super) fn oidc(&mut self, at: &At, raw: RawOidc) -> Option<OidcAction> {
         self.unknown_flattened(at, &raw.unknown);
         let provider = raw.provider;
+        let discovery = provider.discovery.unwrap_or(true);
+        let allow_insecure_http = provider.allow_insecure_http.unwrap_or(false);
+        let plain_http = if allow_insecure_http {
+            PlainHttp::Anywhere
+        } else {
+            PlainHttp::LoopbackUnlessAllowed
+        };
         let issuer = self.required(
             &at.key("issuer"),
             provider.issuer,
             "give the IdP's issuer URL, e.g. https://idp.example.com",
         );
-        let issuer = issuer.and_then(|issuer| self.idp_url(&at.key("issuer"), &issuer));
-        let authorization_endpoint = self.optional_idp_url(
-            &at.key("authorization_endpoint"),
-            provider.authorization_endpoint,
-        );
-        let token_endpoint =
-            self.optional_idp_url(&at.key("token_endpoint"), provider.token_endpoint);
-        let user_info_endpoint =
-            self.optional_idp_url(&at.key("user_info_endpoint"), provider.user_info_endpoint);
-        let jwks_uri = self.optional_idp_url(&at.key("jwks_uri"), provider.jwks_uri);
+        let issuer = issuer.and_then(|issuer| self.idp_url(&at.key("issuer"), &issuer, plain_http));
+        let mut endpoint = |key: &str, raw: Option<String>| {
+            self.endpoint(&at.key(key), raw, plain_http, discovery)
+        };
+        let authorization_endpoint =
+            endpoint("authorization_endpoint", provider.authorization_endpoint);
+        let token_endpoint = endpoint("token_endpoint", provider.token_endpoint);
+        let user_info_endpoint = endpoint("user_info_endpoint", provider.user_info_endpoint);
+        let jwks_uri = endpoint("jwks_uri", provider.jwks_uri);
         let end_session_endpoint = self.optional_idp_url(
             &at.key("end_session_endpoint"),
             provider.end_session_endpoint,
+            plain_http,
+        );
+        let token_endpoint_auth_method = self.choice(
+            &at.key("token_endpoint_auth_method"),
+            provider.token_endpoint_auth_method,
+            None,
+            &[
+                (
+                    "client_secret_basic",
+                    Some(TokenEndpointAuthMethod::ClientSecretBasic),
+                ),
+                (
+                    "client_secret_post",
+                    Some(TokenEndpointAuthMethod::ClientSecretPost),
+                ),
+            ],
         );
         let client_id = self.client_id(&at.key("client_id"), provider.client_id);
         let client_secret = self.secret_twin(
@@ -83,10 +114,62 @@ impl Validator<'_> {
             user_info_endpoint: user_info_endpoint?,
             jwks_uri: jwks_uri?,
             end_session_endpoint: end_session_endpoint?,
+            discovery,
+            token_endpoint_auth_method: token_endpoint_auth_method?,
+            allow_insecure_http,
             client_id: client_id?,
             client_secret: client_secret?,
             common: common?,
         })
+    }
+
+    /// One of the four endpoints the login flow needs: optional while
+    /// discovery can fill it in, required with `discovery: false`.
+    fn endpoint(
+        &mut self,
+        at: &At,
+        raw: Option<String>,
+        plain_http: PlainHttp,
+        discovery: bool,
+    ) -> Option<Option<Url>> {
+        if raw.is_some() || discovery {
+            return self.optional_idp_url(at, raw, plain_http);
+        }
+        if !self.misspelt(at) {
+            let key = at.last_key().to_owned();
+            let (what, example, discovered_as) = match key.as_str() {
+                "authorization_endpoint" => (
+                    "the URL browsers are sent to for login, on the name browsers reach the IdP by",
+                    "http://localhost:8080/realms/demo/protocol/openid-connect/auth",
+                    "authorization_endpoint",
+                ),
+                "token_endpoint" => (
+                    "the URL the proxy redeems login codes at, on the name the proxy reaches \
+                     the IdP by",
+                    "http://keycloak:8080/realms/demo/protocol/openid-connect/token",
+                    "token_endpoint",
+                ),
+                "user_info_endpoint" => (
+                    "the URL the proxy reads the user's claims from",
+                    "http://keycloak:8080/realms/demo/protocol/openid-connect/userinfo",
+                    "userinfo_endpoint",
+                ),
+                _ => (
+                    "the URL the proxy fetches the IdP's signing keys from",
+                    "http://keycloak:8080/realms/demo/protocol/openid-connect/certs",
+                    "jwks_uri",
+                ),
+            };
+            self.problem(
+                at,
+                format!("`{key}` is required with `discovery: false`"),
+                format!(
+                    "give {what}, e.g. {example} (the IdP's discovery document lists it as \
+                     {discovered_as}), or remove `discovery: false`"
+                ),
+            );
+        }
+        None
     }
 
     pub(super) fn cognito(&mut self, at: &At, raw: RawCognito) -> Option<CognitoAction> {
@@ -175,14 +258,18 @@ impl Validator<'_> {
             raw.issuer,
             "give the issuer exactly as the tokens' iss spells it, e.g. https://idp.example.com",
         );
-        let issuer = issuer.filter(|issuer| self.idp_url(&issuer_at, issuer).is_some());
+        let issuer = issuer.filter(|issuer| {
+            self.idp_url(&issuer_at, issuer, PlainHttp::Loopback)
+                .is_some()
+        });
         let jwks_at = at.key("jwks_endpoint");
         let jwks_endpoint = self.required(
             &jwks_at,
             raw.jwks_endpoint,
             "give the URL of the issuer's key set, e.g. https://idp.example.com/.well-known/jwks.json",
         );
-        let jwks_endpoint = jwks_endpoint.and_then(|url| self.idp_url(&jwks_at, &url));
+        let jwks_endpoint =
+            jwks_endpoint.and_then(|url| self.idp_url(&jwks_at, &url, PlainHttp::Loopback));
         let audience = match raw.audience {
             Some(audience) if audience.is_empty() => {
                 self.problem(
@@ -571,21 +658,27 @@ impl Validator<'_> {
         Some(client_id)
     }
 
-    fn optional_idp_url(&mut self, at: &At, raw: Option<String>) -> Option<Option<Url>> {
+    fn optional_idp_url(
+        &mut self,
+        at: &At,
+        raw: Option<String>,
+        plain_http: PlainHttp,
+    ) -> Option<Option<Url>> {
         match raw {
-            Some(text) => self.idp_url(at, &text).map(Some),
+            Some(text) => self.idp_url(at, &text, plain_http).map(Some),
             None => Some(None),
         }
     }
 
-    /// An IdP URL: https, or http only on the loopback interface (a local
-    /// development IdP), because tokens and the client secret travel over it.
-    fn idp_url(&mut self, at: &At, text: &str) -> Option<Url> {
+    /// An IdP URL: https, or http only where `plain_http` allows it (by
+    /// default the loopback, for a local development IdP), because tokens
+    /// and the client secret travel over it.
+    fn idp_url(&mut self, at: &At, text: &str, plain_http: PlainHttp) -> Option<Url> {
         let url = self.url(at, text)?;
-        match url.scheme() {
-            "https" => Some(url),
-            "http" if is_loopback(&url) => Some(url),
-            "http" => {
+        match (url.scheme(), plain_http) {
+            ("https", _) | ("http", PlainHttp::Anywhere) => Some(url),
+            ("http", _) if is_loopback(&url) => Some(url),
+            ("http", PlainHttp::Loopback) => {
                 self.problem(
                     at,
                     format!("`{text}` uses plain http"),
@@ -593,7 +686,15 @@ impl Validator<'_> {
                 );
                 None
             }
-            scheme => {
+            ("http", PlainHttp::LoopbackUnlessAllowed) => {
+                self.problem(
+                    at,
+                    format!("`{text}` uses plain http on a host other than the loopback"),
+                    SPLIT_HORIZON_FIX,
+                );
+                None
+            }
+            (scheme, _) => {
                 self.problem(
                     at,
                     format!("`{text}` has scheme {scheme}"),
@@ -605,13 +706,16 @@ impl Validator<'_> {
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
+/// Where an IdP URL may use plain http.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PlainHttp {
+    /// Only on the loopback.
+    Loopback,
+    /// Only on the loopback, and the fix explains `allow_insecure_http` and
+    /// split-horizon endpoints (`authenticate_oidc`, which has both).
+    LoopbackUnlessAllowed,
+    /// On any host: `allow_insecure_http: true`.
+    Anywhere,
 }
 
 /// RFC 6265 cookie-name token, narrowed to what is safe everywhere.
