@@ -914,137 +914,517 @@ fn configmap_passes_check_with_the_files_the_pod_mounts(example: &str) {
     assert!(!passed && stderr.contains("OIDC_ISSUER"), "{stderr}");
 }
 
-#[test]
-fn the_compose_stack_agrees_with_the_image_and_its_idp() {
-    let dockerfile = Dockerfile::parse();
-    let dir = repo().join("deploy/docker-compose");
-    let compose = load_yaml(&dir.join("compose.yaml")).remove(0);
-    let services = &compose["services"];
-    let portcullis = &services["portcullis"];
-    let idp = &services["idp"];
-    let app = &services["app"];
+// ---- docker-compose ---------------------------------------------------------------
 
-    // portcullis is the image this repository's Dockerfile builds.
-    assert_eq!(str_at(&portcullis["image"], "image"), IMAGE);
-    let context = dir.join(str_at(&portcullis["build"]["context"], "build.context"));
-    let dockerfile_path = context.join(str_at(
-        &portcullis["build"]["dockerfile"],
-        "build.dockerfile",
-    ));
-    assert_eq!(
-        dockerfile_path.canonicalize().unwrap(),
-        repo().join("Dockerfile").canonicalize().unwrap()
-    );
+/// The compose stacks: portcullis as the front door, and Caddy as the front
+/// door with portcullis as its forward-auth service.
+const COMPOSE: &str = "deploy/docker-compose";
+const COMPOSE_CADDY: &str = "deploy/docker-compose/caddy";
+/// The paths `portcullis dev-idp` serves its OIDC endpoints at, below its
+/// base URL (docs/dev-idp.md).
+const DEV_IDP_PATHS: [(&str, &str); 5] = [
+    ("authorization_endpoint", "/authorize"),
+    ("end_session_endpoint", "/logout"),
+    ("token_endpoint", "/token"),
+    ("user_info_endpoint", "/userinfo"),
+    ("jwks_uri", "/jwks"),
+];
 
-    // Volumes: host path exists; the config lands where the image's CMD reads it.
-    let mounts = |service: &Yaml| -> BTreeMap<String, PathBuf> {
-        list_at(&service["volumes"], "volumes")
+/// One `compose.yaml`, read as YAML, with paths resolved from its directory.
+struct Compose {
+    dir: PathBuf,
+    yaml: Yaml,
+}
+
+/// One `ports:` entry, `HOST_IP:HOST_PORT:CONTAINER_PORT`.
+#[derive(Debug)]
+struct Published {
+    host_ip: String,
+    host_port: u16,
+    container_port: u16,
+}
+
+impl Compose {
+    fn load(dir: &str) -> Self {
+        let dir = repo().join(dir);
+        let yaml = load_yaml(&dir.join("compose.yaml")).remove(0);
+        Compose { dir, yaml }
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.yaml["services"]
+            .as_hash()
+            .expect("services as a mapping")
+            .keys()
+            .map(|name| str_at(name, "a service name").to_owned())
+            .collect()
+    }
+
+    fn service(&self, name: &str) -> &Yaml {
+        let service = &self.yaml["services"][name];
+        assert!(
+            service.is_hash(),
+            "{}: no service {name}",
+            self.dir.display()
+        );
+        service
+    }
+
+    /// Container path → host path, for each bind mount of `service`
+    /// (named volumes are left out).
+    fn mounts(&self, service: &str) -> BTreeMap<String, PathBuf> {
+        let Some(volumes) = self.service(service)["volumes"].as_vec() else {
+            return BTreeMap::new();
+        };
+        volumes
             .iter()
-            .map(|volume| {
+            .filter_map(|volume| {
                 let mut parts = str_at(volume, "a volume").split(':');
-                let host = dir.join(parts.next().unwrap());
-                (parts.next().unwrap().to_owned(), host)
+                let host = parts.next().unwrap();
+                let container = parts.next().expect("HOST:CONTAINER");
+                host.starts_with('.')
+                    .then(|| (container.to_owned(), self.dir.join(host)))
             })
             .collect()
-    };
-    let portcullis_mounts = mounts(portcullis);
-    let config_file = &portcullis_mounts[dockerfile.config_path()];
-    let config_text = std::fs::read_to_string(config_file).unwrap();
-    let config = YamlLoader::load_from_str(&config_text).unwrap().remove(0);
-    assert!(portcullis_mounts.contains_key(&format!("{CONFIG_DIR}/secrets")));
-    // The IdP is `portcullis dev-idp` from the same image, reading the
-    // mounted dev-idp.yaml, which the real loader accepts.
-    assert_eq!(str_at(&idp["image"], "idp image"), IMAGE);
-    let command: Vec<&str> = list_at(&idp["command"], "idp command")
-        .iter()
-        .map(|arg| str_at(arg, "an argument"))
-        .collect();
-    assert_eq!(command[..2], ["dev-idp", "--config"], "{command:?}");
-    let idp_mounts = mounts(idp);
-    let idp_file = &idp_mounts[command[2]];
-    let settings = portcullis::dev_idp::Settings::load(&portcullis::dev_idp::Options {
-        config: Some(idp_file.clone()),
-        ..Default::default()
-    })
-    .unwrap_or_else(|error| panic!("{}: {error:?}", idp_file.display()));
-    assert!(
-        settings.address.ip().is_loopback(),
-        "no --allow-remote needed"
-    );
-
-    // Host networking for the IdP and portcullis: one issuer URL for both.
-    for service in [portcullis, idp] {
-        assert_eq!(service["network_mode"].as_str(), Some("host"));
     }
 
-    let listener = &list_at(&config["listeners"], "listeners")[0];
-    let (_, https) = address_port(&listener["address"]);
-    let (_, admin) = address_port(&config["admin"]["address"]);
-    for port in [https, admin] {
-        assert!(dockerfile.expose.contains(&u16::try_from(port).unwrap()));
+    fn published(&self, service: &str) -> Vec<Published> {
+        let Some(ports) = self.service(service)["ports"].as_vec() else {
+            return Vec::new();
+        };
+        ports
+            .iter()
+            .map(|port| {
+                let text = str_at(port, "a port");
+                let parts: Vec<&str> = text.split(':').collect();
+                assert_eq!(parts.len(), 3, "HOST_IP:HOST_PORT:CONTAINER_PORT: {text}");
+                Published {
+                    host_ip: parts[0].to_owned(),
+                    host_port: parts[1].parse().unwrap(),
+                    container_port: parts[2].parse().unwrap(),
+                }
+            })
+            .collect()
     }
 
-    // The IdP: its port, its client and its redirect URI.
-    let actions = list_at(
-        &list_at(&listener["rules"], "rules")[0]["actions"],
-        "actions",
-    );
-    let oidc = &actions[0]["authenticate_oidc"];
-    let issuer = str_at(&oidc["issuer"], "issuer");
-    assert_eq!(issuer, settings.issuer(), "the issuer dev-idp names itself");
-    let client = &settings.clients[0];
-    assert_eq!(Some(client.id.as_str()), oidc["client_id"].as_str());
-    assert_eq!(
-        client.redirect_uris[0].as_str(),
-        format!("https://localhost:{https}/oauth2/idpresponse")
-    );
-    let env: BTreeMap<String, String> = portcullis["environment"]
-        .as_hash()
-        .expect("environment as a mapping")
-        .iter()
-        .map(|(name, value)| {
-            (
-                str_at(name, "a variable").to_owned(),
-                str_at(value, "a value").to_owned(),
-            )
+    fn environment(&self, service: &str) -> BTreeMap<String, String> {
+        self.service(service)["environment"]
+            .as_hash()
+            .map(|env| {
+                env.iter()
+                    .map(|(name, value)| {
+                        (
+                            str_at(name, "a variable").to_owned(),
+                            str_at(value, "a value").to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn strings(&self, service: &str, key: &str) -> Vec<String> {
+        list_at(&self.service(service)[key], key)
+            .iter()
+            .map(|arg| str_at(arg, key).to_owned())
+            .collect()
+    }
+
+    /// What every stack has in common: services on the bridge network that
+    /// name existing services, the portcullis image built from this
+    /// repository, published ports on the loopback only, and the dev IdP
+    /// loaded as `portcullis dev-idp` loads it, listening where it is
+    /// published and probed. Returns the IdP's settings.
+    fn common_checks(&self) -> portcullis::dev_idp::Settings {
+        let at = self.dir.display().to_string();
+        let names = self.names();
+        for name in &names {
+            let service = self.service(name);
+            assert!(
+                service["network_mode"].is_badvalue(),
+                "{at}: {name} is on the compose network, not the host's"
+            );
+            if let Some(depends) = service["depends_on"].as_hash() {
+                for other in depends.keys() {
+                    let other = str_at(other, "depends_on");
+                    assert!(
+                        names.iter().any(|n| n == other),
+                        "{at}: {name} depends on {other}"
+                    );
+                }
+            }
+            for published in self.published(name) {
+                assert_eq!(
+                    published.host_ip, "127.0.0.1",
+                    "{at}: {name} is published on the host's loopback only"
+                );
+            }
+            if str_at(&service["image"], "image") == IMAGE {
+                let context = self
+                    .dir
+                    .join(str_at(&service["build"]["context"], "build.context"));
+                let dockerfile =
+                    context.join(str_at(&service["build"]["dockerfile"], "build.dockerfile"));
+                assert_eq!(
+                    dockerfile.canonicalize().unwrap(),
+                    repo().join("Dockerfile").canonicalize().unwrap(),
+                    "{at}: {name} builds this repository's image"
+                );
+            }
+            for (container, host) in self.mounts(name) {
+                // ./secrets comes from gen-secrets.sh; everything else is in the repository.
+                if host.file_name().is_some_and(|file| file == "secrets") {
+                    assert!(
+                        host.parent().unwrap().join("gen-secrets.sh").is_file(),
+                        "{at}: {name}'s {container} is made by a gen-secrets.sh beside it"
+                    );
+                } else {
+                    assert!(host.exists(), "{at}: {name} mounts {}", host.display());
+                }
+            }
+        }
+
+        // The IdP: portcullis dev-idp from the same image, reading the
+        // mounted file, which the real loader accepts.
+        assert_eq!(str_at(&self.service("idp")["image"], "idp image"), IMAGE);
+        let command = self.strings("idp", "command");
+        assert_eq!(command[..2], ["dev-idp", "--config"], "{command:?}");
+        let idp_file = &self.mounts("idp")[&command[2]];
+        let settings = portcullis::dev_idp::Settings::load(&portcullis::dev_idp::Options {
+            config: Some(idp_file.clone()),
+            ..Default::default()
         })
-        .collect();
-    assert_eq!(
-        str_at(&oidc["client_secret"], "client_secret"),
-        "${CLIENT_SECRET}"
-    );
-    assert_eq!(client.secret.expose(), env["CLIENT_SECRET"]);
-    let healthcheck: Vec<&str> = list_at(&idp["healthcheck"]["test"], "healthcheck")
-        .iter()
-        .map(|arg| str_at(arg, "an argument"))
-        .collect();
-    assert!(
-        healthcheck
-            .concat()
-            .contains(&format!("{issuer}/.well-known/openid-configuration"))
-    );
+        .unwrap_or_else(|error| panic!("{}: {error:?}", idp_file.display()));
+        // On the bridge network it listens on every interface of its
+        // container, where its published port lands.
+        assert!(
+            settings.address.ip().is_unspecified(),
+            "{}",
+            settings.address
+        );
+        let port = settings.address.port();
+        let published = self.published("idp");
+        assert!(
+            published
+                .iter()
+                .any(|p| p.container_port == port && p.host_port == port),
+            "{at}: the IdP's {port} is published as {port}: {published:?}"
+        );
+        // It names itself after the browser's URL: the published port on localhost.
+        let issuer = url::Url::parse(&settings.issuer()).unwrap();
+        assert_eq!(issuer.host_str(), Some("localhost"), "{issuer}");
+        assert_eq!(issuer.port(), Some(port), "{issuer}");
+        let healthcheck = list_at(&self.service("idp")["healthcheck"]["test"], "healthcheck")
+            .iter()
+            .map(|arg| str_at(arg, "an argument"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            healthcheck.contains(&format!(
+                "http://127.0.0.1:{port}/.well-known/openid-configuration"
+            )),
+            "{healthcheck}"
+        );
+        settings
+    }
+}
 
-    // The app is published on the host's loopback at the forward target's port.
-    let target = str_at(&actions[1]["forward"]["target"], "forward.target");
-    let published = str_at(&list_at(&app["ports"], "app ports")[0], "a port");
-    assert_eq!(
-        format!("http://{}", published.rsplit_once(':').unwrap().0),
-        target,
-        "the app's published {published} is the forward target"
-    );
+/// The stack's `authenticate_oidc` actions agree with the dev IdP: the
+/// issuer it names itself, the browser's name for the login and sign-out
+/// pages, the IdP's service name for what portcullis calls, its client.
+fn oidc_agrees_with_the_idp(
+    compose: &Compose,
+    config: &Yaml,
+    settings: &portcullis::dev_idp::Settings,
+    env: &BTreeMap<String, String>,
+    redirect_uri: &str,
+) {
+    let issuer = settings.issuer();
+    let idp_origin = format!("http://idp:{}", settings.address.port());
+    let mut actions = 0;
+    for listener in list_at(&config["listeners"], "listeners") {
+        for rule in list_at(&listener["rules"], "rules") {
+            for action in list_at(&rule["actions"], "actions") {
+                let oidc = &action["authenticate_oidc"];
+                if oidc.is_badvalue() {
+                    if let Some(target) = action["forward"]["target"].as_str() {
+                        let target = url::Url::parse(target).unwrap();
+                        let name = target.host_str().unwrap();
+                        assert!(
+                            compose.published(name).is_empty(),
+                            "{name}, a forward target, is reachable through the front door only"
+                        );
+                        assert!(
+                            str_at(&compose.service(name)["image"], "an app's image")
+                                .starts_with("traefik/whoami:")
+                                && target.port_or_known_default() == Some(80),
+                            "whoami listens on 80: {target}"
+                        );
+                    }
+                    continue;
+                }
+                actions += 1;
+                assert_eq!(str_at(&oidc["issuer"], "issuer"), issuer);
+                assert_eq!(oidc["discovery"].as_bool(), Some(false));
+                assert_eq!(oidc["allow_insecure_http"].as_bool(), Some(true));
+                for (key, path) in DEV_IDP_PATHS {
+                    // The browser's pages on the issuer's name, the rest on the service's.
+                    let origin = if matches!(key, "authorization_endpoint" | "end_session_endpoint")
+                    {
+                        issuer.as_str()
+                    } else {
+                        idp_origin.as_str()
+                    };
+                    assert_eq!(str_at(&oidc[key], key), format!("{origin}{path}"), "{key}");
+                }
+                let client = settings
+                    .clients
+                    .iter()
+                    .find(|client| Some(client.id.as_str()) == oidc["client_id"].as_str())
+                    .expect("the client is registered at the IdP");
+                assert_eq!(
+                    str_at(&oidc["client_secret"], "client_secret"),
+                    "${CLIENT_SECRET}"
+                );
+                assert_eq!(client.secret.expose(), env["CLIENT_SECRET"]);
+                assert!(
+                    client
+                        .redirect_uris
+                        .iter()
+                        .any(|uri| uri.as_str() == redirect_uri),
+                    "{redirect_uri} is registered: {:?}",
+                    client.redirect_uris
+                );
+            }
+        }
+    }
+    assert!(actions >= 2, "a rule for everyone and one for admins");
+}
 
-    // And the configuration passes check with what gen-secrets.sh makes.
+/// `portcullis check` on a stack's configuration with what gen-secrets.sh makes.
+fn compose_config_passes_check(config_text: &str, env: &BTreeMap<String, String>) {
     let root = tempfile::tempdir().unwrap();
     let secrets = root.path().join("secrets");
     std::fs::create_dir(&secrets).unwrap();
     for name in ["session_secret", "signing.pem"] {
         std::fs::write(secrets.join(name), secret_file_content(name)).unwrap();
     }
-    let (passed, stderr) = check(&config_text, root.path(), &env);
+    let (passed, stderr) = check(config_text, root.path(), env);
+    assert!(passed, "the compose configuration passes check:\n{stderr}");
     assert!(
-        passed,
-        "the compose portcullis.yaml passes check:\n{stderr}"
+        stderr.contains("allow_insecure_http"),
+        "check warns about plain http to the IdP:\n{stderr}"
     );
+}
+
+#[test]
+fn the_compose_stack_agrees_with_the_image_and_its_idp() {
+    let dockerfile = Dockerfile::parse();
+    let compose = Compose::load(COMPOSE);
+    let settings = compose.common_checks();
+
+    // The config lands where the image's CMD reads it.
+    let mounts = compose.mounts("portcullis");
+    let config_text = std::fs::read_to_string(&mounts[dockerfile.config_path()]).unwrap();
+    let config = YamlLoader::load_from_str(&config_text).unwrap().remove(0);
+    assert!(mounts.contains_key(&format!("{CONFIG_DIR}/secrets")));
+
+    // It listens on its container's interfaces, at ports the image
+    // exposes, published as themselves.
+    let listeners = list_at(&config["listeners"], "listeners");
+    assert_eq!(listeners.len(), 1);
+    let (address, https) = address_port(&listeners[0]["address"]);
+    let (admin_address, admin) = address_port(&config["admin"]["address"]);
+    let published = compose.published("portcullis");
+    for (address, port) in [(address, https), (admin_address, admin)] {
+        assert!(address.ip().is_unspecified(), "{address}");
+        let port = u16::try_from(port).unwrap();
+        assert!(dockerfile.expose.contains(&port));
+        assert!(
+            published
+                .iter()
+                .any(|p| p.container_port == port && p.host_port == port),
+            "{port} is published: {published:?}"
+        );
+    }
+    assert!(
+        !listeners[0]["tls"].is_badvalue(),
+        "the front door terminates TLS"
+    );
+
+    // Only the front door and the IdP's login page are published.
+    for name in compose.names() {
+        if !compose.published(&name).is_empty() {
+            assert!(
+                matches!(name.as_str(), "portcullis" | "idp"),
+                "{name} is published"
+            );
+        }
+    }
+
+    let env = compose.environment("portcullis");
+    let redirect_uri = format!("https://localhost:{https}/oauth2/idpresponse");
+    oidc_agrees_with_the_idp(&compose, &config, &settings, &env, &redirect_uri);
+    compose_config_passes_check(&config_text, &env);
+}
+
+#[test]
+fn the_caddy_stack_runs_the_tested_caddyfile_in_front_of_portcullis() {
+    let dockerfile = Dockerfile::parse();
+    let compose = Compose::load(COMPOSE_CADDY);
+    let settings = compose.common_checks();
+
+    // Caddy runs the file the forward-auth tests run, where the image reads it.
+    let caddy_mounts = compose.mounts("caddy");
+    let caddyfile = &caddy_mounts["/etc/caddy/Caddyfile"];
+    assert_eq!(
+        caddyfile.canonicalize().unwrap(),
+        repo()
+            .join("deploy/forward-auth/Caddyfile")
+            .canonicalize()
+            .unwrap()
+    );
+    let caddyfile_text = std::fs::read_to_string(caddyfile).unwrap();
+    let caddy_env = compose.environment("caddy");
+    for name in ["LISTEN", "PORTCULLIS", "APP"] {
+        assert!(
+            caddyfile_text.contains(&format!("{{${name}:")),
+            "the Caddyfile reads {name} from the environment"
+        );
+        assert!(
+            caddy_env.contains_key(name),
+            "compose sets {name} for Caddy"
+        );
+    }
+
+    let mounts = compose.mounts("portcullis");
+    let config_text = std::fs::read_to_string(&mounts[dockerfile.config_path()]).unwrap();
+    let config = YamlLoader::load_from_str(&config_text).unwrap().remove(0);
+    assert!(mounts.contains_key(&format!("{CONFIG_DIR}/secrets")));
+    let listeners = list_at(&config["listeners"], "listeners");
+    assert_eq!(listeners.len(), 1);
+    let listener = &listeners[0];
+    let (address, port) = address_port(&listener["address"]);
+    assert!(address.ip().is_unspecified(), "{address}");
+    assert!(
+        listener["tls"].is_badvalue(),
+        "plain HTTP: Caddy terminates TLS"
+    );
+
+    // Caddy asks portcullis at its listener, and forwards to the app.
+    let (service, service_port) = caddy_env["PORTCULLIS"].split_once(':').unwrap();
+    assert_eq!(service, "portcullis");
+    assert_eq!(service_port, port.to_string());
+    let (app, app_port) = caddy_env["APP"].split_once(':').unwrap();
+    assert!(compose.names().iter().any(|name| name == app), "{app}");
+    assert!(
+        compose.published(app).is_empty(),
+        "the app only behind Caddy"
+    );
+    assert!(
+        str_at(&compose.service(app)["image"], "the app's image").starts_with("traefik/whoami:")
+            && app_port == "80",
+        "whoami listens on 80"
+    );
+
+    // Caddy's fixed address is in the network's subnet and is exactly
+    // what portcullis trusts.
+    let networks = compose.yaml["networks"]
+        .as_hash()
+        .expect("a network of its own");
+    assert_eq!(networks.len(), 1);
+    let (network, definition) = networks.iter().next().unwrap();
+    let network = str_at(network, "the network's name");
+    let subnet = str_at(
+        &list_at(&definition["ipam"]["config"], "ipam.config")[0]["subnet"],
+        "subnet",
+    );
+    let (base, bits) = subnet.split_once('/').unwrap();
+    let base: std::net::Ipv4Addr = base.parse().unwrap();
+    let bits: u32 = bits.parse().unwrap();
+    let caddy_ip: std::net::Ipv4Addr = str_at(
+        &compose.service("caddy")["networks"][network]["ipv4_address"],
+        "Caddy's ipv4_address",
+    )
+    .parse()
+    .unwrap();
+    let mask = u32::MAX << (32 - bits);
+    assert_eq!(
+        u32::from(caddy_ip) & mask,
+        u32::from(base) & mask,
+        "{caddy_ip} in {subnet}"
+    );
+    let trusted: Vec<&str> = list_at(&listener["trusted_proxies"], "trusted_proxies")
+        .iter()
+        .map(|cidr| str_at(cidr, "a CIDR"))
+        .collect();
+    assert_eq!(trusted, [format!("{caddy_ip}/32")], "only Caddy is trusted");
+    for name in compose.names() {
+        let service = compose.service(&name);
+        if let Some(list) = service["networks"].as_vec() {
+            assert_eq!(list, &[Yaml::String(network.to_owned())], "{name}");
+        } else {
+            assert!(
+                !service["networks"][network].is_badvalue(),
+                "{name} on {network}"
+            );
+        }
+    }
+
+    // Caddy is the front door; portcullis publishes its admin port only.
+    let listen = url::Url::parse(&caddy_env["LISTEN"]).unwrap();
+    let front_port = listen.port_or_known_default().unwrap();
+    assert!(
+        compose
+            .published("caddy")
+            .iter()
+            .any(|p| p.host_port == front_port && p.container_port == front_port),
+        "Caddy's {front_port} is published"
+    );
+    let (admin_address, admin) = address_port(&config["admin"]["address"]);
+    assert!(admin_address.ip().is_unspecified());
+    let published: Vec<u16> = compose
+        .published("portcullis")
+        .iter()
+        .map(|p| p.container_port)
+        .collect();
+    assert_eq!(
+        published,
+        [u16::try_from(admin).unwrap()],
+        "not the listener"
+    );
+    for name in compose.names() {
+        if !compose.published(&name).is_empty() {
+            assert!(
+                matches!(name.as_str(), "caddy" | "idp" | "portcullis"),
+                "{name} is published"
+            );
+        }
+    }
+
+    let env = compose.environment("portcullis");
+    let redirect_uri = format!(
+        "{}://{}/oauth2/idpresponse",
+        listen.scheme(),
+        listen.authority()
+    );
+    oidc_agrees_with_the_idp(&compose, &config, &settings, &env, &redirect_uri);
+    compose_config_passes_check(&config_text, &env);
+}
+
+#[test]
+fn forward_auth_docs_show_the_tested_files_verbatim() {
+    let docs = read("docs/forward-auth.md");
+    for file in [
+        "deploy/forward-auth/nginx.conf",
+        "deploy/forward-auth/Caddyfile",
+    ] {
+        let text = read(file);
+        assert!(
+            docs.contains(&format!("\n{text}```\n")),
+            "docs/forward-auth.md shows {file} whole, as it is: copy it in again"
+        );
+    }
 }
 
 #[test]
@@ -1060,6 +1440,8 @@ fn every_doc_names_the_same_image() {
         "deploy/kubernetes/README.md",
         "deploy/kubernetes/three-replicas/README.md",
         "deploy/docker-compose/README.md",
+        "deploy/docker-compose/caddy/README.md",
+        "docs/forward-auth.md",
     ] {
         files.push(repo().join(readme));
     }
