@@ -75,6 +75,13 @@ impl Upstream {
         headers: &HeaderMap,
         secure: bool,
     ) -> Placed<'a> {
+        if let [only] = action.targets.as_slice() {
+            // Most forwards: no clock, no cookie, no random number.
+            return Placed {
+                target: &only.target,
+                set_cookie: None,
+            };
+        }
         self.placement.place(
             rule,
             action,
