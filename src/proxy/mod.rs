@@ -280,15 +280,17 @@ impl Proxy {
             };
             // `/oauth2/start?rd=` may send a login to another host of
             // this listener's rules, and to no other.
-            let names_host =
-                |other: &str| {
-                    let other = rules::normalize_host(other);
-                    self.routes.iter().any(|route| {
-                        route.rule.conditions.host.iter().any(|pattern| {
-                            rules::wildcard_match(pattern.as_bytes(), other.as_bytes())
-                        })
-                    })
-                };
+            let names_host = |other: &str| {
+                let other = rules::normalize_host(other);
+                self.routes.iter().any(|route| {
+                    route
+                        .rule
+                        .conditions
+                        .host
+                        .iter()
+                        .any(|pattern| rules::pattern_names_host(pattern, &other))
+                })
+            };
             let listener = endpoints::Listener {
                 shared,
                 actions: &self.actions,
