@@ -18,41 +18,29 @@ impl Importer<'_> {
         ordered.sort_by_key(|action| action.order.unwrap_or(u32::MAX));
         let mut out = Vec::with_capacity(ordered.len());
         for action in ordered {
-            let config_missing = || format!("its {} action has no configuration", action.kind);
-            let (key, node) = match action.kind.as_str() {
-                "authenticate-oidc" => {
-                    let config = action
-                        .authenticate_oidc_config
-                        .as_ref()
-                        .ok_or_else(config_missing)?;
-                    ("authenticate_oidc", self.oidc(rule, config))
-                }
-                "authenticate-cognito" => {
-                    let config = action
-                        .authenticate_cognito_config
-                        .as_ref()
-                        .ok_or_else(config_missing)?;
-                    ("authenticate_cognito", self.cognito(rule, config))
-                }
-                "jwt-validation" => {
-                    let config = action
-                        .jwt_validation_config
-                        .as_ref()
-                        .ok_or_else(config_missing)?;
-                    ("jwt_validation", self.jwt_validation(rule, config))
-                }
+            let kind = action.kind.as_str();
+            let (key, node) = match kind {
+                "authenticate-oidc" => (
+                    "authenticate_oidc",
+                    self.oidc(rule, required(&action.authenticate_oidc_config, kind)?),
+                ),
+                "authenticate-cognito" => (
+                    "authenticate_cognito",
+                    self.cognito(rule, required(&action.authenticate_cognito_config, kind)?),
+                ),
+                "jwt-validation" => (
+                    "jwt_validation",
+                    self.jwt_validation(rule, required(&action.jwt_validation_config, kind)?),
+                ),
                 "forward" => ("forward", self.forward(action)?),
-                "fixed-response" => {
-                    let config = action
-                        .fixed_response_config
-                        .as_ref()
-                        .ok_or_else(config_missing)?;
-                    ("fixed_response", fixed_response(config))
-                }
-                "redirect" => {
-                    let config = action.redirect_config.as_ref().ok_or_else(config_missing)?;
-                    ("redirect", redirect(config))
-                }
+                "fixed-response" => (
+                    "fixed_response",
+                    fixed_response(required(&action.fixed_response_config, kind)?),
+                ),
+                "redirect" => (
+                    "redirect",
+                    redirect(required(&action.redirect_config, kind)?),
+                ),
                 other => return Err(format!("action type `{other}` is not one portcullis has")),
             };
             for key in action.other.keys() {
@@ -303,6 +291,13 @@ impl Importer<'_> {
             None => self.placeholder(format!("TARGET_{}", env_name(name))),
         }
     }
+}
+
+/// The action's `*Config`, which its type requires.
+fn required<'c, T>(config: &'c Option<T>, kind: &str) -> Result<&'c T, String> {
+    config
+        .as_ref()
+        .ok_or_else(|| format!("its {kind} action has no configuration"))
 }
 
 /// `arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID` → `NAME`.
