@@ -175,11 +175,26 @@ pub fn import(
     let mut importer = Importer::new(targets);
     let mut rules_out = Vec::new();
     let has_default = ordered.iter().any(|(priority, _)| priority.is_none());
+    let mut names_taken = Vec::new();
     for (priority, rule) in &ordered {
-        let name = match priority {
+        let mut name = match priority {
             Some(number) => format!("priority-{number}"),
             None => "default".to_owned(),
         };
+        // ALB allows one rule per priority; a file that breaks this (pasted
+        // together by hand) still gets names `check` accepts.
+        if names_taken.contains(&name) {
+            let unique = (2..)
+                .map(|n| format!("{name}-{n}"))
+                .find(|candidate| !names_taken.contains(candidate))
+                .expect("an unbounded range always has an unused name");
+            importer.note(
+                &unique,
+                format!("another rule has the same priority; named `{unique}` and kept after it"),
+            );
+            name = unique;
+        }
+        names_taken.push(name.clone());
         for key in rule.other.keys() {
             importer.note(
                 &name,
@@ -233,12 +248,14 @@ pub fn import(
     listener_out.map.put("rules", Node::Seq(rules_out));
     document.put("listeners", Node::Seq(vec![listener_out.map.build()]));
 
-    let mut text = String::from(
-        "# Imported from AWS ALB rules by `portcullis import-alb`.\n\
-         # Set these environment variables, then run `portcullis check --config FILE`:\n",
-    );
-    for name in &placeholders {
-        text.push_str(&format!("#   {name}\n"));
+    let mut text = String::from("# Imported from AWS ALB rules by `portcullis import-alb`.\n");
+    if !placeholders.is_empty() {
+        text.push_str(
+            "# Set these environment variables, then run `portcullis check --config FILE`:\n",
+        );
+        for name in &placeholders {
+            text.push_str(&format!("#   {name}\n"));
+        }
     }
     text.push_str(&yaml::to_string(&document.build()));
     Ok(Imported {
@@ -500,6 +517,14 @@ mod tests {
             names(&imported.yaml),
             ["priority-3", "priority-20", "priority-100", "default"]
         );
+    }
+
+    #[test]
+    fn a_repeated_priority_gets_a_name_of_its_own() {
+        let rule = format!(r#"{{"Priority": "7", "Conditions": [], "Actions": {FIXED}}}"#);
+        let imported = import_rules(&format!(r#"{{"Rules": [{rule}, {rule}]}}"#));
+        assert_eq!(names(&imported.yaml), ["priority-7", "priority-7-2"]);
+        assert_eq!(imported.notes[0].rule.as_deref(), Some("priority-7-2"));
     }
 
     #[test]
