@@ -162,14 +162,15 @@ pub fn import(
         Some(source) => {
             let described_listeners: aws::DescribeListeners =
                 parse(source, "describe-listeners", "Listeners")?;
-            let listener = pick_listener(described_listeners.listeners, &described.rules)
+            let (listener, note) = pick_listener(described_listeners.listeners, &described.rules)
                 .ok_or_else(|| ImportError::NoListener {
-                    file: source.name.clone(),
-                })?;
-            Some(listener)
+                file: source.name.clone(),
+            })?;
+            Some((listener, note))
         }
         None => None,
     };
+    let (listener, listener_note) = listener.unzip();
     let ordered = in_priority_order(described.rules, &rules.name)?;
 
     let mut importer = Importer::new(targets);
@@ -214,6 +215,7 @@ pub fn import(
     {
         rules_out.push(rule);
     }
+    importer.notes.extend(listener_note.flatten());
     importer.notes.extend(listener_notes);
     for target in targets {
         if !importer.used_targets.contains(&target.name) {
@@ -295,23 +297,33 @@ fn in_priority_order(
     Ok(ordered)
 }
 
-/// The listener the rules belong to: the only one, or the one whose ARN the
-/// rules' ARNs extend (`listener-rule/app/LB/ID/LISTENER/RULE`).
-fn pick_listener(mut listeners: Vec<aws::Listener>, rules: &[aws::Rule]) -> Option<aws::Listener> {
+/// The listener the rules belong to: the one whose ARN the rules' ARNs
+/// extend (`listener-rule/app/LB/ID/LISTENER/RULE`), else the first, with a
+/// note when there was a choice.
+fn pick_listener(
+    mut listeners: Vec<aws::Listener>,
+    rules: &[aws::Rule],
+) -> Option<(aws::Listener, Option<Note>)> {
     let wanted = rules.iter().find_map(|rule| {
         let arn = rule.rule_arn.as_deref()?;
         let listener_arn = arn.replacen(":listener-rule/", ":listener/", 1);
         let (listener, _rule_id) = listener_arn.rsplit_once('/')?;
         Some(listener.to_owned())
     });
-    let position = wanted
-        .and_then(|arn| {
-            listeners
-                .iter()
-                .position(|listener| listener.listener_arn.as_deref() == Some(arn.as_str()))
-        })
-        .unwrap_or(0);
-    (position < listeners.len()).then(|| listeners.swap_remove(position))
+    let found = wanted.and_then(|arn| {
+        listeners
+            .iter()
+            .position(|listener| listener.listener_arn.as_deref() == Some(arn.as_str()))
+    });
+    let note = (found.is_none() && listeners.len() > 1).then(|| Note {
+        rule: None,
+        message: format!(
+            "--listener lists {} listeners and none is the rules' own (by ARN); the first was used: give describe-listeners --listener-arns ARN",
+            listeners.len()
+        ),
+    });
+    let position = found.unwrap_or(0);
+    (position < listeners.len()).then(|| (listeners.swap_remove(position), note))
 }
 
 /// The listener's address and TLS, without its rules yet.
@@ -525,6 +537,48 @@ mod tests {
         let imported = import_rules(&format!(r#"{{"Rules": [{rule}, {rule}]}}"#));
         assert_eq!(names(&imported.yaml), ["priority-7", "priority-7-2"]);
         assert_eq!(imported.notes[0].rule.as_deref(), Some("priority-7-2"));
+    }
+
+    #[test]
+    fn listeners_are_told_apart_by_the_rules_arn() {
+        let listeners = r#"{"Listeners": [
+            {"ListenerArn": "arn:aws:elasticloadbalancing:us-west-2:1:listener/app/lb/1/aaa", "Port": 80, "Protocol": "HTTP"},
+            {"ListenerArn": "arn:aws:elasticloadbalancing:us-west-2:1:listener/app/lb/1/bbb", "Port": 8443, "Protocol": "HTTPS"}]}"#;
+        let with_arn = |arn: &str| {
+            let rules = format!(
+                r#"{{"Rules": [{{"RuleArn": "{arn}", "Priority": "1", "Actions": {FIXED}}}]}}"#
+            );
+            let source = |text| Source {
+                name: "file".to_owned(),
+                text,
+            };
+            import(&source(&rules), Some(&source(listeners)), &[]).unwrap()
+        };
+        let ours =
+            with_arn("arn:aws:elasticloadbalancing:us-west-2:1:listener-rule/app/lb/1/bbb/r1");
+        assert!(
+            ours.yaml.contains("address: \"0.0.0.0:8443\""),
+            "{}",
+            ours.yaml
+        );
+        assert!(
+            ours.notes
+                .iter()
+                .all(|note| !note.message.contains("none is"))
+        );
+        let unknown =
+            with_arn("arn:aws:elasticloadbalancing:us-west-2:1:listener-rule/app/lb/1/ccc/r1");
+        assert!(
+            unknown.yaml.contains("address: \"0.0.0.0:80\""),
+            "{}",
+            unknown.yaml
+        );
+        assert!(
+            unknown
+                .notes
+                .iter()
+                .any(|note| note.message.contains("none is the rules' own"))
+        );
     }
 
     #[test]
