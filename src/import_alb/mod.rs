@@ -233,9 +233,30 @@ pub fn import(
     }
 
     let mut placeholders = Vec::new();
-    let mut document = MapBuilder::new();
     if importer.needs_sessions {
         placeholders.push("SESSION_SECRET".to_owned());
+    }
+    if listener_out.has_tls {
+        placeholders.extend(TLS_PLACEHOLDERS.map(str::to_owned));
+    }
+    placeholders.extend(importer.placeholders);
+    listener_out.map.put("rules", Node::Seq(rules_out));
+    Ok(Imported {
+        yaml: document(
+            importer.needs_sessions,
+            listener_out.map.build(),
+            &placeholders,
+        ),
+        notes: importer.notes,
+        placeholders,
+    })
+}
+
+/// The YAML text: a header listing the variables to set, `sessions` when a
+/// rule logs in, and the one listener.
+fn document(sessions: bool, listener: Node, placeholders: &[String]) -> String {
+    let mut document = MapBuilder::new();
+    if sessions {
         document.put(
             "sessions",
             MapBuilder::new()
@@ -243,28 +264,18 @@ pub fn import(
                 .build(),
         );
     }
-    if listener_out.has_tls {
-        placeholders.extend(TLS_PLACEHOLDERS.map(str::to_owned));
-    }
-    placeholders.extend(importer.placeholders);
-    listener_out.map.put("rules", Node::Seq(rules_out));
-    document.put("listeners", Node::Seq(vec![listener_out.map.build()]));
-
+    document.put("listeners", Node::Seq(vec![listener]));
     let mut text = String::from("# Imported from AWS ALB rules by `portcullis import-alb`.\n");
     if !placeholders.is_empty() {
         text.push_str(
             "# Set these environment variables, then run `portcullis check --config FILE`:\n",
         );
-        for name in &placeholders {
+        for name in placeholders {
             text.push_str(&format!("#   {name}\n"));
         }
     }
     text.push_str(&yaml::to_string(&document.build()));
-    Ok(Imported {
-        yaml: text,
-        notes: importer.notes,
-        placeholders,
-    })
+    text
 }
 
 const TLS_PLACEHOLDERS: [&str; 2] = ["TLS_CERTIFICATE_FILE", "TLS_PRIVATE_KEY_FILE"];
