@@ -391,6 +391,11 @@ fn authenticate_actions_get_secret_placeholders_and_alb_behaviour() {
     );
     assert!(run.stdout.contains("secrets:\n    - \"${SESSION_SECRET}\""));
     assert_eq!(run.stdout.matches("api_requests: \"redirect\"").count(), 2);
+    // A literal `${` from AWS is not taken for a variable.
+    assert!(
+        run.stdout
+            .contains("body: \"version 1 has moved: ask for $${VERSION} 2\"")
+    );
     let config = load(&run.stdout);
     let rules = &config.listeners[0].rules;
     assert!(rules[2].authenticate.is_some(), "priority-10 logs in");

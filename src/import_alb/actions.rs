@@ -68,7 +68,7 @@ impl Importer<'_> {
             .put_str("user_info_endpoint", config.user_info_endpoint.as_deref())
             .put_str("client_id", config.client_id.as_deref());
         let secret = self.client_secret(rule);
-        map.put("client_secret", Node::str(secret));
+        map.put("client_secret", secret);
         if config.client_secret.is_some() {
             self.note(
                 rule,
@@ -96,7 +96,7 @@ impl Importer<'_> {
         map.put_str("user_pool_arn", config.user_pool_arn.as_deref())
             .put_str("user_pool_client_id", config.user_pool_client_id.as_deref());
         let secret = self.client_secret(rule);
-        map.put("user_pool_client_secret", Node::str(secret))
+        map.put("user_pool_client_secret", secret)
             .put_str("user_pool_domain", config.user_pool_domain.as_deref());
         let client = format!(
             "{} in {}",
@@ -115,7 +115,7 @@ impl Importer<'_> {
     }
 
     /// `${CLIENT_SECRET_<RULE>}`: AWS never prints the secret.
-    fn client_secret(&mut self, rule: &str) -> String {
+    fn client_secret(&mut self, rule: &str) -> Node {
         self.needs_sessions = true;
         self.placeholder(format!("CLIENT_SECRET_{}", env_name(rule)))
     }
@@ -241,15 +241,13 @@ impl Importer<'_> {
         };
         match groups.as_slice() {
             [] => Err("its forward action names no target group".to_owned()),
-            [(arn, _)] => Ok(MapBuilder::new()
-                .put("target", Node::str(self.target(arn)))
-                .build()),
+            [(arn, _)] => Ok(MapBuilder::new().put("target", self.target(arn)).build()),
             several => {
                 let targets = several
                     .iter()
                     .map(|(arn, weight)| {
                         MapBuilder::new()
-                            .put("target", Node::str(self.target(arn)))
+                            .put("target", self.target(arn))
                             // ALB splits evenly among groups given no weight.
                             .put("weight", Node::Int(u64::from(weight.unwrap_or(1))))
                             .build()
@@ -274,7 +272,7 @@ impl Importer<'_> {
     }
 
     /// The URL `--target` gives the target group, or `${TARGET_<NAME>}`.
-    fn target(&mut self, arn: &str) -> String {
+    fn target(&mut self, arn: &str) -> Node {
         let name = target_group_name(arn);
         let given = self
             .targets
@@ -286,7 +284,7 @@ impl Importer<'_> {
                 if !self.used_targets.contains(&used) {
                     self.used_targets.push(used);
                 }
-                url
+                Node::Str(url)
             }
             None => self.placeholder(format!("TARGET_{}", env_name(name))),
         }

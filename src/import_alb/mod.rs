@@ -260,7 +260,10 @@ fn document(sessions: bool, listener: Node, placeholders: &[String]) -> String {
         document.put(
             "sessions",
             MapBuilder::new()
-                .put("secrets", Node::strs(&["${SESSION_SECRET}"]))
+                .put(
+                    "secrets",
+                    Node::Seq(vec![Node::Env("SESSION_SECRET".to_owned())]),
+                )
                 .build(),
         );
     }
@@ -379,8 +382,14 @@ fn listener_block(listener: Option<&aws::Listener>) -> (ListenerOut, Vec<Note>) 
         map.put(
             "tls",
             MapBuilder::new()
-                .put("certificate_file", Node::str("${TLS_CERTIFICATE_FILE}"))
-                .put("private_key_file", Node::str("${TLS_PRIVATE_KEY_FILE}"))
+                .put(
+                    "certificate_file",
+                    Node::Env(TLS_PLACEHOLDERS[0].to_owned()),
+                )
+                .put(
+                    "private_key_file",
+                    Node::Env(TLS_PLACEHOLDERS[1].to_owned()),
+                )
                 .build(),
         );
     }
@@ -422,12 +431,11 @@ impl<'a> Importer<'a> {
     }
 
     /// A `${NAME}` placeholder, remembered for the list of variables to set.
-    fn placeholder(&mut self, name: String) -> String {
-        let text = format!("${{{name}}}");
+    fn placeholder(&mut self, name: String) -> Node {
         if !self.placeholders.contains(&name) {
-            self.placeholders.push(name);
+            self.placeholders.push(name.clone());
         }
-        text
+        Node::Env(name)
     }
 
     /// One rule, or `None` (with a note saying why) when it is left out.

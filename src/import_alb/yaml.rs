@@ -2,12 +2,17 @@
 //! the order given, every string double-quoted. JSON's string escapes are a
 //! subset of YAML's double-quoted ones, so serde_json quotes them: no value
 //! (`*.example.com`, `#{host}`, `yes`, `0755`) can be read back as anything
-//! but the text it was.
+//! but the text it was. A `${` in a value is written `$${`, so that the
+//! loader does not take it for an environment variable: only [`Node::Env`]
+//! is one.
 
 /// A YAML value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
+    /// Text as it is: a literal `${` stays literal.
     Str(String),
+    /// `${NAME}`: the environment variable, expanded by the loader.
+    Env(String),
     Int(u64),
     Seq(Vec<Node>),
     /// Entries in the order they are written.
@@ -117,7 +122,8 @@ fn seq(items: &[Node], indent: usize, out: &mut String) {
 
 fn inline(node: &Node) -> String {
     match node {
-        Node::Str(text) => quote(text),
+        Node::Str(text) => quote(&text.replace("${", "$${")),
+        Node::Env(name) => quote(&format!("${{{name}}}")),
         Node::Int(number) => number.to_string(),
         Node::Seq(_) => "[]".to_owned(),
         Node::Map(_) => "{}".to_owned(),
@@ -158,7 +164,8 @@ mod tests {
                     MapBuilder::new()
                         .put("address", Node::str("0.0.0.0:443"))
                         .put("rules", Node::Seq(vec![]))
-                        .put("list", Node::strs(&["a\"b", "#{host}"]))
+                        .put("list", Node::strs(&["a\"b", "#{host}", "${HOME}"]))
+                        .put("secret", Node::Env("SECRET".to_owned()))
                         .build(),
                 ]),
             )
@@ -166,7 +173,7 @@ mod tests {
             .build();
         assert_eq!(
             to_string(&document),
-            "listeners:\n  - address: \"0.0.0.0:443\"\n    rules: []\n    list:\n      - \"a\\\"b\"\n      - \"#{host}\"\n\"X-Odd Key\": 3\n"
+            "listeners:\n  - address: \"0.0.0.0:443\"\n    rules: []\n    list:\n      - \"a\\\"b\"\n      - \"#{host}\"\n      - \"$${HOME}\"\n    secret: \"${SECRET}\"\n\"X-Odd Key\": 3\n"
         );
     }
 }
