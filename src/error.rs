@@ -47,6 +47,17 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// How the upstream failed, for `portcullis_upstream_errors_total`:
+    /// `connect`, `protocol` or `timeout`; `None` for anything else.
+    pub fn upstream_failure(&self) -> Option<&'static str> {
+        match self {
+            ProxyError::UpstreamConnect(_) => Some("connect"),
+            ProxyError::UpstreamProtocol(_) | ProxyError::UpstreamBadUpgrade => Some("protocol"),
+            ProxyError::UpstreamTimeout(_) => Some("timeout"),
+            _ => None,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRuleMatched | ProxyError::OwnedPathNotFound => StatusCode::NOT_FOUND,

@@ -40,6 +40,14 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamErrorLabels {
+    /// The forward target, as configured (a bounded set).
+    pub target: String,
+    /// `connect`, `protocol` or `timeout`.
+    pub error: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
     /// The session store operation: `load`, `save`, `update`, `delete`, …
     pub op: &'static str,
@@ -49,6 +57,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     upstream_latency: Histogram,
+    upstream_errors: Family<UpstreamErrorLabels, Counter>,
     open_connections: Gauge,
     auth_success: Counter,
     auth_failure: Family<ReasonLabels, Counter>,
@@ -80,6 +89,13 @@ impl Metrics {
             "upstream_latency_seconds",
             "Time from sending a request upstream to its response headers",
             upstream_latency.clone(),
+        );
+        let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Forwarded requests the upstream did not answer, by target and error \
+             (connect, protocol, timeout): 502 or 504 to the client",
+            upstream_errors.clone(),
         );
         let open_connections = Gauge::default();
         registry.register(
@@ -132,6 +148,7 @@ impl Metrics {
             registry,
             requests,
             upstream_latency,
+            upstream_errors,
             open_connections,
             auth_success,
             auth_failure,
@@ -153,6 +170,14 @@ impl Metrics {
 
     pub fn observe_upstream_latency(&self, elapsed: Duration) {
         self.upstream_latency.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn upstream_failed(&self, target: &str, error: &'static str) {
+        let labels = UpstreamErrorLabels {
+            target: target.to_owned(),
+            error,
+        };
+        self.upstream_errors.get_or_create(&labels).inc();
     }
 
     pub fn auth_succeeded(&self) {

@@ -107,7 +107,7 @@ fn minimal_example_forwards_without_login() {
     assert!(matches!(rules[0].action, TerminalAction::FixedResponse(_)));
     match &rules[1].action {
         TerminalAction::Forward(forward) => {
-            assert_eq!(forward.target.as_str(), "http://127.0.0.1:8080/")
+            assert_eq!(forward.targets[0].target.as_str(), "http://127.0.0.1:8080/")
         }
         other => panic!("expected forward, got {other:?}"),
     }

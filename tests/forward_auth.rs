@@ -471,6 +471,10 @@ listeners:
         actions:
           - authenticate_oidc: {{ issuer: {issuer}, client_id: x, client_secret: y }}
           - forward: {{ target: "http://{upstream}" }}
+      - name: any-host
+        conditions: {{ host: ["*"], path: ["/never/*"] }}
+        actions:
+          - forward: {{ target: "http://{upstream}" }}
       - name: app
         actions:
           - forward: {{ target: "http://{upstream}" }}
@@ -494,6 +498,16 @@ listeners:
     assert_eq!(
         page.location().as_deref(),
         Some("https://other.example/oauth2/start?rd=https%3A%2F%2Fother.example%2Fx%3Fy%3D1")
+    );
+    // A host only a `*` pattern matches is named by nobody: back to `/`,
+    // never an open redirect.
+    let page = browser
+        .request("GET", &url("https://evil.example/x"), &[], None)
+        .await;
+    assert_eq!(page.status, 302);
+    assert_eq!(
+        page.location(),
+        Some(format!("http://localhost:{}/", proxy.addr().port()))
     );
     // A rule without login on this host: straight to the target.
     let page = browser.request("GET", &url("/plain?z=2"), &[], None).await;

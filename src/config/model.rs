@@ -327,10 +327,33 @@ pub enum TerminalAction {
 
 #[derive(Debug, Clone)]
 pub struct ForwardAction {
-    /// `http` or `https`, with no path beyond `/` and no query.
-    pub target: Url,
+    /// One target, or several (ALB's weighted target groups): each request
+    /// goes to one of them in proportion to the weights.
+    pub targets: Vec<WeightedTarget>,
     /// Time for the upstream to answer with response headers; then 504.
     pub timeout: Duration,
+    /// ALB's target-group stickiness: how long the `AWSALBTG` cookie keeps
+    /// a browser on the target it was first given; `None`: no cookie.
+    pub stickiness: Option<Duration>,
+}
+
+impl ForwardAction {
+    /// Everything to one target, without stickiness.
+    pub fn single(target: Url, timeout: Duration) -> Self {
+        Self {
+            targets: vec![WeightedTarget { target, weight: 1 }],
+            timeout,
+            stickiness: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightedTarget {
+    /// `http` or `https`, with no path beyond `/` and no query.
+    pub target: Url,
+    /// 0 to 999, as ALB's; a target of weight 0 gets no request.
+    pub weight: u16,
 }
 
 #[derive(Debug, Clone)]

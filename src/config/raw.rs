@@ -222,7 +222,21 @@ pub struct RawJwtValidation {
 #[derive(Default, Deserialize)]
 pub struct RawForward {
     pub target: Option<String>,
+    pub targets: Option<Vec<RawWeightedTarget>>,
+    #[serde(default, deserialize_with = "present")]
+    pub stickiness: Option<RawStickiness>,
     pub timeout: Option<RawDuration>,
+}
+
+#[derive(Default, Deserialize)]
+pub struct RawWeightedTarget {
+    pub target: Option<String>,
+    pub weight: Option<u64>,
+}
+
+#[derive(Default, Deserialize)]
+pub struct RawStickiness {
+    pub duration: Option<RawDuration>,
 }
 
 #[derive(Default, Deserialize)]

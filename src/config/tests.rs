@@ -165,7 +165,7 @@ fn minimal_config_loads_with_defaults() {
     assert!(rule.conditions.host.is_empty() && rule.conditions.path.is_empty());
     match &rule.action {
         TerminalAction::Forward(forward) => {
-            assert_eq!(forward.target.as_str(), "http://127.0.0.1:9000/");
+            assert_eq!(forward.targets[0].target.as_str(), "http://127.0.0.1:9000/");
             assert_eq!(forward.timeout, Duration::from_secs(60));
         }
         other => panic!("expected forward, got {other:?}"),
@@ -508,6 +508,68 @@ fn plain_http_off_the_loopback_explains_the_split_horizon() {
             .all(|problem| problem.fix.contains("allow_insecure_http")),
         "{problems:?}"
     );
+}
+
+#[test]
+fn weighted_forward_targets_are_checked_as_alb_does() {
+    let forward = |body: &str| {
+        OIDC.replace(
+            r#"- forward: { target: "http://127.0.0.1:9000" }"#,
+            &format!("- forward: {body}"),
+        )
+    };
+    let config = load(&forward(
+        r#"{ targets: [{ target: "http://10.0.0.1:80", weight: 90 }, { target: "http://10.0.0.2:80" }], stickiness: { duration: 1h } }"#,
+    ));
+    let TerminalAction::Forward(action) = &config.listeners[0].rules[0].action else {
+        panic!("a forward action");
+    };
+    let weights: Vec<u16> = action.targets.iter().map(|target| target.weight).collect();
+    assert_eq!(weights, [90, 1]);
+    assert_eq!(action.stickiness, Some(Duration::from_secs(3600)));
+
+    let at = "listeners[0].rules[0].actions[1].forward";
+    for (body, path, fix) in [
+        (
+            r#"{ target: "http://10.0.0.1:80", targets: [{ target: "http://10.0.0.2:80" }] }"#,
+            format!("{at}.targets"),
+            "keep `target` for one upstream",
+        ),
+        (
+            r#"{ targets: [{ target: "http://10.0.0.1:80", weight: 1000 }] }"#,
+            format!("{at}.targets[0].weight"),
+            "0 to 999",
+        ),
+        (
+            r#"{ targets: [{ target: "http://10.0.0.1:80", weight: 0 }] }"#,
+            format!("{at}.targets"),
+            "above 0",
+        ),
+        (r#"{ targets: [] }"#, format!("{at}.targets"), "1 to 5"),
+        (
+            r#"{ targets: [{ target: "http://10.0.0.1:80/x" }] }"#,
+            format!("{at}.targets[0].target"),
+            "scheme, host and port only",
+        ),
+        (
+            r#"{ targets: [{ target: "http://10.0.0.1:80" }], stickiness: { duration: 8d } }"#,
+            format!("{at}.stickiness.duration"),
+            "1s to 7d",
+        ),
+        (
+            r#"{ targets: [{ target: "http://10.0.0.1:80" }], stickiness: {} }"#,
+            format!("{at}.stickiness.duration"),
+            "duration: 1h",
+        ),
+    ] {
+        let problems = problems(&forward(body));
+        assert!(
+            problems
+                .iter()
+                .any(|problem| problem.path == path && problem.fix.contains(fix)),
+            "{body}: {problems:?}"
+        );
+    }
 }
 
 #[test]

@@ -14,7 +14,7 @@ use super::raw::{
     RawAction, RawAdmin, RawAuthCommon, RawCertificate, RawClaimRequirement, RawCognitoProvider,
     RawConditions, RawConfig, RawFixedResponse, RawForward, RawHttpHeader, RawJwtValidation,
     RawLimits, RawListener, RawOidcProvider, RawQueryString, RawRedirect, RawRedis, RawRule,
-    RawSessions, RawSigning, RawTls,
+    RawSessions, RawSigning, RawStickiness, RawTls, RawWeightedTarget,
 };
 
 /// One step of a key path, as both `serde_ignored` and our own walkers see it.
@@ -109,6 +109,8 @@ pub fn known_keys(parent: &[Segment]) -> Vec<&'static str> {
         ["listeners", "rules", "conditions", "query_string"] => fields_of::<RawQueryString>(),
         ["listeners", "rules", "actions"] => fields_of::<RawAction>(),
         ["listeners", "rules", "actions", "forward"] => fields_of::<RawForward>(),
+        ["listeners", "rules", "actions", "forward", "targets"] => fields_of::<RawWeightedTarget>(),
+        ["listeners", "rules", "actions", "forward", "stickiness"] => fields_of::<RawStickiness>(),
         ["listeners", "rules", "actions", "fixed_response"] => fields_of::<RawFixedResponse>(),
         ["listeners", "rules", "actions", "redirect"] => fields_of::<RawRedirect>(),
         ["listeners", "rules", "actions", "authenticate_oidc"] => {
@@ -228,7 +230,10 @@ mod tests {
 
     #[test]
     fn fields_come_from_the_raw_structs() {
-        assert_eq!(fields_of::<RawForward>(), vec!["target", "timeout"]);
+        assert_eq!(
+            fields_of::<RawForward>(),
+            vec!["target", "targets", "stickiness", "timeout"]
+        );
         let oidc = known_keys(&[
             Segment::Key("listeners".into()),
             Segment::Index(0),

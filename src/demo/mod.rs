@@ -240,10 +240,10 @@ fn demo_config(
                 conditions: Conditions::default(),
                 authenticate: Some(authenticate),
                 jwt_validation: None,
-                action: TerminalAction::Forward(ForwardAction {
-                    target: format!("http://{echo}").parse().expect("a loopback URL"),
-                    timeout: Duration::from_secs(30),
-                }),
+                action: TerminalAction::Forward(ForwardAction::single(
+                    format!("http://{echo}").parse().expect("a loopback URL"),
+                    Duration::from_secs(30),
+                )),
             },
             ],
         }],

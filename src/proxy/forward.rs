@@ -14,12 +14,16 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 
+use url::Url;
+
+use crate::auth::clock::Clock;
 use crate::body::{self, Body};
-use crate::config::{ForwardAction, XForwardedFor};
+use crate::config::{ForwardAction, SessionKey, XForwardedFor};
 use crate::error::ProxyError;
 use crate::proxy::headers;
 use crate::proxy::pool::Pool;
 use crate::proxy::upgrade::OnUpgrade;
+use crate::proxy::weighted::{self, Placed, Placement};
 
 /// How the client reached us; the source of the `X-Forwarded-*` headers.
 #[derive(Debug, Clone, Copy)]
@@ -40,29 +44,59 @@ impl Downstream {
 #[derive(Clone)]
 pub struct Upstream {
     pool: Arc<Pool>,
-}
-
-impl Default for Upstream {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// Which of several weighted targets a request goes to.
+    placement: Arc<Placement>,
+    /// For the stickiness cookie's lifetime.
+    clock: Clock,
 }
 
 impl Upstream {
-    /// Trusts the platform's roots (see [`crate::client::https_connector`]).
-    pub fn new() -> Self {
+    /// Trusts the platform's roots (see [`crate::client::https_connector`]);
+    /// stickiness cookies are keyed by the session `secrets`.
+    pub fn new(secrets: &[SessionKey], clock: Clock) -> Self {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
         // Targets get HTTP/1.1, as behind ALB; WebSocket upgrades need it too.
         let pool = Pool::new(crate::client::https_connector(http));
-        Self { pool }
+        Self {
+            pool,
+            placement: Arc::new(Placement::new(secrets)),
+            clock,
+        }
     }
 
-    /// Sends the request to the action's target and returns the upstream's
-    /// response with its body still streaming.
+    /// The target of `rule`'s forward `action` for a request with these
+    /// headers (one by the weights, or the one its stickiness cookie names).
+    pub fn place<'a>(
+        &self,
+        rule: &str,
+        action: &'a ForwardAction,
+        headers: &HeaderMap,
+        secure: bool,
+    ) -> Placed<'a> {
+        if let [only] = action.targets.as_slice() {
+            // Most forwards: no clock, no cookie, no random number.
+            return Placed {
+                target: &only.target,
+                set_cookie: None,
+            };
+        }
+        self.placement.place(
+            rule,
+            action,
+            headers,
+            secure,
+            self.clock.now(),
+            weighted::roll,
+        )
+    }
+
+    /// Sends the request to `target` and returns the upstream's response
+    /// with its body still streaming.
     pub async fn forward(
         &self,
+        target: &Url,
         action: &ForwardAction,
         mut request: Request<Incoming>,
         downstream: &Downstream,
@@ -89,7 +123,7 @@ impl Upstream {
         let host = match host {
             Some(host) => host,
             // An HTTP/1.0 client may send none; HTTP/1.1 requires one.
-            None => target_authority(&action.target).map_err(ProxyError::UpstreamRequest)?,
+            None => target_authority(target).map_err(ProxyError::UpstreamRequest)?,
         };
         parts.headers.insert(header::HOST, host);
         join_cookie_headers(&mut parts.headers);
@@ -100,14 +134,12 @@ impl Upstream {
         let request = Request::from_parts(parts, incoming);
         let upgrading = upgrade.is_some();
         let mut response = if upgrading {
-            let sent = Box::pin(self.pool.send_upgrade(&action.target, request));
+            let sent = Box::pin(self.pool.send_upgrade(target, request));
             tokio::time::timeout(action.timeout, sent)
                 .await
                 .map_err(|_elapsed| ProxyError::UpstreamTimeout(action.timeout))??
         } else {
-            self.pool
-                .send(&action.target, request, action.timeout)
-                .await?
+            self.pool.send(target, request, action.timeout).await?
         };
         let latency = started.elapsed();
 
@@ -312,7 +344,7 @@ fn client_ip_value(ip: IpAddr) -> HeaderValue {
 }
 
 /// The target's host, and its port unless it is the scheme's default.
-fn target_authority(target: &url::Url) -> Result<HeaderValue, http::Error> {
+fn target_authority(target: &Url) -> Result<HeaderValue, http::Error> {
     let host = target.host_str().unwrap_or_default();
     let authority = match target.port() {
         Some(port) => format!("{host}:{port}"),
@@ -465,12 +497,12 @@ mod tests {
 
     #[test]
     fn a_request_without_host_gets_the_targets() {
-        let with_port = url::Url::parse("https://backend.internal:9443").unwrap();
+        let with_port = Url::parse("https://backend.internal:9443").unwrap();
         assert_eq!(
             target_authority(&with_port).unwrap(),
             "backend.internal:9443"
         );
-        let default_port = url::Url::parse("https://backend.internal").unwrap();
+        let default_port = Url::parse("https://backend.internal").unwrap();
         assert_eq!(target_authority(&default_port).unwrap(), "backend.internal");
     }
 }

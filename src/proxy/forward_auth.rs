@@ -121,7 +121,7 @@ impl Proxy {
     /// its authentication and authorization, and no terminal action.
     pub(super) async fn check<'a>(
         &'a self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         downstream: &super::Downstream,
         forwarded: Option<&Forwarded>,
         outcome: &mut Outcome<'a>,
@@ -149,10 +149,9 @@ impl Proxy {
         if let Some(authenticator) = &route.authenticator {
             // The authenticator sees the original request: its method and
             // target, with the check's headers (cookies, Accept, Sec-Fetch-*).
-            let mut asked = Request::new(());
-            *asked.method_mut() = original.method.clone();
-            *asked.uri_mut() = original.uri.clone();
-            *asked.headers_mut() = request.headers().clone();
+            *request.method_mut() = original.method.clone();
+            *request.uri_mut() = original.uri.clone();
+            let asked = request;
             let cookies = RequestCookies::parse(asked.headers());
             let context = RequestContext {
                 authority: &original.authority,

@@ -12,6 +12,7 @@ pub mod path;
 pub mod pool;
 pub mod rules;
 pub mod upgrade;
+pub mod weighted;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -148,6 +149,7 @@ impl Proxy {
     /// True for the nonce cookie and every session shard of this listener.
     fn is_proxy_cookie(&self, name: &str) -> bool {
         name == NONCE_COOKIE
+            || name == weighted::STICKY_COOKIE
             || self
                 .session_cookies
                 .iter()
@@ -278,15 +280,17 @@ impl Proxy {
             };
             // `/oauth2/start?rd=` may send a login to another host of
             // this listener's rules, and to no other.
-            let names_host =
-                |other: &str| {
-                    let other = rules::normalize_host(other);
-                    self.routes.iter().any(|route| {
-                        route.rule.conditions.host.iter().any(|pattern| {
-                            rules::wildcard_match(pattern.as_bytes(), other.as_bytes())
-                        })
-                    })
-                };
+            let names_host = |other: &str| {
+                let other = rules::normalize_host(other);
+                self.routes.iter().any(|route| {
+                    route
+                        .rule
+                        .conditions
+                        .host
+                        .iter()
+                        .any(|pattern| rules::pattern_names_host(pattern, &other))
+                })
+            };
             let listener = endpoints::Listener {
                 shared,
                 actions: &self.actions,
@@ -357,6 +361,17 @@ impl Proxy {
                 Decision::Unauthenticated => return Err(ProxyError::Unauthenticated),
             }
         }
+        // A forward to several targets places the request by its stickiness
+        // cookie, which the upstream never sees either.
+        let placement = match &route.rule.action {
+            TerminalAction::Forward(action) => {
+                Some(
+                    self.upstream
+                        .place(&route.label.0, action, request.headers(), browser.tls),
+                )
+            }
+            _ => None,
+        };
         // The proxy's cookies are its own business, never the upstream's.
         strip_request_cookies(request.headers_mut(), |name| self.is_proxy_cookie(name));
 
@@ -375,11 +390,26 @@ impl Proxy {
                 actions::redirect(action, &parts)
             }
             TerminalAction::Forward(action) => {
-                outcome.upstream = Some(action.target.as_str());
-                let (response, latency) = self
+                let placed = placement.expect("placed with the rule's forward action");
+                outcome.upstream = Some(placed.target.as_str());
+                let sent = self
                     .upstream
-                    .forward(action, request, &browser, self.headers.x_forwarded_for)
-                    .await?;
+                    .forward(
+                        placed.target,
+                        action,
+                        request,
+                        &browser,
+                        self.headers.x_forwarded_for,
+                    )
+                    .await;
+                let (mut response, latency) = sent.inspect_err(|error| {
+                    if let Some(kind) = error.upstream_failure() {
+                        self.metrics.upstream_failed(placed.target.as_str(), kind);
+                    }
+                })?;
+                if let Some(cookie) = placed.set_cookie {
+                    response.headers_mut().append(header::SET_COOKIE, cookie);
+                }
                 outcome.upstream_latency = Some(latency);
                 response
             }

@@ -84,6 +84,25 @@ pub fn normalize_host(authority: &str) -> String {
     host.to_ascii_lowercase()
 }
 
+/// Whether a host condition's `pattern` names `host` (normalised) closely
+/// enough to send a browser there: written out in full, or `*.` and a
+/// suffix with a dot and no other wildcard (`*.example.com`). `*`, `*.com`
+/// or `app-*` match hosts nobody named, and a redirect to them would be an
+/// open redirect.
+pub fn pattern_names_host(pattern: &str, host: &str) -> bool {
+    let literal = |text: &str| !text.contains(['*', '?']);
+    if literal(pattern) {
+        return pattern == host;
+    }
+    pattern.strip_prefix("*.").is_some_and(|suffix| {
+        literal(suffix)
+            && suffix.contains('.')
+            && host
+                .strip_suffix(suffix)
+                .is_some_and(|label| label.len() > 1 && label.ends_with('.'))
+    })
+}
+
 /// True when every condition of the rule matches the request.
 pub fn rule_matches(rule: &Rule, request: &RequestFacts<'_>) -> bool {
     let conditions = &rule.conditions;
@@ -136,6 +155,29 @@ fn query_matches(conditions: &[QueryCondition], query: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_hosts_a_rule_names_closely_are_named() {
+        for (pattern, host) in [
+            ("app.example.com", "app.example.com"),
+            ("*.example.com", "a.example.com"),
+            ("*.example.com", "a.b.example.com"),
+        ] {
+            assert!(pattern_names_host(pattern, host), "{pattern} {host}");
+        }
+        for (pattern, host) in [
+            ("*", "evil.example"),
+            ("*.com", "evil.com"),
+            ("app-*", "app-evil.example"),
+            ("*.example.com", "example.com"),
+            ("*.example.com", "evilexample.com"),
+            ("*.example.com", "a.example.com.evil.net"),
+            ("app.example.com", "other.example.com"),
+            ("?pp.example.com", "app.example.com"),
+        ] {
+            assert!(!pattern_names_host(pattern, host), "{pattern} {host}");
+        }
+    }
 
     fn matches(pattern: &str, text: &str) -> bool {
         wildcard_match(pattern.as_bytes(), text.as_bytes())

@@ -79,7 +79,7 @@ impl Portcullis {
     /// (tests move a manual one instead of sleeping).
     pub async fn bind_with_clock(config: &Config, clock: Clock) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new());
-        let upstream = Upstream::new();
+        let upstream = Upstream::new(&config.sessions.secrets, clock.clone());
         let crypto = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let auth = crate::auth::shared(config, metrics.clone(), clock.clone())?;
         let store_health = auth.as_ref().map(|auth| {

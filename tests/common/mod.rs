@@ -173,10 +173,10 @@ pub fn forward(target: SocketAddr) -> TerminalAction {
 }
 
 pub fn forward_with_timeout(target: SocketAddr, timeout: Duration) -> TerminalAction {
-    TerminalAction::Forward(ForwardAction {
-        target: format!("http://{target}").parse().unwrap(),
+    TerminalAction::Forward(ForwardAction::single(
+        format!("http://{target}").parse().unwrap(),
         timeout,
-    })
+    ))
 }
 
 pub fn fixed(status: u16, body: &str) -> TerminalAction {

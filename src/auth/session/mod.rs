@@ -14,5 +14,5 @@ pub mod store;
 pub use codec::{CookieSealer, SealedShards};
 pub use cookies::{
     MAX_REQUEST_COOKIE_BYTES, MAX_REQUEST_COOKIES, RequestCookies, clear_cookie, is_shard_name,
-    is_valid_cookie_name, set_sharded_cookies, shard_names, strip_request_cookies,
+    is_valid_cookie_name, set_cookie, set_sharded_cookies, shard_names, strip_request_cookies,
 };

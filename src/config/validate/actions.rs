@@ -10,22 +10,122 @@ use crate::config::raw::*;
 
 /// The ALB default for `forward`: how long the upstream has to answer.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(60);
+/// ALB's limits on a forward action's target groups.
+const MAX_TARGETS: usize = 5;
+const MAX_WEIGHT: u64 = 999;
+/// ALB's longest target-group stickiness.
+const MAX_STICKINESS: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Validator<'_> {
     pub(super) fn forward(&mut self, at: &At, raw: RawForward) -> Option<ForwardAction> {
-        let target_at = at.key("target");
-        let target = self.required(
-            &target_at,
-            raw.target,
-            "name the upstream, e.g. http://127.0.0.1:8080",
-        );
-        let target = target.and_then(|target| self.forward_target(&target_at, &target));
+        let targets = match (raw.target, raw.targets) {
+            (Some(target), None) => {
+                let target = self.forward_target(&at.key("target"), &target);
+                target.map(|target| vec![WeightedTarget { target, weight: 1 }])
+            }
+            (None, Some(targets)) => self.weighted_targets(&at.key("targets"), targets),
+            (Some(_), Some(_)) => {
+                self.problem(
+                    &at.key("targets"),
+                    "`target` and `targets` are both given",
+                    "keep `target` for one upstream, or list every upstream under `targets`",
+                );
+                None
+            }
+            (None, None) => {
+                self.required(
+                    &at.key("target"),
+                    None::<()>,
+                    "name the upstream, e.g. http://127.0.0.1:8080, or list several \
+                     under `targets` with weights",
+                );
+                None
+            }
+        };
         let timeout = self.duration(&at.key("timeout"), raw.timeout, FORWARD_TIMEOUT);
         let timeout = self.positive(&at.key("timeout"), timeout);
+        let stickiness = match raw.stickiness {
+            Some(stickiness) => self.stickiness(&at.key("stickiness"), stickiness).map(Some),
+            None => Some(None),
+        };
         Some(ForwardAction {
-            target: target?,
+            targets: targets?,
             timeout: timeout?,
+            stickiness: stickiness?,
         })
+    }
+
+    /// ALB's weighted target groups: 1 to 5 of them, weights 0 to 999, at
+    /// least one above 0.
+    fn weighted_targets(
+        &mut self,
+        at: &At,
+        raw: Vec<RawWeightedTarget>,
+    ) -> Option<Vec<WeightedTarget>> {
+        if raw.is_empty() || raw.len() > MAX_TARGETS {
+            self.problem(
+                at,
+                format!("{} targets", raw.len()),
+                format!("list 1 to {MAX_TARGETS} targets, as ALB's forward action takes"),
+            );
+            return None;
+        }
+        let checked: Vec<Option<WeightedTarget>> = raw
+            .into_iter()
+            .enumerate()
+            .map(|(index, raw)| {
+                let at = at.index(index);
+                let target = self.required(
+                    &at.key("target"),
+                    raw.target,
+                    "name the upstream, e.g. http://127.0.0.1:8080",
+                );
+                let target =
+                    target.and_then(|target| self.forward_target(&at.key("target"), &target));
+                let weight = match raw.weight {
+                    None => Some(1),
+                    Some(weight) if weight <= MAX_WEIGHT => u16::try_from(weight).ok(),
+                    Some(weight) => {
+                        self.problem(
+                            &at.key("weight"),
+                            format!("weight {weight} is above {MAX_WEIGHT}"),
+                            format!("a weight from 0 to {MAX_WEIGHT}, as ALB's"),
+                        );
+                        None
+                    }
+                };
+                Some(WeightedTarget {
+                    target: target?,
+                    weight: weight?,
+                })
+            })
+            .collect();
+        let targets: Vec<WeightedTarget> = checked.into_iter().collect::<Option<_>>()?;
+        if targets.iter().all(|target| target.weight == 0) {
+            self.problem(
+                at,
+                "every target has weight 0",
+                "give at least one target a weight above 0",
+            );
+            return None;
+        }
+        Some(targets)
+    }
+
+    fn stickiness(&mut self, at: &At, raw: RawStickiness) -> Option<Duration> {
+        let at = at.key("duration");
+        let duration =
+            self.required(&at, raw.duration, "e.g. `duration: 1h` (1s to 7d, as ALB)")?;
+        let duration = self.duration(&at, Some(duration), Duration::ZERO)?;
+        if duration.is_zero() || duration > MAX_STICKINESS {
+            self.problem(
+                &at,
+                format!("{} s is outside 1 s to 7 days", duration.as_secs()),
+                "a duration from 1s to 7d, as ALB's target-group stickiness",
+            );
+            return None;
+        }
+        Some(duration)
     }
 
     fn forward_target(&mut self, at: &At, text: &str) -> Option<Url> {
