@@ -168,6 +168,7 @@ fn every_fixture_imports_to_a_config_that_check_accepts() {
         ("rules.json", false, 9),
         ("rules-50.json", true, 51),
         ("unsupported.json", true, 5),
+        ("weighted.json", false, 2),
     ];
     for (rules, listener, count) in cases {
         let run = import(rules, *listener, &[]);
@@ -418,6 +419,8 @@ fn weighted_forwards_keep_weights_and_stickiness() {
     );
     // Stickiness disabled: none written.
     assert_eq!(run.stdout.matches("stickiness").count(), 1);
+    // Replicas share the stickiness cookie's key through the session secret.
+    assert!(run.stdout.contains("secrets:\n    - \"${SESSION_SECRET}\""));
 }
 
 #[test]

@@ -258,6 +258,9 @@ impl Importer<'_> {
                 let stickiness =
                     config.and_then(|config| config.target_group_stickiness_config.as_ref());
                 if let Some(stickiness) = stickiness.filter(|stickiness| stickiness.enabled) {
+                    // The AWSALBTG cookie's key derives from the session
+                    // secret: with it, every replica honours the cookie.
+                    self.needs_sessions = true;
                     let seconds = stickiness.duration_seconds.unwrap_or(3600);
                     map.put(
                         "stickiness",
