@@ -54,6 +54,7 @@
 //! client.rs      the HTTPS connector for upstreams and IdPs
 //! untrusted.rs   request and IdP values made safe for logs and messages
 //! keys.rs        `portcullis keygen`
+//! import_alb/    `portcullis import-alb`: ALB rules (AWS CLI JSON) to a configuration
 //! demo/          `portcullis demo`: proxy, development IdP and echo app on loopback
 //! dev_idp/       `portcullis dev-idp`: the development OpenID provider
 //! dev_http.rs    what demo and dev-idp share: the accept loop and page helpers
@@ -75,6 +76,7 @@ mod dev_http;
 pub mod dev_idp;
 mod error;
 mod identity;
+pub mod import_alb;
 pub mod keys;
 mod metrics;
 mod proxy;

@@ -64,6 +64,25 @@ enum Command {
     /// Cognito-shaped mode) to run an app behind portcullis locally with no
     /// real IdP. For development only; loopback unless --allow-remote.
     DevIdp(DevIdpArgs),
+    /// Turn an ALB listener's rules (`aws elbv2 describe-rules` JSON) into
+    /// a configuration on stdout; what cannot be carried over goes to stderr.
+    ImportAlb(ImportAlbArgs),
+}
+
+/// `portcullis import-alb`.
+#[derive(clap::Args)]
+struct ImportAlbArgs {
+    /// The output of `aws elbv2 describe-rules --listener-arn ARN`.
+    #[arg(long, value_name = "FILE")]
+    rules: PathBuf,
+    /// The output of `aws elbv2 describe-listeners`: the port, protocol,
+    /// certificates and default action of the rules' listener.
+    #[arg(long, value_name = "FILE")]
+    listener: Option<PathBuf>,
+    /// Where a target group's traffic goes (NAME: the target group's name);
+    /// repeat for more. Others become ${TARGET_<NAME>} placeholders.
+    #[arg(long = "target", value_name = "NAME=URL")]
+    targets: Vec<portcullis::import_alb::Target>,
 }
 
 /// `portcullis dev-idp`: flags override the file; with neither, alice and
@@ -120,6 +139,7 @@ fn main() -> ExitCode {
         Command::Demo { port } => demo(port),
         Command::DevIdp(args) => dev_idp(args),
         Command::Healthcheck { url } => healthcheck(&url),
+        Command::ImportAlb(args) => import_alb(&args),
     }
 }
 
@@ -324,6 +344,37 @@ fn dev_idp(args: DevIdpArgs) -> ExitCode {
             ExitCode::from(EXIT_RUNTIME)
         }
     }
+}
+
+fn import_alb(args: &ImportAlbArgs) -> ExitCode {
+    let imported = match portcullis::import_alb::import_files(
+        &args.rules,
+        args.listener.as_deref(),
+        &args.targets,
+    ) {
+        Ok(imported) => imported,
+        Err(error) => {
+            eprintln!("import-alb: {}", error_chain(&error));
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    print!("{}", imported.yaml);
+    if !imported.notes.is_empty() {
+        eprintln!(
+            "import-alb: {} thing(s) not carried over or to do:",
+            imported.notes.len()
+        );
+        for note in &imported.notes {
+            eprintln!("  - {note}");
+        }
+    }
+    if !imported.placeholders.is_empty() {
+        eprintln!(
+            "import-alb: set these environment variables before `portcullis check`: {}",
+            imported.placeholders.join(", ")
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 fn healthcheck(url: &str) -> ExitCode {
