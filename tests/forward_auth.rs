@@ -744,6 +744,126 @@ async fn behind_caddy_forward_auth() {
     );
 }
 
+/// What both compose stacks share, on loopback: the secrets their
+/// gen-secrets.sh makes, and the development IdP from their dev-idp.yaml
+/// (`0.0.0.0:9000` in its container, published on the loopback), sending
+/// browsers back to `front`.
+struct ComposeBase {
+    compose: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    idp: u16,
+    _idp: tokio::process::Child,
+    client_secret: String,
+}
+
+impl ComposeBase {
+    async fn start(stack: &str, front: &str) -> Self {
+        let compose =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/docker-compose");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            compose.join("gen-secrets.sh"),
+            dir.path().join("gen-secrets.sh"),
+        )
+        .unwrap();
+        let made = std::process::Command::new("sh")
+            .arg(dir.path().join("gen-secrets.sh"))
+            .output()
+            .unwrap();
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+
+        let idp_port = upstream::dead_port();
+        let idp = idp_port.addr.port();
+        let idp_yaml = std::fs::read_to_string(compose.join("dev-idp.yaml"))
+            .unwrap()
+            .replace("0.0.0.0:9000", &format!("127.0.0.1:{idp}"))
+            .replace("http://localhost:9000", &format!("http://localhost:{idp}"))
+            .replace("https://localhost:8443", front);
+        let idp_file = dir.path().join("dev-idp.yaml");
+        std::fs::write(&idp_file, idp_yaml).unwrap();
+        drop(idp_port);
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["dev-idp", "--config"])
+            .arg(&idp_file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let reachable = eventually(std::time::Duration::from_secs(20), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", idp))
+                .await
+                .is_ok()
+        })
+        .await;
+        assert!(reachable, "dev-idp did not listen on {idp}");
+
+        let compose_file =
+            std::fs::read_to_string(compose.join(stack).join("compose.yaml")).unwrap();
+        let client_secret = compose_file
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("CLIENT_SECRET:"))
+            .expect("compose.yaml gives portcullis its CLIENT_SECRET")
+            .split('#')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .trim_matches('"')
+            .to_owned();
+        Self {
+            compose,
+            dir,
+            idp,
+            _idp: child,
+            client_secret,
+        }
+    }
+
+    /// The stack's portcullis.yaml with the compose network's names and
+    /// addresses replaced by loopback ones (`upstreams`: service name and
+    /// address), and started.
+    async fn portcullis(&self, stack: &str, replace: &[(&str, String)]) -> Running {
+        let secrets = self.dir.path().join("secrets");
+        let mut yaml = std::fs::read_to_string(self.compose.join(stack).join("portcullis.yaml"))
+            .unwrap()
+            .replace("/etc/portcullis/secrets", &secrets.display().to_string())
+            .replace("0.0.0.0:9901", "127.0.0.1:0")
+            .replace("http://idp:9000", &format!("http://127.0.0.1:{}", self.idp))
+            .replace(
+                "http://localhost:9000",
+                &format!("http://localhost:{}", self.idp),
+            );
+        for (from, to) in replace {
+            yaml = yaml.replace(from, to);
+        }
+        start(load_yaml(&yaml, &[("CLIENT_SECRET", &self.client_secret)])).await
+    }
+}
+
+/// alice (in `admins`) and bob log in through `front` and reach the app;
+/// only alice reaches `/admin/`.
+async fn two_users_through(front: &str, browser: impl Fn() -> Browser) {
+    for (user, admin_status) in [("alice", 200), ("bob", 403)] {
+        let mut browser = browser();
+        let page = browser.login(&format!("{front}/app/"), user, user).await;
+        assert_eq!(page.status, 200, "{user}: {:#?}\n{}", page.hops, page.body);
+        let headers = &page.json()["headers"];
+        assert_eq!(
+            headers["x-amzn-oidc-identity"].as_array().map(Vec::len),
+            Some(1)
+        );
+        assert!(headers["x-amzn-oidc-data"][0].is_string(), "{headers}");
+        let admin = browser
+            .request("GET", &format!("{front}/admin/"), &[], None)
+            .await;
+        assert_eq!(admin.status, admin_status, "{user}: {}", admin.body);
+    }
+}
+
 /// The docker-compose stack with Caddy in front (deploy/docker-compose/caddy),
 /// its files as they are, on loopback: the development IdP from its
 /// dev-idp.yaml, portcullis from its portcullis.yaml, Caddy from the shared
@@ -755,100 +875,61 @@ async fn the_compose_caddy_stack_logs_in_on_loopback() {
     let Some(caddy_bin) = front::caddy_binary("the compose stack's Caddy front door") else {
         return;
     };
-    let compose = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/docker-compose");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        compose.join("gen-secrets.sh"),
-        dir.path().join("gen-secrets.sh"),
-    )
-    .unwrap();
-    let made = std::process::Command::new("sh")
-        .arg(dir.path().join("gen-secrets.sh"))
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let secrets = dir.path().join("secrets");
-
     let upstream = upstream::start().await;
-    let idp_port = upstream::dead_port();
     let caddy_port = upstream::dead_port();
-    let idp = idp_port.addr.port();
     let front = format!("http://localhost:{}", caddy_port.addr.port());
-
-    // The IdP: 0.0.0.0:9000 in its container, published on the loopback.
-    let idp_yaml = std::fs::read_to_string(compose.join("dev-idp.yaml"))
-        .unwrap()
-        .replace("0.0.0.0:9000", &format!("127.0.0.1:{idp}"))
-        .replace("http://localhost:9000", &format!("http://localhost:{idp}"))
-        .replace("https://localhost:8443", &front);
-    let idp_file = dir.path().join("dev-idp.yaml");
-    std::fs::write(&idp_file, idp_yaml).unwrap();
-    drop(idp_port);
-    let _idp = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["dev-idp", "--config"])
-        .arg(&idp_file)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let reachable = eventually(std::time::Duration::from_secs(20), || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", idp))
-            .await
-            .is_ok()
-    })
-    .await;
-    assert!(reachable, "dev-idp did not listen on {idp}");
-
-    // portcullis: `idp` and `app` are service names, Caddy's address fixed.
-    let portcullis_yaml = std::fs::read_to_string(compose.join("caddy/portcullis.yaml"))
-        .unwrap()
-        .replace("/etc/portcullis/secrets", &secrets.display().to_string())
-        .replace("0.0.0.0:9901", "127.0.0.1:0")
-        .replace("0.0.0.0:4180", "127.0.0.1:0")
-        .replace("172.30.80.10/32", "127.0.0.1/32")
-        .replace("http://idp:9000", &format!("http://127.0.0.1:{idp}"))
-        .replace("http://localhost:9000", &format!("http://localhost:{idp}"))
-        .replace("http://app:80", &format!("http://{}", upstream.addr));
-    let compose_file = std::fs::read_to_string(compose.join("caddy/compose.yaml")).unwrap();
-    let client_secret = compose_file
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("CLIENT_SECRET:"))
-        .expect("compose.yaml gives portcullis its CLIENT_SECRET")
-        .split('#')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .trim_matches('"')
-        .to_owned();
-    let proxy = start(load_yaml(
-        &portcullis_yaml,
-        &[("CLIENT_SECRET", &client_secret)],
-    ))
-    .await;
-
+    let base = ComposeBase::start("caddy", &front).await;
+    let proxy = base
+        .portcullis(
+            "caddy",
+            &[
+                ("0.0.0.0:4180", "127.0.0.1:0".to_owned()),
+                ("172.30.80.10/32", "127.0.0.1/32".to_owned()),
+                ("http://app:80", format!("http://{}", upstream.addr)),
+            ],
+        )
+        .await;
     let env = [
         ("LISTEN", front.clone()),
         ("PORTCULLIS", proxy.addr().to_string()),
         ("APP", upstream.addr.to_string()),
     ];
-    let caddyfile = compose.join("../forward-auth/Caddyfile");
+    let caddyfile = base.compose.join("../forward-auth/Caddyfile");
     let _caddy = front::caddy(&caddy_bin, caddy_port, &caddyfile, &env).await;
+    two_users_through(&front, || Browser::new(None)).await;
+}
 
-    for (user, admin_status) in [("alice", 200), ("bob", 403)] {
-        let mut browser = Browser::new(None);
-        let page = browser.login(&format!("{front}/app/"), user, user).await;
-        assert_eq!(page.status, 200, "{user}: {:#?}\n{}", page.hops, page.body);
-        let headers = &page.json()["headers"];
-        assert_eq!(headers["x-forwarded-user"][0], user, "{headers}");
-        assert!(headers["x-amzn-oidc-data"][0].is_string(), "{headers}");
-        let admin = browser
-            .request("GET", &format!("{front}/admin/"), &[], None)
-            .await;
-        assert_eq!(admin.status, admin_status, "{user}: {}", admin.body);
-    }
+/// The docker-compose stack with portcullis as the front door
+/// (deploy/docker-compose), on loopback as above; the self-signed
+/// certificate gen-secrets.sh makes is replaced by one of the test CA.
+#[tokio::test]
+async fn the_compose_front_door_stack_logs_in_on_loopback() {
+    let app = upstream::start().await;
+    let admin = upstream::start().await;
+    let port = upstream::dead_port();
+    let front = format!("https://localhost:{}", port.addr.port());
+    let base = ComposeBase::start("", &front).await;
+    let pki = Pki::new();
+    let (files, _) = pki.issue("localhost", &["localhost"]);
+    let secrets = base.dir.path().join("secrets");
+    std::fs::copy(&files.certificate_file, secrets.join("tls.crt")).unwrap();
+    std::fs::copy(&files.private_key_file, secrets.join("tls.key")).unwrap();
+    let listen = port.addr.to_string();
+    drop(port);
+    let _proxy = base
+        .portcullis(
+            "",
+            &[
+                ("0.0.0.0:8443", listen),
+                ("http://app:80", format!("http://{}", app.addr)),
+                ("http://admin:80", format!("http://{}", admin.addr)),
+            ],
+        )
+        .await;
+    two_users_through(&front, || Browser::new(Some(pki.ca_der()))).await;
+    assert_eq!(
+        admin.signals.seen.lock().unwrap().len(),
+        1,
+        "only alice reached admin"
+    );
 }
