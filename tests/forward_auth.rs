@@ -785,7 +785,6 @@ impl ComposeBase {
             .replace("https://localhost:8443", front);
         let idp_file = dir.path().join("dev-idp.yaml");
         std::fs::write(&idp_file, idp_yaml).unwrap();
-        drop(idp_port);
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .args(["dev-idp", "--config"])
             .arg(&idp_file)
@@ -801,6 +800,9 @@ impl ComposeBase {
         })
         .await;
         assert!(reachable, "dev-idp did not listen on {idp}");
+        // Held until the IdP listened (it binds with SO_REUSEADDR), so no
+        // other test could take the port in between.
+        drop(idp_port);
 
         let compose_file =
             std::fs::read_to_string(compose.join(stack).join("compose.yaml")).unwrap();
@@ -915,7 +917,7 @@ async fn the_compose_front_door_stack_logs_in_on_loopback() {
     std::fs::copy(&files.certificate_file, secrets.join("tls.crt")).unwrap();
     std::fs::copy(&files.private_key_file, secrets.join("tls.key")).unwrap();
     let listen = port.addr.to_string();
-    drop(port);
+    // Held while portcullis binds it (SO_REUSEADDR), as the IdP's above.
     let _proxy = base
         .portcullis(
             "",
@@ -926,6 +928,7 @@ async fn the_compose_front_door_stack_logs_in_on_loopback() {
             ],
         )
         .await;
+    drop(port);
     two_users_through(&front, || Browser::new(Some(pki.ca_der()))).await;
     assert_eq!(
         admin.signals.seen.lock().unwrap().len(),
