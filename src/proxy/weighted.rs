@@ -11,13 +11,13 @@
 
 use std::time::Duration;
 
-use aws_lc_rs::{constant_time, hkdf, hmac};
+use aws_lc_rs::{constant_time, hmac};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue};
 use url::Url;
 
-use crate::auth::session::{RequestCookies, set_cookie};
+use crate::auth::session::{RequestCookies, mac_key, set_cookie};
 use crate::config::{ForwardAction, SessionKey, WeightedTarget};
 
 /// ALB's name for its target-group stickiness cookie.
@@ -51,12 +51,8 @@ impl Placement {
                 &random
             }
         };
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, KEY_SALT).extract(secret);
-        let okm = prk
-            .expand(&[b"hmac-sha256 key"], hmac::HMAC_SHA256)
-            .expect("32 bytes is far below HKDF-SHA256's limit");
         Self {
-            key: hmac::Key::from(okm),
+            key: mac_key(KEY_SALT, secret),
         }
     }
 

@@ -285,6 +285,17 @@ impl fmt::Debug for CookieSealer {
     }
 }
 
+/// An HMAC-SHA256 key derived from a session secret for one purpose
+/// (`salt`), apart from the cookie keys: the Redis index names, the
+/// stickiness cookie.
+pub fn mac_key(salt: &[u8], secret: &[u8]) -> aws_lc_rs::hmac::Key {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(secret);
+    let okm = prk
+        .expand(&[b"hmac-sha256 key"], aws_lc_rs::hmac::HMAC_SHA256)
+        .expect("32 bytes is far below HKDF-SHA256's 8160-byte limit");
+    aws_lc_rs::hmac::Key::from(okm)
+}
+
 impl SealingKey {
     fn derive(secret: &[u8; 32]) -> Self {
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, HKDF_SALT).extract(secret);

@@ -11,7 +11,7 @@ mod codec;
 mod cookies;
 pub mod store;
 
-pub use codec::{CookieSealer, SealedShards};
+pub use codec::{CookieSealer, SealedShards, mac_key};
 pub use cookies::{
     MAX_REQUEST_COOKIE_BYTES, MAX_REQUEST_COOKIES, RequestCookies, clear_cookie, is_shard_name,
     is_valid_cookie_name, set_cookie, set_sharded_cookies, shard_names, strip_request_cookies,

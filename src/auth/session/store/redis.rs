@@ -84,13 +84,13 @@ use ::redis::cluster::ClusterClientBuilder;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::{Client, RedisResult, Script, Value};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
-use aws_lc_rs::{hkdf, hmac};
+use aws_lc_rs::hmac;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::future::try_join_all;
 
 use super::{Lock, Revoked, SessionStore, StoreError, Ticket, once_digest};
-use crate::auth::session::CookieSealer;
+use crate::auth::session::{CookieSealer, mac_key};
 use crate::auth::state::Session;
 use crate::config::SessionKey;
 
@@ -570,13 +570,7 @@ fn open_value(opened: &Opened, mut value: Vec<u8>) -> Option<Vec<u8>> {
 /// One MAC key per distinct secret, derived apart from the cookie keys; a
 /// random one when there is no secret (nothing then outlives the process).
 fn index_keys(secrets: &[SessionKey]) -> Vec<hmac::Key> {
-    let derive = |secret: &[u8]| {
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, INDEX_SALT).extract(secret);
-        let okm = prk
-            .expand(&[b"hmac-sha256 key"], hmac::HMAC_SHA256)
-            .expect("32 bytes is far below HKDF-SHA256's 8160-byte limit");
-        hmac::Key::from(okm)
-    };
+    let derive = |secret: &[u8]| mac_key(INDEX_SALT, secret);
     let mut keys = Vec::with_capacity(secrets.len().max(1));
     for (i, secret) in secrets.iter().enumerate() {
         if !secrets[..i].contains(secret) {
