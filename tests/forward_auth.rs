@@ -165,6 +165,18 @@ listeners:
         self.check_at(browser, "/oauth2/auth", uri, extra).await
     }
 
+    /// The `redirect_uri` of the login a navigation to `/app/x` with
+    /// `headers` is sent to.
+    async fn login_redirect_uri(&self, browser: &mut Browser, headers: &[(&str, &str)]) -> String {
+        let mut headers = headers.to_vec();
+        headers.push(("accept", "text/html"));
+        let page = browser
+            .request("GET", &self.url("/app/x"), &headers, None)
+            .await;
+        assert_eq!(page.status, 302, "{}", page.body);
+        query_param(&page.location().expect("a Location"), "redirect_uri").expect("a redirect_uri")
+    }
+
     async fn check_at(
         &self,
         browser: &mut Browser,
@@ -182,6 +194,12 @@ listeners:
             .request("GET", &self.url(path), &headers, None)
             .await
     }
+}
+
+/// `{base}/oauth2/start?rd=…` with `rd` encoded.
+fn start_url(base: &str, rd: &str) -> String {
+    let rd: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+    format!("{base}/oauth2/start?rd={rd}")
 }
 
 fn json_type(page: &Page) -> bool {
@@ -355,21 +373,15 @@ async fn forged_forwarding_headers_from_an_untrusted_peer_are_ignored() {
     let mut nobody = Browser::new(None);
     let page = stack.check(&mut nobody, "/public/x", &[]).await;
     assert_eq!(page.status, 401, "{}", page.body);
-    let page = nobody
-        .request(
-            "GET",
-            &stack.url("/app/x"),
+    let redirect_uri = stack
+        .login_redirect_uri(
+            &mut nobody,
             &[
                 ("x-forwarded-host", "evil.example"),
                 ("x-forwarded-proto", "https"),
-                ("accept", "text/html"),
             ],
-            None,
         )
         .await;
-    assert_eq!(page.status, 302);
-    let location = page.location().unwrap();
-    let redirect_uri = query_param(&location, "redirect_uri").unwrap();
     assert_eq!(
         redirect_uri,
         format!(
@@ -388,35 +400,24 @@ async fn forged_forwarding_headers_from_an_untrusted_peer_are_ignored() {
 async fn a_trusted_front_proxy_decides_the_scheme_and_host_of_redirects() {
     let stack = Stack::start("").await;
     let mut browser = Browser::new(None);
-    let page = browser
-        .request(
-            "GET",
-            &stack.url("/app/x"),
+    let redirect_uri = stack
+        .login_redirect_uri(
+            &mut browser,
             &[
                 ("x-forwarded-host", "app.example"),
                 ("x-forwarded-proto", "https"),
-                ("accept", "text/html"),
             ],
-            None,
         )
         .await;
-    assert_eq!(page.status, 302);
-    let redirect_uri = query_param(&page.location().unwrap(), "redirect_uri").unwrap();
     assert_eq!(redirect_uri, "https://app.example/oauth2/idpresponse");
     // A forged list or a malformed host is no host at all.
     for (name, value) in [
         ("x-forwarded-host", "app.example, evil.example"),
         ("x-forwarded-host", "evil.example/x"),
     ] {
-        let page = browser
-            .request(
-                "GET",
-                &stack.url("/app/x"),
-                &[(name, value), ("accept", "text/html")],
-                None,
-            )
+        let redirect_uri = stack
+            .login_redirect_uri(&mut browser, &[(name, value)])
             .await;
-        let redirect_uri = query_param(&page.location().unwrap(), "redirect_uri").unwrap();
         assert!(
             redirect_uri.starts_with("http://localhost:"),
             "{value}: {redirect_uri}"
@@ -429,11 +430,7 @@ async fn start_logs_in_and_returns_only_to_this_host() {
     let stack = Stack::start("").await;
     // A full login begun at /oauth2/start returns to `rd`.
     let mut browser = Browser::new(None);
-    let rd = stack.url("/app/orders?id=7");
-    let start = stack.url(&format!(
-        "/oauth2/start?rd={}",
-        url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
-    ));
+    let start = start_url(&stack.url(""), &stack.url("/app/orders?id=7"));
     let page = browser.login(&start, "alice", "any password").await;
     assert_eq!(page.status, 200, "{:#?}\n{}", page.hops, page.body);
     assert_eq!(page.json()["uri"], "/app/orders?id=7");
@@ -446,10 +443,7 @@ async fn start_logs_in_and_returns_only_to_this_host() {
         "javascript:alert(1)",
     ] {
         let mut browser = Browser::new(None);
-        let start = stack.url(&format!(
-            "/oauth2/start?rd={}",
-            url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
-        ));
+        let start = start_url(&stack.url(""), rd);
         let page = browser.login(&start, "alice", "any password").await;
         assert_eq!(page.status, 200, "{rd}: {:#?}", page.hops);
         assert_eq!(page.json()["uri"], "/", "{rd}");
@@ -484,13 +478,7 @@ listeners:
     );
     let proxy = start(load_yaml(&yaml, &[])).await;
     let mut browser = Browser::new(None);
-    let url = |rd: &str| {
-        format!(
-            "http://localhost:{}/oauth2/start?rd={}",
-            proxy.addr().port(),
-            url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
-        )
-    };
+    let url = |rd: &str| start_url(&format!("http://localhost:{}", proxy.addr().port()), rd);
     let page = browser
         .request("GET", &url("https://other.example/x?y=1"), &[], None)
         .await;
