@@ -75,7 +75,9 @@ impl Forwarded {
                 }
             }),
             host: single(headers, &X_FORWARDED_HOST).and_then(authority),
-            port: single(headers, &X_FORWARDED_PORT).and_then(|port| port.parse().ok()),
+            port: single(headers, &X_FORWARDED_PORT)
+                .and_then(|port| port.parse().ok())
+                .filter(|&port: &u16| port != 0),
             method: single(headers, &X_FORWARDED_METHOD)
                 .or_else(|| single(headers, &X_ORIGINAL_METHOD))
                 .and_then(|method| Method::from_bytes(method.as_bytes()).ok()),
@@ -236,6 +238,7 @@ mod tests {
         }
         assert_eq!(read(&[("x-forwarded-method", "G(ET")]).method, None);
         assert_eq!(read(&[("x-forwarded-port", "99999")]).port, None);
+        assert_eq!(read(&[("x-forwarded-port", "0")]).port, None);
     }
 
     #[test]
