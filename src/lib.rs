@@ -83,7 +83,19 @@ mod proxy;
 mod server;
 mod untrusted;
 
-pub use server::{Portcullis, StartError};
+pub use server::{Portcullis, Reloads, StartError};
+
+/// An error and each of its causes, joined with `: `.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
 
 /// Inner pieces for this crate's tests, benchmarks and fuzz targets. Not an
 /// API: anything here may change or go away in any release.

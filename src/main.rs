@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use portcullis::Portcullis;
+use portcullis::{Portcullis, Reloads, error_chain};
 use portcullis::config::{self, ConfigError, ProcessEnvironment};
 
 /// Exit code for a bad configuration or bad arguments (clap uses it too).
@@ -210,7 +210,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         tracing::warn!(rule = %warning.rule, path = %warning.path, "{}", warning.message);
     }
     install_crypto_provider();
-    match serve(config) {
+    match serve(config, path) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -414,14 +414,39 @@ async fn probe(url: &str) -> anyhow::Result<u16> {
         .context("no answer within 3 s")?
 }
 
-fn serve(config: config::Config) -> anyhow::Result<()> {
+fn serve(config: config::Config, path: &std::path::Path) -> anyhow::Result<()> {
     let runtime = runtime()?;
     runtime.block_on(async {
         let portcullis = Portcullis::bind(&config).await?;
-        portcullis.serve(shutdown_signal()).await;
+        tracing::info!(config = %config.fingerprint, watch_config = config.watch_config, "configuration loaded");
+        let reloads = Reloads::from_file(path, ProcessEnvironment);
+        forward_sighup(reloads.trigger());
+        portcullis.serve_reloading(shutdown_signal(), reloads).await;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Each SIGHUP asks for a reload of the configuration file.
+fn forward_sighup(reload: tokio::sync::mpsc::Sender<()>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangups) => {
+                tokio::spawn(async move {
+                    while hangups.recv().await.is_some() {
+                        tracing::info!("SIGHUP received: reloading the configuration");
+                        // Full: a reload is already asked for.
+                        let _ = reload.try_send(());
+                    }
+                });
+            }
+            Err(error) => tracing::warn!(%error, "cannot listen for SIGHUP; reload by restarting"),
+        }
+    }
+    #[cfg(not(unix))]
+    drop(reload);
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
@@ -448,13 +473,3 @@ async fn shutdown_signal() {
     }
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}

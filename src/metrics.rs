@@ -40,6 +40,12 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConfigLabels {
+    /// The first 16 hex digits of the SHA-256 of the configuration file.
+    pub fingerprint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamErrorLabels {
     /// The forward target, as configured (a bounded set).
     pub target: String,
@@ -66,6 +72,8 @@ pub struct Metrics {
     store_errors: Family<OpLabels, Counter>,
     store_latency: Family<OpLabels, Histogram, fn() -> Histogram>,
     jwt_signature_checks: Counter,
+    config_reloads: Family<ResultLabels, Counter>,
+    config_info: Family<ConfigLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -144,6 +152,22 @@ impl Metrics {
             "Bearer token signatures checked (jwt_validation); a token already verified is not checked again",
             jwt_signature_checks.clone(),
         );
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP or watch_config), by result: \
+             a failure left the running configuration as it was",
+            config_reloads.clone(),
+        );
+        for result in ["success", "failure"] {
+            drop(config_reloads.get_or_create(&ResultLabels { result }));
+        }
+        let config_info = Family::<ConfigLabels, Gauge>::default();
+        registry.register(
+            "config_info",
+            "1 for the configuration being served, labelled with its file's fingerprint",
+            config_info.clone(),
+        );
         Self {
             registry,
             requests,
@@ -157,6 +181,8 @@ impl Metrics {
             store_errors,
             store_latency,
             jwt_signature_checks,
+            config_reloads,
+            config_info,
         }
     }
 
@@ -219,6 +245,23 @@ impl Metrics {
     #[cfg(test)]
     pub fn jwt_signature_checks(&self) -> u64 {
         self.jwt_signature_checks.get()
+    }
+
+    /// `result` is `success` or `failure`.
+    pub fn config_reloaded(&self, result: &'static str) {
+        self.config_reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// Marks the configuration with this fingerprint as the one served.
+    pub fn config_served(&self, fingerprint: &str) {
+        self.config_info.clear();
+        self.config_info
+            .get_or_create(&ConfigLabels {
+                fingerprint: fingerprint.to_owned(),
+            })
+            .set(1);
     }
 
     pub fn connection_opened(&self) {

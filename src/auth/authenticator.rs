@@ -30,7 +30,9 @@ use super::session::{
 };
 use super::state::{NONCE_COOKIE, PendingLogin, PendingLogins, Session, same_host_target};
 use crate::body::{self, Body};
-use crate::config::{ApiRequests, AuthCommon, SessionKey, UnauthenticatedPolicy};
+use crate::config::{
+    ApiRequests, AuthCommon, SessionKey, SessionStoreKind, SigningConfig, UnauthenticatedPolicy,
+};
 use crate::identity::signing::{DataSigner, DataTokenCache, fingerprint};
 use crate::metrics::Metrics;
 use crate::untrusted::Untrusted;
@@ -58,17 +60,21 @@ pub struct AuthShared {
     pub sealer: Arc<CookieSealer>,
     /// `sessions.secrets`, which also key the session store's indexes.
     pub secrets: Vec<SessionKey>,
-    /// Where sessions live (`sessions.store`), and whether it answers.
+    /// `sessions.store`, and the connection to it, and whether it answers.
+    pub store: SessionStoreKind,
     pub backend: Arc<Backend>,
     pub store_health: Arc<StoreHealth>,
-    /// Sessions ended by back-channel logout, when the store cannot delete them (cookies).
-    pub revocations: Revocations,
+    /// Sessions ended by back-channel logout, when the store cannot delete
+    /// them (cookies); carried over by a reload.
+    pub revocations: Arc<Revocations>,
     /// The longest `session_timeout` of any action: how long a revocation is kept.
     pub longest_session: Duration,
     /// What "now" is for sessions, logins and refresh.
     pub clock: Clock,
-    pub signer: DataSigner,
-    pub data_tokens: DataTokenCache,
+    /// `signing`, and the key and tokens made from it.
+    pub signing: SigningConfig,
+    pub signer: Arc<DataSigner>,
+    pub data_tokens: Arc<DataTokenCache>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -253,10 +259,6 @@ impl Authenticator {
     /// The headers this action makes from claims (`claim_headers`).
     pub fn claim_header_names(&self) -> impl Iterator<Item = &HeaderName> {
         self.settings.claim_headers.iter().map(|(name, _)| name)
-    }
-
-    pub fn provider(&self) -> &Arc<Provider> {
-        &self.provider
     }
 
     /// Whether this action started `login`, so that it alone may finish it.
@@ -1211,23 +1213,25 @@ mod tests {
             ConfiguredEndpoints::default(),
             IdpClient::new(Duration::from_secs(10)),
         );
-        let signer = DataSigner::new(&SigningConfig {
+        let signing = SigningConfig {
             private_key_pem: None,
             key_id: None,
             signer: "test".into(),
             encoding: TokenEncoding::Alb,
-        })
-        .expect("a generated key");
+        };
+        let signer = DataSigner::new(&signing).expect("a generated key");
         let shared = AuthShared {
             sealer: Arc::new(CookieSealer::new(&[SessionKey([7; 32])])),
             secrets: vec![SessionKey([7; 32])],
+            store: SessionStoreKind::Cookie,
             backend: Arc::new(backend),
             store_health: Arc::new(StoreHealth::new()),
-            revocations: Revocations::default(),
+            revocations: Arc::default(),
             longest_session: Duration::from_secs(7 * 24 * 3600),
             clock: Clock::manual(NOW),
-            signer,
-            data_tokens: DataTokenCache::new(16),
+            signing,
+            signer: Arc::new(signer),
+            data_tokens: Arc::new(DataTokenCache::new(16)),
             metrics: Arc::new(Metrics::new()),
         };
         Authenticator::new(
@@ -1363,7 +1367,7 @@ mod tests {
             key_prefix: "p:".into(),
             timeout: Duration::from_secs(1),
         };
-        let redis = Backend::open(&crate::config::SessionStoreKind::Redis(settings)).unwrap();
+        let redis = Backend::open(&SessionStoreKind::Redis(settings)).unwrap();
         let redis = authenticator_on(redis, "rule-1", "https://idp.example", "c");
         assert_eq!(redis.fresh_until(&session, NOW), NOW + 1);
     }

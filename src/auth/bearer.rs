@@ -101,21 +101,36 @@ pub struct JwtValidator {
 }
 
 impl JwtValidator {
-    /// The validator for `action`. The JWKS is fetched on first use (see
-    /// [`JwtValidator::provider`] to fetch it sooner).
+    /// The validator for `action`, its JWKS fetched on first use.
+    #[cfg(test)]
     pub fn new(action: &JwtValidationAction, clock: Clock, metrics: Arc<Metrics>) -> Self {
+        Self::with_key_set(action, Arc::new(Self::key_set(action)), clock, metrics)
+    }
+
+    /// The provider of `action`'s JWKS, bounded in size and number of keys.
+    pub fn key_set(action: &JwtValidationAction) -> Provider {
         let http = IdpClient::new(action.idp_timeout).with_response_limit(MAX_JWKS_BYTES);
-        let provider = Provider::jwks_only(
+        Provider::jwks_only(
             action.issuer.clone(),
             action.jwks_endpoint.clone(),
             http,
             MAX_JWKS_KEYS,
-        );
+        )
+    }
+
+    /// The validator for `action` with its [`key_set`](Self::key_set),
+    /// which may be shared with other rules and kept across reloads.
+    pub fn with_key_set(
+        action: &JwtValidationAction,
+        provider: Arc<Provider>,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             issuer: action.issuer.clone(),
             audience: action.audience.clone(),
             require: action.require.clone(),
-            provider: Arc::new(provider),
+            provider,
             verified: Cache::new(CACHE_BYTES, 1024 * 1024),
             clock,
             metrics,
@@ -141,11 +156,6 @@ impl JwtValidator {
             clock,
             metrics,
         }
-    }
-
-    /// The issuer's key set, for starting its load and for readiness.
-    pub fn provider(&self) -> &Arc<Provider> {
-        &self.provider
     }
 
     /// Whether the request's bearer token is valid and passes `require`.

@@ -16,6 +16,7 @@ pub mod oidc;
 pub mod opened;
 pub mod policy;
 pub mod principal;
+pub mod providers;
 pub mod require;
 pub mod revocations;
 pub mod session;
@@ -30,10 +31,9 @@ use crate::config::{AuthenticateAction, Config, TokenEndpointAuthMethod};
 use crate::identity::signing::{DataSigner, DataTokenCache, SigningError};
 use crate::metrics::Metrics;
 use clock::Clock;
-use oidc::http::IdpClient;
-use oidc::provider::{ConfiguredEndpoints, Provider, TokenAuth, issuer_string};
+use oidc::provider::{ConfiguredEndpoints, TokenAuth, issuer_string};
+use providers::Providers;
 use oidc::tokens::ClientCredentials;
-use revocations::Revocations;
 use session::CookieSealer;
 use session::store::{Backend, StoreHealth};
 
@@ -49,10 +49,16 @@ pub enum BuildError {
 }
 
 /// What every authenticate action shares, or `None` when no rule authenticates.
+///
+/// On a reload, `previous` is what the running configuration shares: its
+/// revocations are carried over (a session ended by back-channel logout stays
+/// ended), and its session store connection and signing key are kept when
+/// `sessions.store` and `signing` did not change.
 pub fn shared(
     config: &Config,
     metrics: Arc<Metrics>,
     clock: Clock,
+    previous: Option<&AuthShared>,
 ) -> Result<Option<Arc<AuthShared>>, BuildError> {
     let authenticates = config
         .listeners
@@ -62,7 +68,6 @@ pub fn shared(
     if !authenticates {
         return Ok(None);
     }
-    let backend = Arc::new(Backend::open(&config.sessions.store)?);
     let longest_session = config
         .listeners
         .iter()
@@ -71,36 +76,64 @@ pub fn shared(
         .map(|action| action.common().session_timeout)
         .max()
         .unwrap_or_default();
-    let store_health = Arc::new(StoreHealth::new());
-    let signer = DataSigner::new(&config.signing)?;
-    if signer.generated() {
-        tracing::warn!(
-            key_id = signer.key_id(),
-            "no signing.private_key_file: generated a signing key for x-amzn-oidc-data; \
-             replicas will not agree and the key changes on restart"
-        );
-    }
+    let (backend, store_health) = match previous {
+        Some(previous) if previous.store == config.sessions.store => (
+            Arc::clone(&previous.backend),
+            Arc::clone(&previous.store_health),
+        ),
+        _ => {
+            let backend = Arc::new(Backend::open(&config.sessions.store)?);
+            let store_health = Arc::new(StoreHealth::new());
+            backend.watch(&store_health);
+            (backend, store_health)
+        }
+    };
+    let (signing, signer, data_tokens) = match previous {
+        Some(previous) if previous.signing == config.signing => (
+            previous.signing.clone(),
+            previous.signer.clone(),
+            Arc::clone(&previous.data_tokens),
+        ),
+        _ => {
+            let signer = Arc::new(DataSigner::new(&config.signing)?);
+            if signer.generated() {
+                tracing::warn!(
+                    key_id = signer.key_id(),
+                    "no signing.private_key_file: generated a signing key for x-amzn-oidc-data; \
+                     replicas will not agree and the key changes on restart"
+                );
+            }
+            let data_tokens = Arc::new(DataTokenCache::new(DATA_TOKEN_CACHE_ENTRIES));
+            (config.signing.clone(), signer, data_tokens)
+        }
+    };
+    let revocations = previous.map_or_else(Arc::default, |previous| {
+        Arc::clone(&previous.revocations)
+    });
     Ok(Some(Arc::new(AuthShared {
         sealer: Arc::new(CookieSealer::new(&config.sessions.secrets)),
         secrets: config.sessions.secrets.clone(),
+        store: config.sessions.store.clone(),
         backend,
         store_health,
-        revocations: Revocations::default(),
+        revocations,
         longest_session,
         clock,
+        signing,
         signer,
-        data_tokens: DataTokenCache::new(DATA_TOKEN_CACHE_ENTRIES),
+        data_tokens,
         metrics,
     })))
 }
 
-/// The request-time form of one rule's authenticate action. Starts loading
-/// the provider's endpoints and keys in the background.
+/// The request-time form of one rule's authenticate action. A provider new
+/// to `providers` starts loading its endpoints and keys in the background.
 pub fn build(
     rule: &str,
     action: &AuthenticateAction,
     shared: Arc<AuthShared>,
-) -> Result<Arc<Authenticator>, BuildError> {
+    providers: &mut Providers,
+) -> Arc<Authenticator> {
     let (issuer, endpoints, client, logout, common) = match action {
         AuthenticateAction::Oidc(oidc) => (
             issuer_string(&oidc.issuer),
@@ -139,15 +172,13 @@ pub fn build(
             )
         }
     };
-    let http = IdpClient::new(common.idp_timeout);
-    let provider = Arc::new(Provider::new(issuer, endpoints, http));
-    provider.start();
-    Ok(Arc::new(Authenticator::new(
+    let provider = providers.login(issuer, endpoints, common.idp_timeout);
+    Arc::new(Authenticator::new(
         rule.to_owned(),
         common.clone(),
         client,
         provider,
         logout,
         shared,
-    )))
+    ))
 }

@@ -140,7 +140,10 @@ pub fn load_str(text: &str, format: Format, env: &dyn Environment) -> Result<Con
     let from_environment = interpolate::interpolate(&mut value, env, &mut problems);
     let document = document::Document::new(&value, from_environment);
     match check(&value, &document, env, problems) {
-        Ok(config) => Ok(config),
+        Ok(config) => Ok(Config {
+            fingerprint: fingerprint(text),
+            ..config
+        }),
         Err(mut problems) => {
             problems
                 .iter_mut()
@@ -149,6 +152,15 @@ pub fn load_str(text: &str, format: Format, env: &dyn Environment) -> Result<Con
             Err(ConfigError::Invalid(problems))
         }
     }
+}
+
+/// The first 16 hex digits of the SHA-256 of `text`.
+pub fn fingerprint(text: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    digest.as_ref()[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// The stages after interpolation: deserialize the raw structs, noting

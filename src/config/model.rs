@@ -41,10 +41,16 @@ pub struct Config {
     pub limits: Limits,
     /// How long in-flight requests may run after SIGTERM before the process exits anyway.
     pub shutdown_timeout: Duration,
+    /// Reload when the file's contents change, not only on SIGHUP.
+    pub watch_config: bool,
     pub listeners: Vec<ListenerConfig>,
+    /// Which text this was loaded from: the first 16 hex digits of its
+    /// SHA-256, so an operator can tell which configuration is live. Empty
+    /// for a configuration built in code.
+    pub fingerprint: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     pub address: SocketAddr,
 }
@@ -91,7 +97,7 @@ pub enum RedisAddress {
     Cluster(Vec<Secret>),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningConfig {
     /// PKCS#8 PEM of a P-256 key; `None` means generate one at start.
     pub private_key_pem: Option<Secret>,
@@ -109,7 +115,7 @@ pub enum TokenEncoding {
 }
 
 /// Protections against slow or greedy clients; every field has a default.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Time allowed for the TLS handshake and for a request's headers to arrive (slowloris).
     pub header_read_timeout: Duration,

@@ -28,6 +28,7 @@ pub struct RawConfig {
     #[serde(default, deserialize_with = "present")]
     pub limits: Option<RawLimits>,
     pub shutdown_timeout: Option<RawDuration>,
+    pub watch_config: Option<bool>,
     pub listeners: Option<Vec<RawListener>>,
 }
 

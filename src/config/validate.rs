@@ -168,7 +168,9 @@ impl Validator<'_> {
             signing: signing?,
             limits: limits?,
             shutdown_timeout: shutdown_timeout?,
+            watch_config: raw.watch_config.unwrap_or(false),
             listeners: listeners?,
+            fingerprint: String::new(),
         })
     }
 

@@ -224,6 +224,8 @@ fn demo_config(
         },
         limits: Limits::default(),
         shutdown_timeout: Duration::from_secs(5),
+        watch_config: false,
+        fingerprint: String::new(),
         listeners: vec![ListenerConfig {
             address: SocketAddr::from(([127, 0, 0, 1], port)),
             tls: Some(TlsConfig {

@@ -66,6 +66,16 @@ impl Upstream {
         }
     }
 
+    /// The same connection pool, with stickiness cookies keyed by `secrets`:
+    /// what a reload makes, so that connections to the targets are kept.
+    pub fn rekeyed(&self, secrets: &[SessionKey]) -> Self {
+        Self {
+            pool: Arc::clone(&self.pool),
+            placement: Arc::new(Placement::new(secrets)),
+            clock: self.clock.clone(),
+        }
+    }
+
     /// The target of `rule`'s forward `action` for a request with these
     /// headers (one by the weights, or the one its stickiness cookie names).
     pub fn place<'a>(

@@ -8,8 +8,9 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use tokio::sync::watch;
 
-use crate::auth::oidc::provider::Provider;
-use crate::auth::session::store::StoreHealth;
+use arc_swap::ArcSwap;
+
+use super::Served;
 use crate::body::{self, Body};
 use crate::metrics::Metrics;
 
@@ -19,17 +20,15 @@ pub struct Admin {
     /// Turns true when shutdown begins. The listeners are bound before the
     /// admin listener serves, so until then the kernel queues connections.
     pub stop: watch::Receiver<bool>,
-    /// Each must have loaded its endpoints and keys.
-    pub providers: Vec<Arc<Provider>>,
-    /// The session store must answer (Redis); `None` when no rule authenticates.
-    pub store_health: Option<Arc<StoreHealth>>,
+    /// The configuration being served, replaced by each reload.
+    pub served: Arc<ArcSwap<Served>>,
 }
 
 impl Admin {
-    fn is_ready(&self) -> bool {
+    fn is_ready(&self, served: &Served) -> bool {
         !*self.stop.borrow()
-            && self.providers.iter().all(|provider| provider.is_ready())
-            && self
+            && served.providers.iter().all(|provider| provider.is_ready())
+            && served
                 .store_health
                 .as_ref()
                 .is_none_or(|health| health.is_ready())
@@ -45,12 +44,20 @@ impl Admin {
                 self.metrics.encode(),
             ),
             "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
-            "/readyz" if self.is_ready() => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
-            "/readyz" => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                "not ready\n".to_owned(),
-            ),
+            "/readyz" => {
+                let served = self.served.load();
+                let (status, state) = if self.is_ready(&served) {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                };
+                // The second line tells which configuration file is live.
+                let text = match served.fingerprint.as_str() {
+                    "" => format!("{state}\n"),
+                    config => format!("{state}\nconfig {config}\n"),
+                };
+                (status, "text/plain", text)
+            }
             _ => (
                 StatusCode::NOT_FOUND,
                 "text/plain",

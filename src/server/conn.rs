@@ -39,6 +39,7 @@ use crate::config::Limits;
 use crate::proxy::forward::is_upgrade;
 use crate::proxy::upgrade::{self, PendingUpgrade};
 use crate::proxy::{Downstream, Proxy};
+use arc_swap::ArcSwap;
 use crate::server::read_ahead::ReadAhead;
 use crate::server::stopping;
 
@@ -69,6 +70,11 @@ const CHECKS_PER_PERIOD: u32 = 4;
 const MAX_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 impl Http {
+    /// Time allowed for a TLS handshake or a request's headers.
+    pub fn header_read_timeout(&self) -> Duration {
+        self.header_read_timeout
+    }
+
     pub fn new(limits: &Limits) -> Self {
         let mut http1 = http1::Builder::new();
         http1
@@ -195,7 +201,7 @@ pub async fn serve<IO: Socket>(
     io: IO,
     protocol: Protocol,
     http: Arc<Http>,
-    proxy: Arc<Proxy>,
+    proxy: Arc<ArcSwap<Proxy>>,
     downstream: Downstream,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -681,7 +687,9 @@ impl http_body::Body for AnsweredWithBody {
 /// The hyper service of one connection.
 #[derive(Clone)]
 struct Requests {
-    proxy: Arc<Proxy>,
+    /// The listener's routes: each request takes the current ones, and
+    /// finishes on them whatever a reload does meanwhile.
+    proxy: Arc<ArcSwap<Proxy>>,
     downstream: Downstream,
     shared: Arc<Shared>,
     /// Whether a request counts as answered only once its response body
@@ -711,7 +719,7 @@ impl hyper::service::Service<Request<Incoming>> for Requests {
                 request.extensions_mut().insert(on_upgrade);
                 pending
             });
-            let response = proxy.handle(request, downstream).await;
+            let response = proxy.load_full().handle(request, downstream).await;
             if let Some(pending) = upgrade
                 && response.status() == StatusCode::SWITCHING_PROTOCOLS
                 && let Ok(mut slot) = shared.upgrade.lock()

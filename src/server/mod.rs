@@ -4,6 +4,7 @@
 mod admin;
 mod conn;
 mod read_ahead;
+mod reload;
 pub mod tls;
 
 use std::future::Future;
@@ -11,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::{ArcSwap, ArcSwapOption};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -18,15 +20,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::AuthShared;
 use crate::auth::bearer::JwtValidator;
 use crate::auth::clock::Clock;
 use crate::auth::oidc::provider::Provider;
+use crate::auth::providers::Providers;
 use crate::auth::session::store::StoreHealth;
-use crate::config::{Config, Limits};
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::proxy::{Downstream, Proxy, Route, Upstream};
 use read_ahead::ReadAhead;
 
+pub use reload::Reloads;
 pub use tls::TlsError;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,27 +52,296 @@ pub enum StartError {
     Auth(#[from] crate::auth::BuildError),
 }
 
-/// One bound public listener.
-struct Listener {
-    tcp: TcpListener,
-    tls: Option<TlsAcceptor>,
+/// A listener's TLS: the acceptor, and the certificate files it watches.
+struct Tls {
+    acceptor: TlsAcceptor,
+    /// Keeps certificate reloading alive for as long as the acceptor is used.
+    _certificates: Arc<tls::CertResolver>,
+}
+
+/// One public listener as a configuration describes it, before its socket.
+struct Planned {
+    /// As configured (the port may be 0).
+    address: SocketAddr,
+    tls: Option<Arc<Tls>>,
     proxy: Arc<Proxy>,
-    /// Keeps certificate reloading alive for as long as the listener is.
-    _certificates: Option<Arc<tls::CertResolver>>,
+}
+
+/// Everything one configuration makes, except sockets.
+struct Generation {
+    listeners: Vec<Planned>,
+    providers: Providers,
+    auth: Option<Arc<AuthShared>>,
+    upstream: Upstream,
+}
+
+/// What a generation is built with, and what of the last one it may keep.
+struct Builder<'a> {
+    metrics: &'a Arc<Metrics>,
+    clock: &'a Clock,
+    crypto: &'a Arc<rustls::crypto::CryptoProvider>,
+    previous: Option<&'a Running>,
+}
+
+impl Builder<'_> {
+    fn build(&self, config: &Config) -> Result<Generation, StartError> {
+        let previous_auth = self.previous.and_then(|running| running.auth.as_deref());
+        let auth = crate::auth::shared(config, self.metrics.clone(), self.clock.clone(), previous_auth)?;
+        let upstream = match self.previous {
+            Some(running) => running.upstream.rekeyed(&config.sessions.secrets),
+            None => Upstream::new(&config.sessions.secrets, self.clock.clone()),
+        };
+        let mut providers = match self.previous {
+            Some(running) => Providers::after(&running.providers),
+            None => Providers::default(),
+        };
+        let mut listeners = Vec::with_capacity(config.listeners.len());
+        for listener in &config.listeners {
+            let mut routes = Vec::with_capacity(listener.rules.len());
+            for rule in &listener.rules {
+                let authenticator = match (&rule.authenticate, &auth) {
+                    (Some(action), Some(shared)) => Some(crate::auth::build(
+                        &rule.name,
+                        action,
+                        shared.clone(),
+                        &mut providers,
+                    )),
+                    _ => None,
+                };
+                // ALB serves at once and fetches the JWKS when needed: the
+                // key set is loaded now, but readiness does not wait for it.
+                let bearer = rule.jwt_validation.as_ref().map(|action| {
+                    let key_set = providers.jwks(
+                        &action.issuer,
+                        &action.jwks_endpoint,
+                        action.idp_timeout,
+                        || JwtValidator::key_set(action),
+                    );
+                    let validator = JwtValidator::with_key_set(
+                        action,
+                        key_set,
+                        self.clock.clone(),
+                        self.metrics.clone(),
+                    );
+                    Arc::new(validator)
+                });
+                routes.push(Route::new(rule.clone(), authenticator).with_bearer(bearer));
+            }
+            let address = listener.address;
+            let tls = match &listener.tls {
+                Some(tls) => {
+                    let tls_error = |source| StartError::Tls { address, source };
+                    let resolver =
+                        tls::CertResolver::load(tls, self.crypto.clone()).map_err(tls_error)?;
+                    let server_config = resolver.server_config().map_err(tls_error)?;
+                    resolver.watch();
+                    Some(Arc::new(Tls {
+                        acceptor: TlsAcceptor::from(server_config),
+                        _certificates: resolver,
+                    }))
+                }
+                None => None,
+            };
+            let proxy = Arc::new(Proxy::new(
+                routes,
+                listener.headers,
+                listener.trusted_proxies.clone(),
+                upstream.clone(),
+                self.metrics.clone(),
+                auth.clone(),
+            ));
+            listeners.push(Planned {
+                address,
+                tls,
+                proxy,
+            });
+        }
+        providers.forget_previous();
+        Ok(Generation {
+            listeners,
+            providers,
+            auth,
+            upstream,
+        })
+    }
+}
+
+/// What the admin endpoints read of the configuration being served.
+struct Served {
+    /// Each must have loaded its endpoints and keys.
+    providers: Vec<Arc<Provider>>,
+    /// The session store must answer (Redis); `None` when no rule authenticates.
+    store_health: Option<Arc<StoreHealth>>,
+    fingerprint: String,
+}
+
+impl Served {
+    fn of(config: &Config, generation: &Generation) -> Self {
+        Self {
+            providers: generation.providers.logins(),
+            store_health: generation
+                .auth
+                .as_ref()
+                .map(|auth| Arc::clone(&auth.store_health)),
+            fingerprint: config.fingerprint.clone(),
+        }
+    }
+}
+
+/// A public listener being served: what its accept loop and connections read
+/// for each new connection and request, which a reload replaces.
+struct Live {
+    address: SocketAddr,
+    tls: Arc<ArcSwapOption<Tls>>,
+    proxy: Arc<ArcSwap<Proxy>>,
+    /// Sending `true` stops accepting and drains this listener's connections.
+    stop: watch::Sender<bool>,
+}
+
+impl Live {
+    fn new(planned: Planned) -> Self {
+        Self {
+            address: planned.address,
+            tls: Arc::new(ArcSwapOption::new(planned.tls)),
+            proxy: Arc::new(ArcSwap::new(planned.proxy)),
+            stop: watch::channel(false).0,
+        }
+    }
+}
+
+/// The configuration being served and what was built from it.
+struct Running {
+    config: Config,
+    listeners: Vec<Live>,
+    providers: Providers,
+    auth: Option<Arc<AuthShared>>,
+    upstream: Upstream,
+    served: Arc<ArcSwap<Served>>,
+}
+
+/// What a reload did to the listeners.
+struct Change {
+    kept: usize,
+    added: usize,
+    removed: usize,
+}
+
+/// Where a listener of the new configuration comes from.
+enum Socket {
+    /// The running listener at this index, with the same address.
+    Kept(usize),
+    Bound(TcpListener),
+}
+
+impl Running {
+    /// Replaces the running configuration with `config`. Everything is built
+    /// and every new socket bound first, and IdPs new to this configuration
+    /// are asked for their endpoints and keys; only then are the listeners'
+    /// routes swapped, at once, for new requests. Requests in flight finish
+    /// on the routes they started with. A listener whose address is still
+    /// configured keeps its socket and connections; one that is not stops
+    /// accepting and drains.
+    async fn apply(
+        &mut self,
+        config: Config,
+        accepting: &Accepting,
+        builder: Builder<'_>,
+    ) -> Result<Change, StartError> {
+        let generation = Builder {
+            previous: Some(self),
+            ..builder
+        }
+        .build(&config)?;
+
+        // Listeners match by address, and in order among equal ones (port 0).
+        let mut claimed = vec![false; self.listeners.len()];
+        let mut sockets = Vec::with_capacity(generation.listeners.len());
+        for planned in &generation.listeners {
+            let running = self
+                .listeners
+                .iter()
+                .enumerate()
+                .position(|(index, live)| !claimed[index] && live.address == planned.address);
+            sockets.push(match running {
+                Some(index) => {
+                    claimed[index] = true;
+                    Socket::Kept(index)
+                }
+                None => Socket::Bound(bind(planned.address).await?),
+            });
+        }
+        let failed = generation.providers.load_fresh().await;
+        if !failed.is_empty() {
+            tracing::warn!(
+                issuers = ?failed,
+                "reloading with IdPs that did not answer; their logins answer 561 until they do"
+            );
+        }
+
+        // From here on nothing waits: the swap is one step for requests.
+        let served = Served::of(&config, &generation);
+        let Generation {
+            listeners: planned,
+            providers,
+            auth,
+            upstream,
+        } = generation;
+        let mut previous: Vec<Option<Live>> =
+            std::mem::take(&mut self.listeners).into_iter().map(Some).collect();
+        let mut change = Change {
+            kept: 0,
+            added: 0,
+            removed: 0,
+        };
+        for (planned, socket) in planned.into_iter().zip(sockets) {
+            let live = match socket {
+                Socket::Kept(index) => previous[index].take().inspect(|live| {
+                    live.tls.store(planned.tls.clone());
+                    live.proxy.store(Arc::clone(&planned.proxy));
+                    change.kept += 1;
+                }),
+                Socket::Bound(socket) => {
+                    let live = Live::new(planned);
+                    accepting.spawn(&live, socket);
+                    change.added += 1;
+                    Some(live)
+                }
+            };
+            self.listeners.extend(live);
+        }
+        for live in previous.into_iter().flatten() {
+            let _ = live.stop.send(true);
+            change.removed += 1;
+        }
+        self.served.store(Arc::new(served));
+        builder.metrics.config_served(&config.fingerprint);
+        if config.limits != self.config.limits {
+            accepting.http.store(Arc::new(conn::Http::new(&config.limits)));
+            if config.limits.max_connections != self.config.limits.max_connections {
+                tracing::warn!("limits.max_connections changes when portcullis restarts");
+            }
+        }
+        if config.admin != self.config.admin {
+            tracing::warn!("admin.address changes when portcullis restarts");
+        }
+        self.config = config;
+        self.providers = providers;
+        self.auth = auth;
+        self.upstream = upstream;
+        Ok(change)
+    }
 }
 
 /// A bound, not yet serving, portcullis: every socket is open, so bind errors
 /// surface before anything is served and tests can read the chosen ports.
 pub struct Portcullis {
-    listeners: Vec<Listener>,
+    running: Running,
+    /// The public listeners' sockets, in the order of `running.listeners`.
+    sockets: Vec<TcpListener>,
     admin: Option<TcpListener>,
     metrics: Arc<Metrics>,
-    /// Not ready until each has its endpoints and keys.
-    providers: Vec<Arc<Provider>>,
-    /// Not ready while the session store does not answer.
-    store_health: Option<Arc<StoreHealth>>,
-    limits: Limits,
-    shutdown_timeout: Duration,
+    clock: Clock,
+    crypto: Arc<rustls::crypto::CryptoProvider>,
 }
 
 impl Portcullis {
@@ -79,84 +353,52 @@ impl Portcullis {
     /// (tests move a manual one instead of sleeping).
     pub async fn bind_with_clock(config: &Config, clock: Clock) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new());
-        let upstream = Upstream::new(&config.sessions.secrets, clock.clone());
         let crypto = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let auth = crate::auth::shared(config, metrics.clone(), clock.clone())?;
-        let store_health = auth.as_ref().map(|auth| {
-            auth.backend.watch(&auth.store_health);
-            Arc::clone(&auth.store_health)
-        });
-        let mut providers = Vec::new();
-
-        let mut listeners = Vec::with_capacity(config.listeners.len());
-        for listener in &config.listeners {
-            let mut routes = Vec::with_capacity(listener.rules.len());
-            for rule in &listener.rules {
-                let authenticator = match (&rule.authenticate, &auth) {
-                    (Some(action), Some(shared)) => {
-                        let authenticator = crate::auth::build(&rule.name, action, shared.clone())?;
-                        providers.push(authenticator.provider().clone());
-                        Some(authenticator)
-                    }
-                    _ => None,
-                };
-                // ALB serves at once and fetches the JWKS when needed: the
-                // key set is loaded now, but readiness does not wait for it.
-                let bearer = rule.jwt_validation.as_ref().map(|action| {
-                    let validator = JwtValidator::new(action, clock.clone(), metrics.clone());
-                    validator.provider().start();
-                    Arc::new(validator)
-                });
-                routes.push(Route::new(rule.clone(), authenticator).with_bearer(bearer));
-            }
-            let address = listener.address;
-            let (tls, certificates) = match &listener.tls {
-                Some(tls) => {
-                    let tls_error = |source| StartError::Tls { address, source };
-                    let resolver =
-                        tls::CertResolver::load(tls, crypto.clone()).map_err(tls_error)?;
-                    let server_config = resolver.server_config().map_err(tls_error)?;
-                    resolver.watch();
-                    (Some(TlsAcceptor::from(server_config)), Some(resolver))
-                }
-                None => (None, None),
-            };
-            let tcp = bind(address).await?;
-            let proxy = Arc::new(Proxy::new(
-                routes,
-                listener.headers,
-                listener.trusted_proxies.clone(),
-                upstream.clone(),
-                metrics.clone(),
-                auth.clone(),
-            ));
-            listeners.push(Listener {
-                tcp,
-                tls,
-                proxy,
-                _certificates: certificates,
-            });
+        let generation = Builder {
+            metrics: &metrics,
+            clock: &clock,
+            crypto: &crypto,
+            previous: None,
+        }
+        .build(config)?;
+        let mut sockets = Vec::with_capacity(generation.listeners.len());
+        for planned in &generation.listeners {
+            sockets.push(bind(planned.address).await?);
         }
         let admin = match &config.admin {
             Some(admin) => Some(bind(admin.address).await?),
             None => None,
         };
-        Ok(Self {
+        metrics.config_served(&config.fingerprint);
+        let served = Arc::new(ArcSwap::from_pointee(Served::of(config, &generation)));
+        let Generation {
             listeners,
+            providers,
+            auth,
+            upstream,
+        } = generation;
+        Ok(Self {
+            running: Running {
+                config: config.clone(),
+                listeners: listeners.into_iter().map(Live::new).collect(),
+                providers,
+                auth,
+                upstream,
+                served,
+            },
+            sockets,
             admin,
             metrics,
-            providers,
-            store_health,
-            limits: config.limits.clone(),
-            shutdown_timeout: config.shutdown_timeout,
+            clock,
+            crypto,
         })
     }
 
     /// The public listeners' bound addresses, in configuration order.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
+        self.sockets
             .iter()
-            .filter_map(|listener| listener.tcp.local_addr().ok())
+            .filter_map(|socket| socket.local_addr().ok())
             .collect()
     }
 
@@ -169,48 +411,108 @@ impl Portcullis {
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
     /// requests finish for up to `shutdown_timeout`, and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        self.serve_reloading(shutdown, Reloads::none()).await;
+    }
+
+    /// [`serve`](Self::serve), reloading the configuration each time
+    /// `reloads` asks (see [`Reloads`]).
+    pub async fn serve_reloading(self, shutdown: impl Future<Output = ()>, mut reloads: Reloads) {
+        let Self {
+            mut running,
+            sockets,
+            admin,
+            metrics,
+            clock,
+            crypto,
+        } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         // Every connection task holds a sender; when all are gone, the drain is complete.
         let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
-        let connection_slots = self
-            .limits
-            .max_connections
-            .map(|max| Arc::new(Semaphore::new(max)));
-        let http = Arc::new(conn::Http::new(&self.limits));
+        let accepting = Accepting {
+            http: Arc::new(ArcSwap::from_pointee(conn::Http::new(&running.config.limits))),
+            metrics: metrics.clone(),
+            slots: running
+                .config
+                .limits
+                .max_connections
+                .map(|max| Arc::new(Semaphore::new(max))),
+            open: open_tx,
+        };
 
-        if let Some(admin) = self.admin {
+        if let Some(admin) = admin {
             let admin_state = Arc::new(admin::Admin {
-                metrics: self.metrics.clone(),
+                metrics: metrics.clone(),
                 stop: stop_rx.clone(),
-                providers: self.providers.clone(),
-                store_health: self.store_health.clone(),
+                served: running.served.clone(),
             });
             tokio::spawn(serve_admin(admin, admin_state, stop_rx.clone()));
         }
-        for listener in self.listeners {
-            let accept = AcceptLoop {
-                listener,
-                http: http.clone(),
-                metrics: self.metrics.clone(),
-                slots: connection_slots.clone(),
-                handshake_timeout: self.limits.header_read_timeout,
-                stop: stop_rx.clone(),
-                open: open_tx.clone(),
-            };
-            tokio::spawn(accept.run());
+        for (live, socket) in running.listeners.iter().zip(sockets) {
+            accepting.spawn(live, socket);
+        }
+        reloads.start(&running.config);
+
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(()) = reloads.requested() => {
+                    let builder = Builder {
+                        metrics: &metrics,
+                        clock: &clock,
+                        crypto: &crypto,
+                        previous: None,
+                    };
+                    // Nothing is swapped until the new configuration is
+                    // complete, so a shutdown may cut a reload short.
+                    tokio::select! {
+                        () = reloads.reload(&mut running, &accepting, builder) => {}
+                        () = &mut shutdown => break,
+                    }
+                }
+            }
         }
 
-        shutdown.await;
-        tracing::info!(timeout = ?self.shutdown_timeout, "shutting down: no new connections, finishing in-flight requests");
+        let shutdown_timeout = running.config.shutdown_timeout;
+        tracing::info!(timeout = ?shutdown_timeout, "shutting down: no new connections, finishing in-flight requests");
         // `send` fails only when no receiver is left, i.e. nothing to stop.
         let _ = stop_tx.send(true);
-        drop(open_tx);
-        if tokio::time::timeout(self.shutdown_timeout, open_rx.recv())
+        for live in &running.listeners {
+            let _ = live.stop.send(true);
+        }
+        drop(accepting);
+        if tokio::time::timeout(shutdown_timeout, open_rx.recv())
             .await
             .is_err()
         {
             tracing::warn!("shutdown_timeout reached with requests still in flight; closing them");
         }
+    }
+}
+
+/// What every accept loop shares.
+struct Accepting {
+    /// Protocol settings and limits for new connections.
+    http: Arc<ArcSwap<conn::Http>>,
+    metrics: Arc<Metrics>,
+    /// Free connection slots when `limits.max_connections` is set.
+    slots: Option<Arc<Semaphore>>,
+    open: mpsc::Sender<()>,
+}
+
+impl Accepting {
+    fn spawn(&self, live: &Live, socket: TcpListener) {
+        let accept = AcceptLoop {
+            socket,
+            tls: live.tls.clone(),
+            proxy: live.proxy.clone(),
+            http: self.http.clone(),
+            metrics: self.metrics.clone(),
+            slots: self.slots.clone(),
+            stop: live.stop.subscribe(),
+            open: self.open.clone(),
+        };
+        tokio::spawn(accept.run());
     }
 }
 
@@ -221,23 +523,23 @@ async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {
 }
 
 struct AcceptLoop {
-    listener: Listener,
-    http: Arc<conn::Http>,
+    socket: TcpListener,
+    tls: Arc<ArcSwapOption<Tls>>,
+    proxy: Arc<ArcSwap<Proxy>>,
+    http: Arc<ArcSwap<conn::Http>>,
     metrics: Arc<Metrics>,
-    /// Free connection slots when `limits.max_connections` is set.
     slots: Option<Arc<Semaphore>>,
-    handshake_timeout: Duration,
+    /// This listener's: turns true at shutdown, or when a reload removes it.
     stop: watch::Receiver<bool>,
     open: mpsc::Sender<()>,
 }
 
 impl AcceptLoop {
     async fn run(mut self) {
-        let local = self.listener.tcp.local_addr().ok();
+        let local = self.socket.local_addr().ok();
         let port = local.map_or(0, |address| address.port());
-        let tls = self.listener.tls.is_some();
         if let Some(address) = local {
-            tracing::info!(%address, tls, "listening");
+            tracing::info!(%address, tls = self.tls.load().is_some(), "listening");
         }
         loop {
             // Waiting for a slot before accepting leaves excess clients in the
@@ -245,12 +547,12 @@ impl AcceptLoop {
             let slot = match &self.slots {
                 Some(slots) => tokio::select! {
                     slot = slots.clone().acquire_owned() => slot.ok(),
-                    _ = stopping(&mut self.stop) => return,
+                    _ = stopping(&mut self.stop) => break,
                 },
                 None => None,
             };
             let (stream, client) = tokio::select! {
-                accepted = self.listener.tcp.accept() => match accepted {
+                accepted = self.socket.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
                         // EMFILE and friends: back off instead of spinning.
@@ -259,15 +561,21 @@ impl AcceptLoop {
                         continue;
                     }
                 },
-                _ = stopping(&mut self.stop) => return,
+                _ = stopping(&mut self.stop) => break,
             };
-            let downstream = Downstream { client, port, tls };
+            let tls = self.tls.load_full();
+            let downstream = Downstream {
+                client,
+                port,
+                tls: tls.is_some(),
+            };
+            let http = self.http.load_full();
             let connection = Connection {
-                tls: self.listener.tls.clone(),
-                http: self.http.clone(),
-                proxy: self.listener.proxy.clone(),
+                tls,
+                handshake_timeout: http.header_read_timeout(),
+                http,
+                proxy: self.proxy.clone(),
                 metrics: self.metrics.clone(),
-                handshake_timeout: self.handshake_timeout,
                 stop: self.stop.clone(),
             };
             let open = self.open.clone();
@@ -276,14 +584,18 @@ impl AcceptLoop {
                 drop((slot, open));
             });
         }
+        if let Some(address) = local {
+            tracing::info!(%address, "stopped listening");
+        }
     }
 }
 
 /// What one connection task needs.
 struct Connection {
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<Tls>>,
     http: Arc<conn::Http>,
-    proxy: Arc<Proxy>,
+    /// The listener's routes: each request reads the current ones.
+    proxy: Arc<ArcSwap<Proxy>>,
     metrics: Arc<Metrics>,
     handshake_timeout: Duration,
     stop: watch::Receiver<bool>,
@@ -296,10 +608,10 @@ impl Connection {
         }
         self.metrics.connection_opened();
         match &self.tls {
-            Some(acceptor) => {
+            Some(tls) => {
                 // Boxed: the task outlives the handshake and need not keep
                 // room for it.
-                let handshake = Box::pin(acceptor.accept(ReadAhead::new(stream)));
+                let handshake = Box::pin(tls.acceptor.accept(ReadAhead::new(stream)));
                 match tokio::time::timeout(self.handshake_timeout, handshake).await {
                     Ok(Ok(stream)) => {
                         let protocol = match stream.get_ref().1.alpn_protocol() {

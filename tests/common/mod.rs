@@ -150,6 +150,8 @@ pub fn config(listeners: Vec<ListenerConfig>) -> Config {
         },
         limits: Limits::default(),
         shutdown_timeout: Duration::from_secs(5),
+        watch_config: false,
+        fingerprint: String::new(),
         listeners,
     }
 }

@@ -43,7 +43,7 @@ pub enum TokenAuth {
 
 /// Endpoints given in the configuration; any left `None` is discovered,
 /// unless discovery is off.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConfiguredEndpoints {
     /// Where browsers are sent to log in: the name they reach the IdP by,
     /// which may differ from the one the proxy uses for the others.
@@ -222,7 +222,8 @@ impl Provider {
         });
     }
 
-    async fn load(&self) -> Result<(), AuthError> {
+    /// Loads endpoints and keys, or returns the failure being remembered.
+    pub(crate) async fn load(&self) -> Result<(), AuthError> {
         if self.needs_endpoints {
             self.endpoints().await?;
         }
