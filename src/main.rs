@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use portcullis::{Portcullis, Reloads, error_chain};
 use portcullis::config::{self, ConfigError, ProcessEnvironment};
+use portcullis::{Portcullis, Reloads, error_chain};
 
 /// Exit code for a bad configuration or bad arguments (clap uses it too).
 const EXIT_BAD_CONFIG: u8 = 2;
@@ -472,4 +472,3 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
-

@@ -32,8 +32,8 @@ use crate::identity::signing::{DataSigner, DataTokenCache, SigningError};
 use crate::metrics::Metrics;
 use clock::Clock;
 use oidc::provider::{ConfiguredEndpoints, TokenAuth, issuer_string};
-use providers::Providers;
 use oidc::tokens::ClientCredentials;
+use providers::Providers;
 use session::CookieSealer;
 use session::store::{Backend, StoreHealth};
 
@@ -107,9 +107,8 @@ pub fn shared(
             (config.signing.clone(), signer, data_tokens)
         }
     };
-    let revocations = previous.map_or_else(Arc::default, |previous| {
-        Arc::clone(&previous.revocations)
-    });
+    let revocations =
+        previous.map_or_else(Arc::default, |previous| Arc::clone(&previous.revocations));
     Ok(Some(Arc::new(AuthShared {
         sealer: Arc::new(CookieSealer::new(&config.sessions.secrets)),
         secrets: config.sessions.secrets.clone(),

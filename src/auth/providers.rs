@@ -177,7 +177,10 @@ mod tests {
         );
         after.forget_previous();
         assert!(Arc::ptr_eq(&kept, &same));
-        assert!(!Arc::ptr_eq(&changed, &longer), "a changed idp_timeout is a new provider");
+        assert!(
+            !Arc::ptr_eq(&changed, &longer),
+            "a changed idp_timeout is a new provider"
+        );
         assert_eq!(after.fresh.len(), 1, "only the changed one loads again");
         assert_eq!(after.logins().len(), 2);
     }

@@ -39,9 +39,9 @@ use crate::config::Limits;
 use crate::proxy::forward::is_upgrade;
 use crate::proxy::upgrade::{self, PendingUpgrade};
 use crate::proxy::{Downstream, Proxy};
-use arc_swap::ArcSwap;
 use crate::server::read_ahead::ReadAhead;
 use crate::server::stopping;
+use arc_swap::ArcSwap;
 
 /// The HTTP settings every public connection shares.
 pub struct Http {

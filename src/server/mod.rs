@@ -86,7 +86,12 @@ struct Builder<'a> {
 impl Builder<'_> {
     fn build(&self, config: &Config) -> Result<Generation, StartError> {
         let previous_auth = self.previous.and_then(|running| running.auth.as_deref());
-        let auth = crate::auth::shared(config, self.metrics.clone(), self.clock.clone(), previous_auth)?;
+        let auth = crate::auth::shared(
+            config,
+            self.metrics.clone(),
+            self.clock.clone(),
+            previous_auth,
+        )?;
         let upstream = match self.previous {
             Some(running) => running.upstream.rekeyed(&config.sessions.secrets),
             None => Upstream::new(&config.sessions.secrets, self.clock.clone()),
@@ -286,8 +291,10 @@ impl Running {
             auth,
             upstream,
         } = generation;
-        let mut previous: Vec<Option<Live>> =
-            std::mem::take(&mut self.listeners).into_iter().map(Some).collect();
+        let mut previous: Vec<Option<Live>> = std::mem::take(&mut self.listeners)
+            .into_iter()
+            .map(Some)
+            .collect();
         let mut change = Change {
             kept: 0,
             added: 0,
@@ -316,7 +323,9 @@ impl Running {
         self.served.store(Arc::new(served));
         builder.metrics.config_served(&config.fingerprint);
         if config.limits != self.config.limits {
-            accepting.http.store(Arc::new(conn::Http::new(&config.limits)));
+            accepting
+                .http
+                .store(Arc::new(conn::Http::new(&config.limits)));
             if config.limits.max_connections != self.config.limits.max_connections {
                 tracing::warn!("limits.max_connections changes when portcullis restarts");
             }
@@ -429,7 +438,9 @@ impl Portcullis {
         // Every connection task holds a sender; when all are gone, the drain is complete.
         let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
         let accepting = Accepting {
-            http: Arc::new(ArcSwap::from_pointee(conn::Http::new(&running.config.limits))),
+            http: Arc::new(ArcSwap::from_pointee(conn::Http::new(
+                &running.config.limits,
+            ))),
             metrics: metrics.clone(),
             slots: running
                 .config

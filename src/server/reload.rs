@@ -52,7 +52,10 @@ impl Reloads {
     }
 
     /// Reloads read `path`, expanding `${…}` from `env`.
-    pub fn from_file(path: impl Into<PathBuf>, env: impl Environment + Send + Sync + 'static) -> Self {
+    pub fn from_file(
+        path: impl Into<PathBuf>,
+        env: impl Environment + Send + Sync + 'static,
+    ) -> Self {
         Self {
             file: Some(Arc::new(ConfigFile {
                 path: path.into(),
@@ -101,7 +104,12 @@ impl Reloads {
 
     /// Reads and validates the file, then applies it to `running`; counts
     /// the result in `portcullis_config_reloads_total`.
-    pub(super) async fn reload(&self, running: &mut Running, accepting: &Accepting, builder: Builder<'_>) {
+    pub(super) async fn reload(
+        &self,
+        running: &mut Running,
+        accepting: &Accepting,
+        builder: Builder<'_>,
+    ) {
         let Some(file) = &self.file else { return };
         let metrics = builder.metrics.clone();
         let Some(config) = file.load() else {
@@ -139,7 +147,10 @@ impl Reloads {
 
 impl ConfigFile {
     fn remember(&self, fingerprint: &str) {
-        let mut last = self.last_read.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last = self
+            .last_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         fingerprint.clone_into(&mut last);
     }
 
@@ -150,7 +161,10 @@ impl ConfigFile {
             return false;
         };
         let now = config::fingerprint(&String::from_utf8_lossy(&bytes));
-        let last = self.last_read.lock().unwrap_or_else(PoisonError::into_inner);
+        let last = self
+            .last_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         *last != now
     }
 
@@ -162,10 +176,13 @@ impl ConfigFile {
                 path: self.path.clone(),
             })
             .and_then(|format| {
-                let text = self.env.read_file(&self.path).map_err(|source| ConfigError::Read {
-                    path: self.path.clone(),
-                    source,
-                })?;
+                let text = self
+                    .env
+                    .read_file(&self.path)
+                    .map_err(|source| ConfigError::Read {
+                        path: self.path.clone(),
+                        source,
+                    })?;
                 self.remember(&config::fingerprint(&text));
                 config::load_str(&text, format, self.env.as_ref())
             });
