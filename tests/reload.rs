@@ -92,7 +92,7 @@ listeners:
                 target = self.target,
             ));
         }
-        if self.number % 2 == 1 {
+        if !self.number.is_multiple_of(2) {
             yaml.push_str(&format!(
                 r#"  - address: "127.0.0.1:{second}"
     rules:
@@ -336,7 +336,7 @@ async fn reloads_under_load_lose_no_request() {
         number,
         main: main.port(),
         second: second_port.addr.port(),
-        target: if number % 2 == 0 { even.addr } else { odd.addr },
+        target: if number.is_multiple_of(2) { even.addr } else { odd.addr },
         public: even.addr,
         issuer: Some(&idp.issuer),
         watch: false,
@@ -412,7 +412,7 @@ async fn reloads_under_load_lose_no_request() {
         let probe = format!("/app/probe-{number}");
         let answer = get_once(main, &probe, Some(&cookie)).await;
         assert_eq!(answer.map(|(status, _)| status), Some(200), "{probe}");
-        let (now, before) = if number % 2 == 0 {
+        let (now, before) = if number.is_multiple_of(2) {
             (&even, &odd)
         } else {
             (&odd, &even)
@@ -424,7 +424,7 @@ async fn reloads_under_load_lose_no_request() {
         assert!(!seen(before, &format!("GET {probe}")));
         let second = second_port_addr(&next);
         let second_answer = get_once(second, "/", None).await;
-        if number % 2 == 1 {
+        if !number.is_multiple_of(2) {
             assert_eq!(
                 second_answer,
                 Some((200, format!("second listener {number}"))),
