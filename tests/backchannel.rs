@@ -150,10 +150,13 @@ enum Store {
 
 struct Stack {
     proxy: Running,
+    /// Reloads the configuration file (as SIGHUP does).
+    reload: tokio::sync::mpsc::Sender<()>,
     clock: Clock,
     key: IdpKey,
     store: Store,
     _upstream: upstream::Upstream,
+    _dir: tempfile::TempDir,
 }
 
 impl Stack {
@@ -208,7 +211,10 @@ listeners:
             upstream = upstream.addr,
         );
         let clock = Clock::manual(NOW);
-        let proxy = start_with_clock(load_yaml(&yaml, &[]), clock.clone()).await;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let file = dir.path().join("portcullis.yaml");
+        std::fs::write(&file, yaml).expect("the configuration is written");
+        let (proxy, reload) = start_reloading(&file, clock.clone()).await;
         let sealer = Arc::new(CookieSealer::new(&secrets()));
         let settings = RedisSettings::default();
         let store = match (server, cluster) {
@@ -234,10 +240,12 @@ listeners:
         };
         Some(Self {
             proxy,
+            reload,
             clock,
             key,
             store,
             _upstream: upstream,
+            _dir: dir,
         })
     }
 
@@ -336,6 +344,44 @@ async fn a_sid_ends_its_session_once(kind: Kind) {
     assert_eq!(replay.status, 400, "{}", replay.text());
     assert_no_store(&replay);
     assert_eq!(replay.json()["error"], "invalid_request");
+}
+
+/// A reload builds every authenticate action anew; a session the IdP
+/// ended must stay ended (the cookie store keeps the revocation in memory).
+async fn an_ended_session_stays_ended_after_a_reload(kind: Kind) {
+    let Some(stack) = Stack::start(kind).await else {
+        return;
+    };
+    let alice = stack.login("alice", "s-alice", NOW).await;
+    let bob = stack.login("bob", "s-bob", NOW).await;
+    let token = stack
+        .key
+        .sign(&logout_claims(Some("alice"), Some("s-alice"), "jti-reload"));
+    assert_eq!(stack.logout(&token).await.status, 200);
+    stack.clock.advance(1);
+    assert_eq!(stack.who(&alice).await, Err(401));
+
+    stack
+        .reload
+        .send(())
+        .await
+        .expect("the proxy takes reloads");
+    let admin = stack.proxy.admin.expect("an admin listener");
+    let reloaded = eventually(Duration::from_secs(10), || async {
+        reloads(admin, "success").await == 1
+    })
+    .await;
+    assert!(reloaded, "the reload did not happen");
+    assert_eq!(
+        stack.who(&alice).await,
+        Err(401),
+        "the reload revived an ended session"
+    );
+    assert_eq!(
+        stack.who(&bob).await.as_deref(),
+        Ok("bob"),
+        "a live session survives the reload"
+    );
 }
 
 async fn a_sub_ends_every_session_of_the_user_made_before(kind: Kind) {
@@ -453,6 +499,16 @@ async fn cookie_store_a_sid_ends_its_session_once() {
 #[tokio::test]
 async fn redis_a_sid_ends_its_session_once() {
     a_sid_ends_its_session_once(Kind::Redis).await;
+}
+
+#[tokio::test]
+async fn cookie_store_an_ended_session_stays_ended_after_a_reload() {
+    an_ended_session_stays_ended_after_a_reload(Kind::Cookie).await;
+}
+
+#[tokio::test]
+async fn redis_an_ended_session_stays_ended_after_a_reload() {
+    an_ended_session_stays_ended_after_a_reload(Kind::Redis).await;
 }
 
 #[tokio::test]

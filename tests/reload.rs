@@ -336,7 +336,11 @@ async fn reloads_under_load_lose_no_request() {
         number,
         main: main.port(),
         second: second_port.addr.port(),
-        target: if number.is_multiple_of(2) { even.addr } else { odd.addr },
+        target: if number.is_multiple_of(2) {
+            even.addr
+        } else {
+            odd.addr
+        },
         public: even.addr,
         issuer: Some(&idp.issuer),
         watch: false,
@@ -671,4 +675,139 @@ async fn watch_config_follows_a_configmap_symlink_swap() {
     tokio::time::sleep(Duration::from_millis(3500)).await;
     assert_eq!(proxy.reloads("success").await, 1);
     assert_eq!(proxy.reloads("failure").await, 0);
+}
+
+/// An IdP whose discovery document takes `delay` to arrive, counting the
+/// times it is asked for.
+struct SlowIdp {
+    issuer: String,
+    discoveries: Arc<AtomicU64>,
+}
+
+impl SlowIdp {
+    async fn start(delay: Duration) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let discoveries = Arc::new(AtomicU64::new(0));
+        let (counter, base) = (discoveries.clone(), issuer.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (counter, base) = (counter.clone(), base.clone());
+                let service =
+                    hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                        let (counter, base) = (counter.clone(), base.clone());
+                        async move {
+                            let body =
+                                if request.uri().path() == "/.well-known/openid-configuration" {
+                                    counter.fetch_add(1, Ordering::SeqCst);
+                                    tokio::time::sleep(delay).await;
+                                    json!({
+                                        "issuer": base,
+                                        "authorization_endpoint": format!("{base}/authorize"),
+                                        "token_endpoint": format!("{base}/token"),
+                                        "userinfo_endpoint": format!("{base}/userinfo"),
+                                        "jwks_uri": format!("{base}/jwks"),
+                                    })
+                                } else {
+                                    json!({ "keys": [] })
+                                };
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::from(body.to_string()),
+                            )))
+                        }
+                    });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        Self {
+            issuer,
+            discoveries,
+        }
+    }
+
+    fn discoveries(&self) -> u64 {
+        self.discoveries.load(Ordering::SeqCst)
+    }
+}
+
+/// A reload that brings a new IdP asks it for its endpoints and keys before
+/// the swap: once the reload is counted, `/readyz` is 200 and a navigation
+/// is sent to the IdP at once. A reload that keeps the IdP does not ask again.
+#[tokio::test]
+async fn a_new_idp_is_discovered_before_the_swap() {
+    const DISCOVERY_TAKES: Duration = Duration::from_millis(600);
+    let idp = SlowIdp::start(DISCOVERY_TAKES).await;
+    let upstream = upstream::start().await;
+    let main_port = upstream::dead_port();
+    let main = main_port.addr;
+    let generation = |issuer| Generation {
+        number: 0,
+        main: main.port(),
+        second: 9,
+        target: upstream.addr,
+        public: upstream.addr,
+        issuer,
+        watch: false,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("portcullis.yaml");
+    std::fs::write(&file, generation(None).yaml()).unwrap();
+    let (proxy, reload) =
+        common::start_reloading(&file, portcullis::internals::Clock::system()).await;
+    let admin = proxy.admin.expect("an admin listener");
+
+    std::fs::write(&file, generation(Some(&idp.issuer)).yaml()).unwrap();
+    reload.send(()).await.unwrap();
+    let counted = eventually(PATIENCE, || async {
+        common::reloads(admin, "success").await == 1
+    })
+    .await;
+    assert!(counted, "the reload was not counted");
+    assert_eq!(
+        idp.discoveries(),
+        1,
+        "the IdP was asked once, before the swap"
+    );
+    let ready = admin_get(admin, "/readyz").await;
+    assert_eq!(
+        ready.status,
+        200,
+        "not ready right after the reload: {}",
+        ready.text()
+    );
+    let started = Instant::now();
+    let navigation = Request::builder()
+        .uri("/app")
+        .header("host", format!("localhost:{}", main.port()))
+        .header("accept", "text/html")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answer = common::http1(main, navigation).await;
+    assert_eq!(answer.status, 302);
+    let location = answer.headers["location"].to_str().unwrap();
+    assert!(
+        location.starts_with(&format!("{}/authorize?", idp.issuer)),
+        "{location}"
+    );
+    assert!(
+        started.elapsed() < DISCOVERY_TAKES / 2,
+        "the first navigation waited {:?} for the IdP",
+        started.elapsed()
+    );
+
+    reload.send(()).await.unwrap();
+    let counted = eventually(PATIENCE, || async {
+        common::reloads(admin, "success").await == 2
+    })
+    .await;
+    assert!(counted, "the second reload was not counted");
+    assert_eq!(
+        idp.discoveries(),
+        1,
+        "an unchanged IdP is kept, not asked again"
+    );
+    drop(main_port);
 }

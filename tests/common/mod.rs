@@ -245,6 +245,54 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Running {
     }
 }
 
+/// [`start_with_clock`] from a configuration file that is reloaded each
+/// time the returned sender is sent `()` (as SIGHUP does for `run`).
+pub async fn start_reloading(
+    file: &Path,
+    clock: Clock,
+) -> (Running, tokio::sync::mpsc::Sender<()>) {
+    install_crypto_provider();
+    let env = TestEnv(Default::default());
+    let config = load_file(file, &env).unwrap_or_else(|error| panic!("{error:?}"));
+    let portcullis = Portcullis::bind_with_clock(&config, clock)
+        .await
+        .expect("portcullis binds");
+    let addrs = portcullis.local_addrs();
+    let admin = portcullis.admin_addr();
+    let reloads = portcullis::Reloads::from_file(file, env);
+    let reload = reloads.trigger();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(portcullis.serve_reloading(
+        async move {
+            let _ = stopped.await;
+        },
+        reloads,
+    ));
+    let running = Running {
+        addrs,
+        admin,
+        stop: Some(stop),
+        task: Some(task),
+    };
+    (running, reload)
+}
+
+/// `portcullis_config_reloads_total{result}` on `admin`.
+pub async fn reloads(admin: SocketAddr, result: &str) -> u64 {
+    let series = format!(r#"portcullis_config_reloads_total{{result="{result}"}}"#);
+    admin_get(admin, "/metrics")
+        .await
+        .text()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(series.as_str())?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0, |value| value as u64)
+}
+
 /// The session key of every [`TlsStack`].
 pub const SESSION_SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
