@@ -37,14 +37,16 @@
 //! main.rs        the command line: arguments, logging, exit codes
 //! config/        raw serde structs -> validated model, every problem at once
 //! server/        listeners, TLS with SNI and reload, reading ahead under TLS,
-//!                connection limits and idle parking, the admin listener, shutdown
+//!                connection limits and idle parking, the admin listener,
+//!                configuration reload (SIGHUP, watch_config), shutdown
 //! proxy/         the request pipeline above: trusted front proxies, hygiene,
 //!                paths, rules, actions, forwarding, forward auth, the
 //!                upstream pool, WebSocket upgrades
 //! auth/          login: the OIDC relying party (oidc/), the session stores
 //!                (session/: sealed cookies or Redis), the /oauth2/ endpoints,
 //!                the opened-session cache, policies, Cognito, the clock,
-//!                bearer JWTs (bearer.rs)
+//!                bearer JWTs (bearer.rs), IdPs shared and kept across
+//!                reloads (providers.rs)
 //! identity/      the x-amzn-oidc-* headers: stripped inbound, x-amzn-oidc-data
 //!                signed (signing/), the public-key endpoints
 //! error.rs       every error kind and the one place it becomes a response
