@@ -178,6 +178,14 @@ impl Portcullis {
         .await
     }
 
+    /// `portcullis_config_info` for the configuration with this fingerprint.
+    async fn config_info(&self, fingerprint: &str) -> u64 {
+        self.metric(&format!(
+            r#"portcullis_config_info{{fingerprint="{fingerprint}"}}"#
+        ))
+        .await
+    }
+
     /// The fingerprint `/readyz` names.
     async fn live_config(&self) -> String {
         let text = admin_get(self.admin, "/readyz").await.text();
@@ -295,6 +303,16 @@ async fn load(
             };
         }
     }
+}
+
+/// What `sha256sum FILE | cut -c1-16` prints.
+fn sha256_prefix(file: &Path) -> String {
+    let text = std::fs::read(file).unwrap();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &text);
+    digest.as_ref()[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 fn seen(upstream: &Upstream, line: &str) -> bool {
@@ -542,7 +560,12 @@ async fn a_bad_file_changes_nothing_and_says_why() {
     drop(main_port);
     until_body(main, "/switch", "generation 0").await;
     let live = proxy.live_config().await;
-    assert_eq!(live.len(), 16, "/readyz names the configuration: {live:?}");
+    assert_eq!(
+        live,
+        sha256_prefix(&file),
+        "/readyz names the configuration"
+    );
+    assert_eq!(proxy.config_info(&live).await, 1);
 
     // Three problems, listed in file order, each as `check` words it.
     let invalid = generation(2)
@@ -620,7 +643,14 @@ async fn a_bad_file_changes_nothing_and_says_why() {
     proxy.hangup();
     until_body(main, "/switch", "generation 1").await;
     assert_eq!(proxy.reloads("success").await, 1);
-    assert_ne!(proxy.live_config().await, live);
+    let now_live = proxy.live_config().await;
+    assert_eq!(now_live, sha256_prefix(&file));
+    assert_eq!(proxy.config_info(&now_live).await, 1);
+    assert_eq!(
+        proxy.config_info(&live).await,
+        0,
+        "the old configuration is not served"
+    );
     let second = SocketAddr::from(([127, 0, 0, 1], second_port.addr.port()));
     drop(second_port);
     assert_eq!(
@@ -810,4 +840,78 @@ async fn a_new_idp_is_discovered_before_the_swap() {
         "an unchanged IdP is kept, not asked again"
     );
     drop(main_port);
+}
+
+/// Requests in flight when a reload lands finish: on a listener the reload
+/// keeps (its target changed meanwhile) and on one it removes, which then
+/// refuses new connections.
+#[tokio::test]
+async fn requests_in_flight_finish_across_a_reload() {
+    let (first, second) = (upstream::start().await, upstream::start().await);
+    let (main_port, leaving_port) = (upstream::dead_port(), upstream::dead_port());
+    let (main, leaving) = (main_port.addr, leaving_port.addr);
+    let yaml = |target: SocketAddr, with_leaving: bool| {
+        let mut yaml = format!(
+            r#"admin: {{ address: "127.0.0.1:0" }}
+listeners:
+  - address: "{main}"
+    rules:
+      - actions: [ {{ forward: {{ target: "http://{target}" }} }} ]
+"#
+        );
+        if with_leaving {
+            yaml.push_str(&format!(
+                r#"  - address: "{leaving}"
+    rules:
+      - actions: [ {{ forward: {{ target: "http://{target}" }} }} ]
+"#
+            ));
+        }
+        yaml
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("portcullis.yaml");
+    std::fs::write(&file, yaml(first.addr, true)).unwrap();
+    let (proxy, reload) =
+        common::start_reloading(&file, portcullis::internals::Clock::system()).await;
+    let admin = proxy.admin.expect("an admin listener");
+
+    let slow_main = tokio::spawn(get_once(main, "/slow?ms=1500", None));
+    let slow_leaving = tokio::spawn(get_once(leaving, "/slow?ms=1500", None));
+    let started = eventually(PATIENCE, || async {
+        first.signals.seen.lock().unwrap().len() == 2
+    })
+    .await;
+    assert!(started, "the slow requests did not reach the upstream");
+
+    std::fs::write(&file, yaml(second.addr, false)).unwrap();
+    reload.send(()).await.unwrap();
+    let counted = eventually(PATIENCE, || async {
+        common::reloads(admin, "success").await == 1
+    })
+    .await;
+    assert!(counted, "the reload was not counted");
+    assert_eq!(
+        get_once(main, "/now", None).await.map(|(status, _)| status),
+        Some(200)
+    );
+    assert!(
+        seen(&second, "GET /now"),
+        "new requests take the new target"
+    );
+    assert_eq!(
+        get_once(leaving, "/now", None).await,
+        None,
+        "the removed listener still accepts"
+    );
+
+    for (what, slow) in [("kept", slow_main), ("removed", slow_leaving)] {
+        let answer = slow.await.unwrap();
+        assert_eq!(
+            answer.map(|(status, _)| status),
+            Some(200),
+            "the request in flight on the {what} listener"
+        );
+    }
+    drop((main_port, leaving_port));
 }
