@@ -25,23 +25,10 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 /// How long a process may take to start listening or to exit on its own.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// The binary with none of the caller's settings that would change its behaviour.
-fn portcullis() -> Command {
-    let mut command = Command::new(BIN);
-    for name in [
-        "RUST_LOG",
-        "PORTCULLIS_CONFIG",
-        "SSL_CERT_FILE",
-        "SSL_CERT_DIR",
-    ] {
-        command.env_remove(name);
-    }
-    command
-}
+use common::process::command as portcullis;
 
 /// Runs to completion: exit code, stdout, stderr.
 fn output(command: &mut Command) -> (i32, String, String) {
@@ -715,13 +702,7 @@ async fn sigterm_lets_a_slow_request_finish_exits_0_and_refuses_new_connections(
     // machine.
     let slow = tokio::spawn(http1(addr, get("app.test", "/gated")));
     let arrived = eventually(Duration::from_secs(5), || async {
-        upstream
-            .signals
-            .seen
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|seen| seen == "GET /gated")
+        upstream.signals.saw("GET /gated")
     })
     .await;
     assert!(arrived, "the slow request reached the upstream");

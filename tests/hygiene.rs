@@ -345,12 +345,7 @@ async fn connection_cannot_delete_the_proxys_identity_headers() {
     let stack = stack().await;
     let mut browser = stack.tls.browser();
     stack.tls.login(&mut browser, "/app/home").await;
-    let cookie = browser
-        .cookies("localhost")
-        .into_iter()
-        .map(|(name, value)| format!("{name}={value}"))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookie = browser.cookie_header_for("localhost");
 
     // HTTP/1.1: the low-privilege user names the proxy's headers in
     // `Connection` and adds a look-alike claiming to be admin.

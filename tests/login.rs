@@ -844,12 +844,7 @@ async fn a_websocket_after_login() {
     let stack = stack(json!({}), "", "").await;
     let mut browser = stack.browser();
     stack.login(&mut browser, "/app/").await;
-    let cookie = browser
-        .cookies("localhost")
-        .iter()
-        .map(|(name, value)| format!("{name}={value}"))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookie = browser.cookie_header_for("localhost");
 
     let stream = tls_connect(
         stack.proxy.addr(),

@@ -10,7 +10,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,17 +18,16 @@ use bytes::Bytes;
 use common::browser::Browser;
 use common::front::{Log, PATIENCE};
 use common::idp::NodeIdp;
-use common::upstream::{self, Upstream};
-use common::{admin_get, eventually};
+use common::upstream;
+use common::{admin_get, eventually, process};
 use futures_util::{SinkExt, StreamExt};
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 const CLIENT_ID: &str = "portcullis";
 const CLIENT_SECRET: &str = "portcullis-secret";
 /// How soon after SIGHUP a reload's new behaviour must be seen.
@@ -119,38 +117,12 @@ struct Portcullis {
 
 impl Portcullis {
     async fn start(config: &Path) -> Self {
-        let mut command = Command::new(BIN);
-        for name in [
-            "RUST_LOG",
-            "PORTCULLIS_CONFIG",
-            "SSL_CERT_FILE",
-            "SSL_CERT_DIR",
-        ] {
-            command.env_remove(name);
-        }
-        let mut child = command
-            .args(["run", "--log-format", "json", "--config"])
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the portcullis binary starts");
-        let log = Log::capture(&mut child);
+        let (child, log) = process::run(config);
         let admin = log
-            .wait_for("admin listening", |line| {
-                let event: Value = serde_json::from_str(line).ok()?;
-                if event["message"] != "admin listening" {
-                    return None;
-                }
-                let text = event["address"].as_str()?;
-                let text = text
-                    .strip_prefix("Some(")
-                    .and_then(|rest| rest.strip_suffix(')'))
-                    .unwrap_or(text);
-                text.parse::<SocketAddr>().ok()
-            })
+            .wait_for(
+                "admin listening",
+                process::logged_address("admin listening"),
+            )
             .await;
         Self { child, log, admin }
     }
@@ -315,14 +287,13 @@ fn sha256_prefix(file: &Path) -> String {
         .collect()
 }
 
-fn seen(upstream: &Upstream, line: &str) -> bool {
-    upstream
-        .signals
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|seen| seen == line)
+/// Waits until `admin` has counted `reloads` successful reloads.
+async fn counted(admin: SocketAddr, reloads: u64) {
+    let counted = eventually(PATIENCE, || async {
+        common::reloads(admin, "success").await == reloads
+    })
+    .await;
+    assert!(counted, "reload {reloads} was not counted");
 }
 
 // --------------------------------------------------------------- tests ---
@@ -380,12 +351,7 @@ async fn reloads_under_load_lose_no_request() {
         .login(&format!("{origin}/app/start"), "alice", "pw")
         .await;
     assert_eq!(page.status, 200, "{:#?}\n{}", page.hops, page.body);
-    let cookie = browser
-        .cookies("localhost")
-        .iter()
-        .map(|(name, value)| format!("{name}={value}"))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookie = browser.cookie_header_for("localhost");
     let mut pending = Browser::new(None);
     pending.stop_before(Some(&format!("{origin}/oauth2/idpresponse")));
     let callback = pending
@@ -440,10 +406,10 @@ async fn reloads_under_load_lose_no_request() {
             (&odd, &even)
         };
         assert!(
-            seen(now, &format!("GET {probe}")),
+            now.signals.saw(&format!("GET {probe}")),
             "reload {number}: not sent to the new target"
         );
-        assert!(!seen(before, &format!("GET {probe}")));
+        assert!(!before.signals.saw(&format!("GET {probe}")));
         let second = second_port_addr(&next);
         let second_answer = get_once(second, "/", None).await;
         if !number.is_multiple_of(2) {
@@ -581,7 +547,7 @@ async fn a_bad_file_changes_nothing_and_says_why() {
         "the bad file was not counted:\n{}",
         proxy.log.tail(20)
     );
-    let check = std::process::Command::new(BIN)
+    let check = std::process::Command::new(process::BIN)
         .args(["check", "--config"])
         .arg(&file)
         .output()
@@ -642,7 +608,9 @@ async fn a_bad_file_changes_nothing_and_says_why() {
     drop(taken);
     proxy.hangup();
     until_body(main, "/switch", "generation 1").await;
-    assert_eq!(proxy.reloads("success").await, 1);
+    // Counted once the swap is done, a moment after the first new answer.
+    let counted = eventually(PATIENCE, || async { proxy.reloads("success").await == 1 }).await;
+    assert!(counted, "the good file was not counted");
     let now_live = proxy.live_config().await;
     assert_eq!(now_live, sha256_prefix(&file));
     assert_eq!(proxy.config_info(&now_live).await, 1);
@@ -698,8 +666,9 @@ async fn watch_config_follows_a_configmap_symlink_swap() {
     swap("..2026_12_04_09_01_00.2", generation(2).yaml());
     let took = until_body(main, "/switch", "generation 2").await;
     eprintln!("watch_config: the swapped ConfigMap served after {took:?}");
+    let counted = eventually(PATIENCE, || async { proxy.reloads("success").await == 1 }).await;
+    assert!(counted, "the swap was not counted");
     assert_ne!(proxy.live_config().await, before);
-    assert_eq!(proxy.reloads("success").await, 1);
 
     // Unchanged for three more looks: no further reload.
     tokio::time::sleep(Duration::from_millis(3500)).await;
@@ -791,11 +760,7 @@ async fn a_new_idp_is_discovered_before_the_swap() {
 
     std::fs::write(&file, generation(Some(&idp.issuer)).yaml()).unwrap();
     reload.send(()).await.unwrap();
-    let counted = eventually(PATIENCE, || async {
-        common::reloads(admin, "success").await == 1
-    })
-    .await;
-    assert!(counted, "the reload was not counted");
+    counted(admin, 1).await;
     assert_eq!(
         idp.discoveries(),
         1,
@@ -829,11 +794,7 @@ async fn a_new_idp_is_discovered_before_the_swap() {
     );
 
     reload.send(()).await.unwrap();
-    let counted = eventually(PATIENCE, || async {
-        common::reloads(admin, "success").await == 2
-    })
-    .await;
-    assert!(counted, "the second reload was not counted");
+    counted(admin, 2).await;
     assert_eq!(
         idp.discoveries(),
         1,
@@ -886,17 +847,13 @@ listeners:
 
     std::fs::write(&file, yaml(second.addr, false)).unwrap();
     reload.send(()).await.unwrap();
-    let counted = eventually(PATIENCE, || async {
-        common::reloads(admin, "success").await == 1
-    })
-    .await;
-    assert!(counted, "the reload was not counted");
+    counted(admin, 1).await;
     assert_eq!(
         get_once(main, "/now", None).await.map(|(status, _)| status),
         Some(200)
     );
     assert!(
-        seen(&second, "GET /now"),
+        second.signals.saw("GET /now"),
         "new requests take the new target"
     );
     assert_eq!(

@@ -14,7 +14,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -25,13 +24,12 @@ use common::front::{self, Front, Log, PATIENCE};
 use common::idp::NodeIdp;
 use common::redis::RedisServer;
 use common::upstream::{self, DeadPort, Upstream};
-use common::{Answer, admin_get, eventually, http1};
+use common::{Answer, admin_get, eventually, http1, process};
 use http::Request;
 use http_body_util::Full;
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 const CLIENT_ID: &str = "portcullis";
 const CLIENT_SECRET: &str = "portcullis-secret";
 const SIGNER: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/portcullis/50dc6c495c0c9188";
@@ -266,43 +264,15 @@ struct Replica {
 
 impl Replica {
     async fn start(index: usize, config: &Path) -> Self {
-        let mut command = Command::new(BIN);
-        for name in [
-            "RUST_LOG",
-            "PORTCULLIS_CONFIG",
-            "SSL_CERT_FILE",
-            "SSL_CERT_DIR",
-        ] {
-            command.env_remove(name);
-        }
-        let mut child = command
-            .args(["run", "--log-format", "json", "--config"])
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the portcullis binary starts");
-        let log = Log::capture(&mut child);
-        let address = |message: &'static str| {
-            move |line: &str| {
-                let event: Value = serde_json::from_str(line).ok()?;
-                if event["message"] != message {
-                    return None;
-                }
-                // The admin address is logged as an Option: `Some(127.0.0.1:1234)`.
-                let text = event["address"].as_str()?;
-                let text = text
-                    .strip_prefix("Some(")
-                    .and_then(|rest| rest.strip_suffix(')'))
-                    .unwrap_or(text);
-                text.parse::<SocketAddr>().ok()
-            }
-        };
-        let addr = log.wait_for("listening", address("listening")).await;
+        let (child, log) = process::run(config);
+        let addr = log
+            .wait_for("listening", process::logged_address("listening"))
+            .await;
         let admin = log
-            .wait_for("admin listening", address("admin listening"))
+            .wait_for(
+                "admin listening",
+                process::logged_address("admin listening"),
+            )
             .await;
         Self {
             index,

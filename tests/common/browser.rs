@@ -196,6 +196,16 @@ impl Browser {
             .collect()
     }
 
+    /// [`cookies`](Self::cookies) as a `Cookie` header value, for clients
+    /// other than this browser.
+    pub fn cookie_header_for(&self, host: &str) -> String {
+        self.cookies(host)
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// Sets a host-only cookie with `Path=/`.
     pub fn set_cookie(&mut self, host: &str, name: &str, value: &str) {
         self.jar

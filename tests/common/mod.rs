@@ -8,6 +8,7 @@ pub mod browser;
 pub mod front;
 pub mod idp;
 pub mod lenient;
+pub mod process;
 pub mod redis;
 pub mod upstream;
 

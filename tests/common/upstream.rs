@@ -43,6 +43,11 @@ pub struct Signals {
 }
 
 impl Signals {
+    /// Whether a request `METHOD path` has arrived.
+    pub fn saw(&self, request: &str) -> bool {
+        self.seen.lock().unwrap().iter().any(|seen| seen == request)
+    }
+
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
     }
