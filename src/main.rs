@@ -417,10 +417,11 @@ async fn probe(url: &str) -> anyhow::Result<u16> {
 fn serve(config: config::Config, path: &std::path::Path) -> anyhow::Result<()> {
     let runtime = runtime()?;
     runtime.block_on(async {
-        let portcullis = Portcullis::bind(&config).await?;
-        tracing::info!(config = %config.fingerprint, watch_config = config.watch_config, "configuration loaded");
+        // Before binding: from now on SIGHUP reloads instead of ending the process.
         let reloads = Reloads::from_file(path, ProcessEnvironment);
         forward_sighup(reloads.trigger());
+        let portcullis = Portcullis::bind(&config).await?;
+        tracing::info!(config = %config.fingerprint, watch_config = config.watch_config, "configuration loaded");
         portcullis.serve_reloading(shutdown_signal(), reloads).await;
         tracing::info!("stopped");
         Ok(())
