@@ -872,3 +872,71 @@ listeners:
     }
     drop((main_port, leaving_port));
 }
+
+/// With `watch_config: true`, a file the configuration names counts too:
+/// rotating the signing key file (as a Kubernetes Secret update does) is
+/// picked up without a signal, and the JWKS names the new key.
+#[tokio::test]
+async fn watch_config_follows_the_files_the_configuration_names() {
+    let main_port = upstream::dead_port();
+    let main = main_port.addr;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signing.pem");
+    let rotate = |pem: String| {
+        let staged = dir.path().join("signing.pem.new");
+        std::fs::write(&staged, pem).unwrap();
+        std::fs::rename(&staged, &key).unwrap();
+    };
+    rotate(rcgen::KeyPair::generate().unwrap().serialize_pem());
+    let file = dir.path().join("portcullis.yaml");
+    let idp = "http://127.0.0.1:9";
+    std::fs::write(
+        &file,
+        format!(
+            r#"admin: {{ address: "127.0.0.1:0" }}
+watch_config: true
+sessions: {{ secrets: ["{secret}"] }}
+signing: {{ private_key_file: "{key}" }}
+listeners:
+  - address: "{main}"
+    rules:
+      - actions:
+          - authenticate_oidc:
+              issuer: {idp}
+              discovery: false
+              authorization_endpoint: {idp}/authorize
+              token_endpoint: {idp}/token
+              user_info_endpoint: {idp}/userinfo
+              jwks_uri: {idp}/jwks
+              client_id: portcullis
+              client_secret: secret
+          - fixed_response: {{ status: 200 }}
+"#,
+            secret = common::SESSION_SECRET,
+            key = key.display(),
+        ),
+    )
+    .unwrap();
+    let proxy = Portcullis::start(&file).await;
+    drop(main_port);
+    let kid = || async {
+        let (status, body) = get_once(main, "/oauth2/jwks.json", None).await?;
+        let jwks: Value = serde_json::from_str(&body).ok()?;
+        (status == 200).then(|| jwks["keys"][0]["kid"].as_str().map(str::to_owned))?
+    };
+    let first = kid().await.expect("the JWKS names a key");
+
+    rotate(rcgen::KeyPair::generate().unwrap().serialize_pem());
+    let rotated = eventually(PATIENCE, || async {
+        kid().await.is_some_and(|now| now != first)
+    })
+    .await;
+    assert!(
+        rotated,
+        "the new key was not picked up:\n{}",
+        proxy.log.tail(10)
+    );
+    let counted = eventually(PATIENCE, || async { proxy.reloads("success").await == 1 }).await;
+    assert!(counted, "the rotation was not one reload");
+    assert_eq!(proxy.reloads("failure").await, 0);
+}

@@ -1,11 +1,12 @@
 //! Reloading the configuration while serving: on request (SIGHUP) and, with
-//! `watch_config: true`, when the file's contents change.
+//! `watch_config: true`, when the contents of the file, or of a file it
+//! names (secrets, the signing key), change.
 //!
 //! The file is read and validated whole first; only a configuration that
 //! passes is built and swapped in (see `Running::apply`). A file that fails
 //! changes nothing: each problem is logged as `check` prints it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -33,9 +34,9 @@ pub struct Reloads {
 struct ConfigFile {
     path: PathBuf,
     env: Box<dyn Environment + Send + Sync>,
-    /// Fingerprint of the text last read, valid or not: the watcher asks for
-    /// a reload only when the file holds something else.
-    last_read: Mutex<String>,
+    /// What the last load read, valid or not: the watcher asks for a reload
+    /// only when one of these files holds something else.
+    last_read: Mutex<Contents>,
     /// The running configuration's `watch_config`.
     watching: AtomicBool,
 }
@@ -60,7 +61,7 @@ impl Reloads {
             file: Some(Arc::new(ConfigFile {
                 path: path.into(),
                 env: Box::new(env),
-                last_read: Mutex::new(String::new()),
+                last_read: Mutex::default(),
                 watching: AtomicBool::new(false),
             })),
             ..Self::none()
@@ -77,8 +78,11 @@ impl Reloads {
     /// it) asks to.
     pub(super) fn start(&self, config: &Config) {
         let Some(file) = &self.file else { return };
-        file.remember(&config.fingerprint);
         file.watching.store(config.watch_config, Ordering::Relaxed);
+        if config.watch_config {
+            // What `config` was read from, as the watcher will compare it.
+            drop(file.load());
+        }
         let file = Arc::downgrade(file);
         let sender = self.sender.clone();
         tokio::spawn(async move {
@@ -146,46 +150,56 @@ impl Reloads {
 }
 
 impl ConfigFile {
-    fn remember(&self, fingerprint: &str) {
-        let mut last = self
-            .last_read
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        fingerprint.clone_into(&mut last);
-    }
-
-    /// Whether the file now holds other text than was last read.
+    /// Whether a file the last load read now holds something else.
     async fn changed(&self) -> bool {
-        let Ok(bytes) = tokio::fs::read(&self.path).await else {
-            // Mid-swap, or gone: the next look decides.
-            return false;
-        };
-        let now = config::fingerprint(&String::from_utf8_lossy(&bytes));
         let last = self
             .last_read
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *last != now
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for (path, digest) in &last.files {
+            match (tokio::fs::read(path).await, digest) {
+                (Ok(bytes), Some(digest)) if Contents::digest(&bytes) == *digest => {}
+                // Readable now, or holding something else.
+                (Ok(_), _) => return true,
+                // Still missing.
+                (Err(_), None) => {}
+                // Mid-swap, or gone: the next look decides.
+                (Err(_), Some(_)) => return false,
+            }
+        }
+        false
     }
 
     /// The file's configuration, or `None` after logging why it cannot be used.
     fn load(&self) -> Option<Config> {
         let path = self.path.display();
+        let reading = Reading {
+            env: self.env.as_ref(),
+            read: Mutex::default(),
+        };
         let loaded = Format::from_path(&self.path)
             .ok_or_else(|| ConfigError::UnknownFormat {
                 path: self.path.clone(),
             })
             .and_then(|format| {
-                let text = self
-                    .env
+                let text = reading
                     .read_file(&self.path)
                     .map_err(|source| ConfigError::Read {
                         path: self.path.clone(),
                         source,
                     })?;
-                self.remember(&config::fingerprint(&text));
-                config::load_str(&text, format, self.env.as_ref())
+                config::load_str(&text, format, &reading)
             });
+        *self
+            .last_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Contents {
+            files: reading
+                .read
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner),
+        };
         match loaded {
             Ok(config) => Some(config),
             Err(ConfigError::Invalid(problems)) => {
@@ -208,5 +222,46 @@ impl ConfigFile {
                 None
             }
         }
+    }
+}
+
+/// The files one load read, each with a digest of what it held (`None`:
+/// it could not be read).
+#[derive(Clone, Default)]
+struct Contents {
+    files: Vec<(PathBuf, Option<[u8; 32]>)>,
+}
+
+impl Contents {
+    fn digest(bytes: &[u8]) -> [u8; 32] {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+        let mut out = [0; 32];
+        out.copy_from_slice(digest.as_ref());
+        out
+    }
+}
+
+/// An environment that notes every file read through it.
+struct Reading<'a> {
+    env: &'a (dyn Environment + Send + Sync),
+    read: Mutex<Vec<(PathBuf, Option<[u8; 32]>)>>,
+}
+
+impl Environment for Reading<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.env.var(name)
+    }
+
+    fn read_file(&self, path: &Path) -> std::io::Result<String> {
+        let text = self.env.read_file(path);
+        let digest = text
+            .as_ref()
+            .ok()
+            .map(|text| Contents::digest(text.as_bytes()));
+        self.read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((path.to_path_buf(), digest));
+        text
     }
 }
