@@ -242,7 +242,7 @@ impl Running {
     /// Replaces the running configuration with `config`. Everything is built
     /// and every new socket bound first, and IdPs new to this configuration
     /// are asked for their endpoints and keys; only then are the listeners'
-    /// routes swapped, at once, for new requests. Requests in flight finish
+    /// routes swapped for new requests. Requests in flight finish
     /// on the routes they started with. A listener whose address is still
     /// configured keeps its socket and connections; one that is not stops
     /// accepting and drains.
@@ -283,7 +283,9 @@ impl Running {
             );
         }
 
-        // From here on nothing waits: the swap is one step for requests.
+        // From here on nothing waits: each listener's routes are replaced
+        // whole (a request sees all of the old or all of the new), the
+        // listeners one after another within microseconds.
         let served = Served::of(&config, &generation);
         let Generation {
             listeners: planned,

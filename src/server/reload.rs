@@ -92,6 +92,7 @@ impl Reloads {
                 ticks.tick().await;
                 let Some(file) = file.upgrade() else { return };
                 if file.watching.load(Ordering::Relaxed) && file.changed().await {
+                    tracing::info!(file = %file.path.display(), "the configuration changed: reloading");
                     // Full: a reload is already asked for.
                     let _ = sender.try_send(());
                 }
