@@ -61,7 +61,8 @@ const OIDC: &str = "/listeners/0/rules/0/actions/0/authenticate_oidc";
 const COGNITO: &str = "/listeners/0/rules/1/actions/0/authenticate_cognito";
 
 /// A secret key: where it is (a JSON pointer into [`base`]), its twin to
-/// remove so that only it is given, and whether it takes a list.
+/// remove so that only it is given, and whether it takes a list (the
+/// session secrets, the cluster's seed node URLs).
 struct SecretKey {
     pointer: String,
     twin: Option<String>,
@@ -72,7 +73,7 @@ struct SecretKey {
 fn secret_keys() -> Vec<SecretKey> {
     let key = |pointer: String, twin: Option<String>| SecretKey {
         names_a_file: pointer.ends_with("_file"),
-        takes_list: pointer.ends_with("/secrets"),
+        takes_list: pointer.ends_with("/secrets") || pointer.ends_with("/cluster"),
         pointer,
         twin,
     };
@@ -87,6 +88,11 @@ fn secret_keys() -> Vec<SecretKey> {
     let mut keys = Vec::new();
     keys.extend(twins("/sessions", "secrets"));
     keys.extend(twins("/sessions/redis", "url"));
+    // Seed node URLs, which may carry a password; `url` is their twin.
+    keys.push(key(
+        "/sessions/redis/cluster".to_string(),
+        Some("/sessions/redis/url".to_string()),
+    ));
     keys.extend(twins(OIDC, "client_secret"));
     keys.extend(twins(COGNITO, "user_pool_client_secret"));
     keys.push(key("/signing/private_key_file".to_string(), None));

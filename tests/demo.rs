@@ -188,12 +188,12 @@ async fn a_real_browser_logs_in_through_the_demo() {
             .join("node_modules")
             .join("playwright-core")
             .is_dir(),
-        "run `npm ci --prefix tests/browser` (scripts/test does)"
+        "run `npm ci --prefix tests/browser` (scripts/deps does)"
     );
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         std::path::Path::new(&chromium).exists(),
-        "{chromium} is missing: install Debian's `chromium` (.ci/run does)"
+        "{chromium} is missing: install Debian's `chromium` (scripts/deps does)"
     );
     let (_demo, url, _) = start_demo().await;
     let screenshots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-screenshots");

@@ -276,3 +276,105 @@ async fn dev_idp_refuses_a_remote_address_without_allow_remote() {
         "nothing served, nothing announced"
     );
 }
+
+/// Runs `portcullis dev-idp --config FILE` on `text`, for a file that is
+/// refused before anything listens: exit code and everything printed.
+fn dev_idp_with_file(extension: &str, text: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("idp.{extension}"));
+    write(&path, text);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["dev-idp", "--address", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), printed)
+}
+
+const CANARY: &str = "S3CRET-canary-7Qx9!vK2";
+/// A canary for number values: these digits appear nowhere else.
+const CANARY_NUMBER: &str = "731100424242";
+
+/// The file with `client_secret` and `password` as given, written in
+/// `extension`'s format (values already in that format's syntax).
+fn idp_file(extension: &str, client_secret: &str, password: &str) -> String {
+    let redirect = "\"http://127.0.0.1:8080/oauth2/idpresponse\"";
+    match extension {
+        "toml" => format!(
+            "[[clients]]\nclient_id = \"app\"\nclient_secret = {client_secret}\n\
+             redirect_uris = [{redirect}]\n\n\
+             [[users]]\nusername = \"carol\"\npassword = {password}\n"
+        ),
+        "json" => format!(
+            "{{\"clients\": [{{\"client_id\": \"app\", \"client_secret\": {client_secret}, \
+             \"redirect_uris\": [{redirect}]}}],\n\
+             \"users\": [{{\"username\": \"carol\", \"password\": {password}}}]}}\n"
+        ),
+        _ => format!(
+            "clients:\n  - client_id: app\n    client_secret: {client_secret}\n    \
+             redirect_uris: [{redirect}]\nusers:\n  - username: carol\n    password: {password}\n"
+        ),
+    }
+}
+
+#[test]
+fn a_secret_of_the_wrong_type_in_the_file_is_never_printed() {
+    // Each wrong value as YAML and JSON write it, and as TOML does.
+    let wrong = [
+        (CANARY_NUMBER.to_owned(), CANARY_NUMBER.to_owned()),
+        ("true".to_owned(), "true".to_owned()),
+        ("false".to_owned(), "false".to_owned()),
+        (format!("[\"{CANARY}\"]"), format!("[\"{CANARY}\"]")),
+        (
+            format!("{{\"value\": \"{CANARY}\"}}"),
+            format!("{{ value = \"{CANARY}\" }}"),
+        ),
+    ];
+    let valid = "\"not-the-canary\"";
+    for (json_or_yaml, toml) in &wrong {
+        for (key, path) in [
+            ("client_secret", "clients[0].client_secret"),
+            ("password", "users[0].password"),
+        ] {
+            for extension in ["yaml", "toml", "json"] {
+                let value = if extension == "toml" {
+                    toml
+                } else {
+                    json_or_yaml
+                };
+                let text = if key == "client_secret" {
+                    idp_file(extension, value, valid)
+                } else {
+                    idp_file(extension, valid, value)
+                };
+                let (code, printed) = dev_idp_with_file(extension, &text);
+                let case = format!("{extension} {key} = {value}:\n{printed}");
+                assert_eq!(code, Some(2), "{case}");
+                assert!(printed.contains(path), "the key is named: {case}");
+                assert!(printed.contains("expected a string"), "{case}");
+                assert!(printed.contains("value hidden"), "{case}");
+                // A boolean is quoted as `true`; "got true or false" is fine.
+                for leak in [CANARY, CANARY_NUMBER, "`true`", "`false`"] {
+                    assert!(!printed.contains(leak), "{leak} leaked: {case}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_syntax_error_on_a_password_line_does_not_quote_it() {
+    let unclosed = format!("\"{CANARY}");
+    for extension in ["yaml", "toml", "json"] {
+        let text = idp_file(extension, "\"not-the-canary\"", &unclosed);
+        let (code, printed) = dev_idp_with_file(extension, &text);
+        assert_eq!(code, Some(2), "{extension}:\n{printed}");
+        assert!(printed.contains("is not valid"), "{extension}: {printed}");
+        assert!(!printed.contains(CANARY), "{extension} leaked: {printed}");
+    }
+}

@@ -9,7 +9,7 @@
 //!
 //! Configuration errors end up in pod and CI logs, so a message never shows a
 //! secret: the values under the schema's secret keys (the session secrets,
-//! client secrets, the Redis URL, which may carry a password, and the keys
+//! client secrets, the Redis URLs, which may carry a password, and the keys
 //! naming their files) and every value that took an environment variable,
 //! where secrets usually come from.
 
@@ -94,12 +94,7 @@ impl<'a> Document<'a> {
 
     /// The value at `segments`, if the file has one there.
     pub fn value_at(&self, segments: &[Segment]) -> Option<&'a Value> {
-        segments
-            .iter()
-            .try_fold(self.root, |value, segment| match segment {
-                Segment::Key(key) => value.get(key),
-                Segment::Index(index) => value.get(index),
-            })
+        value_at(self.root, segments)
     }
 
     /// Whether a message about the value at `segments` must not show it: it
@@ -123,39 +118,18 @@ impl<'a> Document<'a> {
         }
     }
 
-    /// The message for a value of the wrong type at `segments`: serde's own
-    /// (which quotes the value) when nothing there is hidden; otherwise what
-    /// the key takes and what it got, without the value.
+    /// The message for a value of the wrong type at `segments`, without the
+    /// value (see [`wrong_type`]).
     pub fn type_error(&self, segments: &[Segment], error: &serde_json::Error) -> String {
-        let message = error.to_string();
         // A `*_file` key's value is a path, but one of the wrong type may well
         // be the secret itself, pasted in the wrong place.
         let is_secret =
             |segments: &[Segment]| is_secret_key(segments) || names_secret_file(segments);
-        let got = self.value_at(segments).map_or("a value", kind);
-        let Some(hidden) = self.hidden(segments, is_secret) else {
-            // Not a secret here, but a value of the wrong shape may still be
-            // one pasted in the wrong place (`redis: "redis://:pw@host"` for
-            // the `redis` map): serde's quote of it is never needed.
-            return match message.rsplit_once(", expected ") {
-                Some((_, expected)) if quotes_the_value(&message) => {
-                    format!("expected {}, got {got}", plain(expected))
-                }
-                _ => message,
-            };
-        };
-        // serde words a type error `invalid type: <the value>, expected <the
-        // type>`; the part after the value names no value.
-        match message.rsplit_once(", expected ") {
-            Some((_, expected)) => {
-                format!(
-                    "expected {}, got {got} ({})",
-                    plain(expected),
-                    hidden.reason()
-                )
-            }
-            None => format!("this key does not take {got} ({})", hidden.reason()),
-        }
+        wrong_type(
+            error,
+            self.value_at(segments),
+            self.hidden(segments, is_secret),
+        )
     }
 
     /// Removes hidden values at or under its path from a validation
@@ -243,9 +217,50 @@ fn names_secret_file(segments: &[Segment]) -> bool {
     )
 }
 
+/// The message for `got`, a value of the wrong type, which never quotes it
+/// (serde's does): what the key takes and what it got, and why the value is
+/// not shown when it is `hidden`. serde's own message is kept when it
+/// quotes no value (`missing field …`) and nothing is hidden.
+pub fn wrong_type(
+    error: &serde_json::Error,
+    got: Option<&Value>,
+    hidden: Option<Hidden>,
+) -> String {
+    let message = error.to_string();
+    let got = got.map_or("a value", kind);
+    // serde words a type error `invalid type: <the value>, expected <the
+    // type>`; the part after the value names no value.
+    let expected = message
+        .rsplit_once(", expected ")
+        .map(|(_, expected)| plain(expected));
+    match (hidden, expected) {
+        // Not hidden, but a value of the wrong shape may still be a secret
+        // pasted in the wrong place (`redis: "redis://:pw@host"` for the
+        // `redis` map): serde's quote of it is never needed.
+        (None, Some(expected)) if quotes_the_value(&message) => {
+            format!("expected {expected}, got {got}")
+        }
+        (None, _) => message,
+        (Some(hidden), Some(expected)) => {
+            format!("expected {expected}, got {got} ({})", hidden.reason())
+        }
+        (Some(hidden), None) => format!("this key does not take {got} ({})", hidden.reason()),
+    }
+}
+
+/// The value at `segments` in `root`, if there is one.
+pub fn value_at<'a>(root: &'a Value, segments: &[Segment]) -> Option<&'a Value> {
+    segments
+        .iter()
+        .try_fold(root, |value, segment| match segment {
+            Segment::Key(key) => value.get(key),
+            Segment::Index(index) => value.get(index),
+        })
+}
+
 /// The keys of a path, without list indices, as in
 /// [`super::unknown::known_keys`].
-fn keys(segments: &[Segment]) -> Vec<&str> {
+pub fn keys(segments: &[Segment]) -> Vec<&str> {
     segments
         .iter()
         .filter_map(|segment| match segment {

@@ -61,7 +61,7 @@ impl Format {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Format::Yaml => "YAML",
             Format::Toml => "TOML",
@@ -214,17 +214,39 @@ pub fn describe(problems: &[Problem]) -> String {
 /// The file as a JSON value, through the `config` crate's parsers. (It keeps
 /// keys' case and, with `preserve_order`, their order.)
 fn parse(text: &str, format: Format) -> Result<serde_json::Value, ConfigError> {
+    parse_value(text, format).map_err(|message| ConfigError::Syntax { format, message })
+}
+
+/// [`parse`] for the other files portcullis reads (`dev-idp --config`): the
+/// error is the parser's message without the lines of the file it quotes.
+pub(crate) fn parse_value(text: &str, format: Format) -> Result<serde_json::Value, String> {
     config::Config::builder()
         .add_source(config::File::from_str(text, format.file_format()))
         .build()
         .and_then(|parsed| parsed.try_deserialize::<serde_json::Value>())
-        .map_err(|error| {
-            let message = match error {
-                config::ConfigError::FileParse { cause, .. } => without_source_lines(&*cause),
-                other => without_source_lines(&other),
-            };
-            ConfigError::Syntax { format, message }
+        .map_err(|error| match error {
+            config::ConfigError::FileParse { cause, .. } => without_source_lines(&*cause),
+            other => without_source_lines(&other),
         })
+}
+
+/// Deserializes a parsed file (see [`parse_value`]) as [`load_str`] does:
+/// a value of the wrong type is reported with its key path, and the message
+/// never quotes it; where `is_secret` holds for the keys on that path (list
+/// indices left out), it also says the value is hidden.
+pub(crate) fn deserialize_value<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+    is_secret: fn(&[&str]) -> bool,
+) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let segments = error_segments(error.path());
+        let hidden = is_secret(&document::keys(&segments)).then_some(document::Hidden::Secret);
+        let got = document::value_at(value, &segments);
+        (
+            unknown::format_path(&segments),
+            document::wrong_type(error.inner(), got, hidden),
+        )
+    })
 }
 
 /// A parser's message on one line, without the lines of the file it quotes:

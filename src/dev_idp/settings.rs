@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use crate::config::{Format, Problem, Secret};
+use crate::config::{self, Format, Problem, Secret};
 
 /// The default listening address.
 pub const DEFAULT_ADDRESS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9000);
@@ -94,12 +94,13 @@ pub enum SettingsError {
     },
     #[error("{path}: unknown extension; use .yaml, .yml, .toml or .json")]
     UnknownFormat { path: PathBuf },
-    #[error("{path} is not valid {format:?}")]
+    #[error("{path} is not valid {}: {message}", .format.name())]
     Syntax {
         path: PathBuf,
         format: Format,
-        #[source]
-        source: ::config::ConfigError,
+        /// The parser's message without the lines of the file it quotes,
+        /// which may hold a password.
+        message: String,
     },
     #[error("{path}: {} problem(s)", .problems.len())]
     Invalid {
@@ -380,33 +381,34 @@ fn read_file(path: &Path) -> Result<RawFile, SettingsError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let file_format = match format {
-        Format::Yaml => ::config::FileFormat::Yaml,
-        Format::Toml => ::config::FileFormat::Toml,
-        Format::Json => ::config::FileFormat::Json,
-    };
-    let syntax = |source| SettingsError::Syntax {
+    let value = config::parse_value(&text, format).map_err(|message| SettingsError::Syntax {
         path: path.to_path_buf(),
         format,
-        source,
-    };
-    let value = ::config::Config::builder()
-        .add_source(::config::File::from_str(&text, file_format))
-        .build()
-        .and_then(|parsed| parsed.try_deserialize::<Value>())
-        .map_err(syntax)?;
+        message,
+    })?;
     // An empty file is a file with no settings.
     if value.as_object().is_some_and(Map::is_empty) {
         return Ok(RawFile::default());
     }
-    serde_path_to_error::deserialize(value).map_err(|error| SettingsError::Invalid {
-        path: path.display().to_string(),
-        problems: vec![Problem {
-            path: error.path().to_string(),
-            message: error.inner().to_string(),
-            fix: "see docs/dev-idp.md for the file's keys".to_owned(),
-        }],
+    config::deserialize_value(&value, is_secret_key).map_err(|(key, message)| {
+        SettingsError::Invalid {
+            path: path.display().to_string(),
+            problems: vec![Problem {
+                path: key,
+                message,
+                fix: "see docs/dev-idp.md for the file's keys".to_owned(),
+            }],
+        }
     })
+}
+
+/// Whether a key of the file (list indices left out) holds a secret, which
+/// no message may show.
+fn is_secret_key(keys: &[&str]) -> bool {
+    matches!(
+        keys,
+        ["clients", "client_secret", ..] | ["users", "password", ..]
+    )
 }
 
 fn client(
@@ -641,11 +643,7 @@ mod tests {
     use super::*;
 
     fn from_yaml(yaml: &str, options: &Options) -> Result<Settings, Vec<Problem>> {
-        let value = ::config::Config::builder()
-            .add_source(::config::File::from_str(yaml, ::config::FileFormat::Yaml))
-            .build()
-            .and_then(|parsed| parsed.try_deserialize::<Value>())
-            .unwrap();
+        let value = config::parse_value(yaml, Format::Yaml).unwrap();
         Settings::build(serde_json::from_value(value).unwrap(), options)
     }
 
