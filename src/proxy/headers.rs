@@ -9,9 +9,11 @@
 //! - hop-by-hop headers (RFC 9110 §7.6.1), `Upgrade` (kept only for a
 //!   WebSocket handshake) and `HTTP2-Settings` (h2c);
 //! - identity look-alikes (`x_amzn_oidc_identity`, `x.amzn.oidc.identity`)
-//!   always, and every other name with a character but a letter, digit or
-//!   `-` (`_` too when the listener allows it): WSGI, Rack, PHP and CGI read
-//!   `_` and `-` as the same character, PHP also `.`;
+//!   and look-alikes of the forwarding headers the proxy sets and of the
+//!   overrides below (`x_forwarded_proto`, `X_Original_URL`) always, and
+//!   every other name with a character but a letter, digit or `-` (`_` too
+//!   when the listener allows it): WSGI, Rack, PHP and CGI read `_` and `-`
+//!   as the same character, PHP also `.`;
 //! - headers that make an upstream route or trust differently
 //!   (`X-Original-URL`, `X-Rewrite-URL`, `X-Forwarded-Prefix`, `X-Real-IP`,
 //!   `Forwarded`).
@@ -57,6 +59,15 @@ static OVERRIDES: [HeaderName; 11] = [
     HeaderName::from_static("forwarded"),
 ];
 
+/// The forwarding headers the proxy sets on every forwarded request
+/// (`forward::set_forwarded_headers`), replacing or extending the client's.
+static FORWARDING: [HeaderName; 4] = [
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-host"),
+];
+
 /// Cleans a request's headers before any phase reads them. `websocket` is
 /// true for a WebSocket handshake, which keeps `Connection: upgrade` and
 /// `Upgrade: websocket` (and nothing else under those names).
@@ -66,6 +77,9 @@ pub fn sanitize_request(headers: &mut HeaderMap, policy: &HeaderPolicy, websocke
             || OVERRIDES.contains(name)
             || identity::is_identity_header(name.as_str())
             || !is_plain_name(name.as_str(), policy.allow_underscores)
+            // Where `_` is refused, the rule above has removed every
+            // look-alike already.
+            || (policy.allow_underscores && is_look_alike(name.as_str()))
     };
     // One pass over the names: most requests carry nothing to drop, or
     // only `Connection: keep-alive`, and then nothing is allocated.
@@ -112,6 +126,20 @@ fn looks_like(name: &str, own: &str) -> bool {
         && name.bytes().zip(own.bytes()).all(|(byte, expected)| {
             byte == expected || (expected == b'-' && !byte.is_ascii_alphanumeric())
         })
+}
+
+/// True for a name spelled with `_` (or other punctuation) where a
+/// forwarding header the proxy sets, or a routing override, has `-`:
+/// `x_forwarded_proto` is `HTTP_X_FORWARDED_PROTO` to CGI, the variable the
+/// proxy's `X-Forwarded-Proto` becomes, and the application would see both.
+/// The exact names are not look-alikes: the proxy sets the forwarding
+/// headers itself and removes the overrides by name.
+fn is_look_alike(name: &str) -> bool {
+    !is_plain_name(name, false)
+        && FORWARDING
+            .iter()
+            .chain(&OVERRIDES)
+            .any(|own| looks_like(name, own.as_str()))
 }
 
 /// Removes hop-by-hop headers from an upstream response, and those its
@@ -189,13 +217,15 @@ fn is_plain_name(name: &str, allow_underscores: bool) -> bool {
 
 /// True for a header [`sanitize_request`] removes from every request, so a
 /// rule condition on it could never match. `Connection` and `Upgrade` are
-/// not: a WebSocket handshake keeps them. A name with `_` is only removed
-/// where the listener does not allow underscores, so it is not counted here.
+/// not: a WebSocket handshake keeps them. Other names with `_` are only
+/// removed where the listener does not allow underscores, so they are not
+/// counted here.
 pub fn never_reaches_rules(name: &HeaderName) -> bool {
     (is_hop_by_hop(name) && *name != header::CONNECTION && *name != header::UPGRADE)
         || OVERRIDES.contains(name)
         || identity::is_identity_header(name.as_str())
         || !is_plain_name(name.as_str(), true)
+        || is_look_alike(name.as_str())
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -290,32 +320,65 @@ mod tests {
         );
     }
 
+    /// The names left of `sent` once sanitised, sorted, on a listener that
+    /// allows `_` in names or not.
+    fn kept(sent: &[(&str, &str)], allow_underscores: bool) -> Vec<String> {
+        let policy = HeaderPolicy {
+            allow_underscores,
+            ..HeaderPolicy::default()
+        };
+        let mut request = headers(sent);
+        sanitize_request(&mut request, &policy, false);
+        names(&request).into_iter().map(str::to_owned).collect()
+    }
+
     #[test]
     fn identity_look_alikes_go_whatever_the_policy() {
-        for allow_underscores in [false, true] {
-            let policy = HeaderPolicy {
-                allow_underscores,
-                ..HeaderPolicy::default()
-            };
-            let mut request = headers(&[
-                ("x.amzn.oidc.identity", "admin"),
-                ("x-amzn-oidc+data", "forged"),
-                ("x.app.user", "admin"),
-                ("x_amzn_oidc_identity", "admin"),
-                ("X_Amzn_Oidc_Data", "forged"),
-                ("x-amzn_oidc-accesstoken", "forged"),
-                ("x-amzn-oidc-identity", "admin"),
-                ("x_app_id", "7"),
-                ("x-amzn-trace-id", "Root=1"),
-            ]);
-            sanitize_request(&mut request, &policy, false);
-            let expected: &[&str] = if allow_underscores {
-                &["x-amzn-trace-id", "x_app_id"]
-            } else {
-                &["x-amzn-trace-id"]
-            };
-            assert_eq!(names(&request), expected, "allow: {allow_underscores}");
+        let sent = [
+            ("x.amzn.oidc.identity", "admin"),
+            ("x-amzn-oidc+data", "forged"),
+            ("x.app.user", "admin"),
+            ("x_amzn_oidc_identity", "admin"),
+            ("X_Amzn_Oidc_Data", "forged"),
+            ("x-amzn_oidc-accesstoken", "forged"),
+            ("x-amzn-oidc-identity", "admin"),
+            ("x_app_id", "7"),
+            ("x-amzn-trace-id", "Root=1"),
+        ];
+        assert_eq!(kept(&sent, false), ["x-amzn-trace-id"]);
+        assert_eq!(kept(&sent, true), ["x-amzn-trace-id", "x_app_id"]);
+    }
+
+    #[test]
+    fn look_alikes_of_forwarding_headers_and_overrides_go_whatever_the_policy() {
+        let sent = [
+            ("x_forwarded_for", "10.0.0.1"),
+            ("X_Forwarded_Proto", "https"),
+            ("x-forwarded_port", "443"),
+            ("x_forwarded-host", "admin.internal"),
+            ("x_original_url", "/admin"),
+            ("X_Real_IP", "10.0.0.1"),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "http"),
+            ("x_forwarded_user", "kept-when-allowed"),
+            ("x_forwarded_fort", "kept-when-allowed"),
+        ];
+        assert_eq!(kept(&sent, false), ["x-forwarded-for", "x-forwarded-proto"]);
+        assert_eq!(
+            kept(&sent, true),
+            [
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x_forwarded_fort",
+                "x_forwarded_user"
+            ]
+        );
+        for name in ["x_forwarded_proto", "x_original_url", "x.real.ip"] {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert!(never_reaches_rules(&name), "{name}");
         }
+        let name = HeaderName::from_static("x_forwarded_user");
+        assert!(!never_reaches_rules(&name));
     }
 
     #[test]

@@ -281,7 +281,8 @@ impl Validator<'_> {
                 at,
                 format!("`{name}` is removed from every request before rules are matched"),
                 "match a header that reaches the upstream; the proxy strips hop-by-hop, \
-                 identity and routing-override headers",
+                 identity and routing-override headers, and look-alikes of the \
+                 X-Forwarded-* headers it sets",
             );
             return None;
         }
