@@ -6,7 +6,9 @@
 //!
 //! The listener has three rules, the most common shape: `blocked` (a host
 //! rule answering 403), `/public/*` forwarded without login, and everything
-//! else behind `authenticate_oidc`.
+//! else behind `authenticate_oidc`. Some tests run it with
+//! `allow_underscore_headers: true`, where only the look-alike checks stand
+//! between a forged `x_amzn_oidc_identity` and the upstream.
 
 mod common;
 
@@ -18,6 +20,8 @@ use common::lenient::{self, Lenient};
 use common::*;
 use http::Request;
 use http_body_util::Full;
+use portcullis::config::XForwardedFor;
+use portcullis::internals::Clock;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -53,6 +57,11 @@ struct Stack {
 }
 
 async fn stack() -> Stack {
+    stack_with("").await
+}
+
+/// [`stack`] with more keys for its listener (`allow_underscore_headers: true`).
+async fn stack_with(listener: &str) -> Stack {
     let idp = NodeIdp::start(json!({
         "clients": [{
             "client_id": CLIENT_ID,
@@ -64,7 +73,8 @@ async fn stack() -> Stack {
     let lenient = lenient::start().await;
     let target = lenient.addr;
     let issuer = idp.issuer.clone();
-    let tls = TlsStack::start(SIGNER, &[("CLIENT_SECRET", CLIENT_SECRET)], |_| {
+    let vars = [("CLIENT_SECRET", CLIENT_SECRET)];
+    let tls = TlsStack::start_listener(SIGNER, &vars, Clock::system(), listener, |_| {
         format!(
             r#"      - name: blocked
         conditions: {{ host: ["blocked.example"] }}
@@ -287,18 +297,38 @@ async fn path_tricks_never_reach_a_protected_path() {
         let reply = stack.send(wire, "GET", "/oauth2;x/anything", &[]).await;
         assert_eq!(reply.status, 404, "{wire:?}: {}", reply.body);
     }
-    // Public paths still work, canonical on arrival.
+    assert_nothing_reached_admin_anonymously(&stack.lenient);
+}
+
+/// Spellings that end on the public rule, and the request target the
+/// upstream must receive for each: the canonical path (configuration.md,
+/// "Canonical paths"), the query as sent.
+const CANONICAL_TARGETS: &[(&str, &str)] = &[
+    ("/admin/..;/public/x", "/public/x"),
+    (
+        "/public/a/./b/../%63ss//x.css?q=/../admin",
+        "/public/a/css/x.css?q=/../admin",
+    ),
+    (
+        "/x/%2e%2e/public/%7euser/caf%c3%a9",
+        "/public/~user/caf%C3%A9",
+    ),
+    ("//public///y/.?a=%2e%2e&b=//", "/public/y/?a=%2e%2e&b=//"),
+];
+
+#[tokio::test]
+async fn the_upstream_receives_the_canonical_target() {
+    let stack = stack().await;
     for wire in [Wire::Http1, Wire::Http2] {
-        let reply = stack
-            .send(
-                wire,
-                "GET",
-                "/public/a/./b/../%63ss//x.css?q=/../admin",
-                &[],
-            )
-            .await;
-        assert_eq!(reply.status, 200, "{wire:?}: {}", reply.body);
-        assert_eq!(reply.upstream().unwrap()["resolved"], "/public/a/css/x.css");
+        for (sent, canonical) in CANONICAL_TARGETS {
+            let reply = stack.send(wire, "GET", sent, &[]).await;
+            assert_eq!(reply.status, 200, "{wire:?} {sent}: {}", reply.body);
+            // The target as the upstream read it off the wire: a server
+            // that resolves paths itself must have nothing left to resolve.
+            let upstream = reply.upstream().unwrap();
+            assert_eq!(upstream["target"], *canonical, "{wire:?} {sent}");
+            assert_eq!(upstream["area"], "public", "{wire:?} {sent}");
+        }
     }
     assert_nothing_reached_admin_anonymously(&stack.lenient);
 }
@@ -336,6 +366,122 @@ async fn forged_identities_never_reach_the_upstream_on_a_public_rule() {
                 !variable.starts_with("HTTP_X_AMZN_OIDC_") && variable != "HTTP_X_CUSTOM_USER",
                 "{wire:?}: {variable} reached the upstream: {cgi:?}"
             );
+        }
+    }
+}
+
+/// Look-alikes of the forwarding headers the proxy sets, and of a routing
+/// override: CGI reads each as the proxy's own (`HTTP_X_FORWARDED_PROTO`).
+const FORGED_FORWARDING: &[(&str, &str)] = &[
+    ("x_forwarded_for", "10.6.6.6"),
+    ("X_Forwarded_Proto", "http"),
+    ("x_forwarded_port", "1"),
+    ("x-forwarded_host", "admin.internal"),
+    ("x_original_url", "/admin/x"),
+];
+
+#[tokio::test]
+async fn look_alikes_never_reach_the_upstream_where_underscores_are_allowed() {
+    // Names with `_` reach the upstream on this listener, so nothing but the
+    // look-alike checks keeps the forged names below from it.
+    let stack = stack_with("allow_underscore_headers: true").await;
+    let mut browser = stack.tls.browser();
+    stack.tls.login(&mut browser, "/app/home").await;
+    let cookie = browser.cookie_header_for("localhost");
+    let port = stack.addr().port().to_string();
+    for wire in [Wire::Http1, Wire::Http2] {
+        for (path, session) in [("/public/x", None), ("/app/whoami", Some(cookie.as_str()))] {
+            let mut sent = [FORGED, FORGED_FORWARDING].concat();
+            sent.extend(session.map(|cookie| ("cookie", cookie)));
+            let reply = stack.send(wire, "GET", path, &sent).await;
+            let at = format!("{wire:?} {path}");
+            assert_eq!(reply.status, 200, "{at}: {}", reply.body);
+            let upstream = reply.upstream().unwrap();
+            let cgi = upstream["cgi"].as_object().unwrap();
+            // The policy is in effect: an ordinary name with `_` arrives.
+            assert_eq!(cgi["HTTP_X_CUSTOM_USER"], json!(["admin"]), "{at}");
+            // Only the proxy's identity headers, and only after a login.
+            let identity: Vec<&String> = cgi
+                .keys()
+                .filter(|variable| variable.starts_with("HTTP_X_AMZN_OIDC_"))
+                .collect();
+            if session.is_none() {
+                assert!(identity.is_empty(), "{at}: {cgi:?}");
+                continue;
+            }
+            assert_eq!(
+                identity,
+                [
+                    "HTTP_X_AMZN_OIDC_ACCESSTOKEN",
+                    "HTTP_X_AMZN_OIDC_DATA",
+                    "HTTP_X_AMZN_OIDC_IDENTITY"
+                ],
+                "{at}"
+            );
+            assert_eq!(upstream["identity"], json!(["alice"]), "{at}");
+            for (variable, forged) in [
+                ("HTTP_X_AMZN_OIDC_DATA", "forged.jwt.value"),
+                ("HTTP_X_AMZN_OIDC_ACCESSTOKEN", "forged-token"),
+            ] {
+                let values = cgi[variable].as_array().unwrap();
+                assert_eq!(values.len(), 1, "{at}: {variable} {values:?}");
+                assert_ne!(values[0], forged, "{at}: {variable}");
+            }
+        }
+    }
+    // The forwarding headers are the proxy's alone, and the override's
+    // look-alike did not move any request to /admin.
+    for seen in stack.lenient.seen() {
+        let cgi = |variable: &str| seen.cgi.get(variable).cloned().unwrap_or_default();
+        assert_eq!(cgi("HTTP_X_FORWARDED_FOR"), ["127.0.0.1"], "{seen:?}");
+        assert_eq!(cgi("HTTP_X_FORWARDED_PROTO"), ["https"], "{seen:?}");
+        assert_eq!(cgi("HTTP_X_FORWARDED_PORT"), [port.as_str()], "{seen:?}");
+        assert_eq!(cgi("HTTP_X_FORWARDED_HOST"), [stack.tls.host()], "{seen:?}");
+        assert!(cgi("HTTP_X_ORIGINAL_URL").is_empty(), "{seen:?}");
+        assert_ne!(seen.area, "admin", "{seen:?}");
+    }
+    assert_nothing_reached_admin_anonymously(&stack.lenient);
+}
+
+#[tokio::test]
+async fn x_forwarded_for_is_appended_preserved_or_removed_per_listener() {
+    let lenient = lenient::start().await;
+    let modes = [
+        XForwardedFor::Append,
+        XForwardedFor::Preserve,
+        XForwardedFor::Remove,
+    ];
+    let listeners = modes
+        .iter()
+        .map(|&mode| {
+            let all = rule("all", &[], &[], forward(lenient.addr));
+            let mut plain = listener(None, vec![all]);
+            plain.headers.x_forwarded_for = mode;
+            plain
+        })
+        .collect();
+    let proxy = start(config(listeners)).await;
+    const CHAIN: &str = "203.0.113.9, 198.51.100.7";
+    // What the upstream receives, with the forged chain and without one.
+    let expected: [(Option<&str>, Option<&str>); 3] = [
+        (
+            Some("203.0.113.9, 198.51.100.7, 127.0.0.1"),
+            Some("127.0.0.1"),
+        ),
+        (Some(CHAIN), None),
+        (None, None),
+    ];
+    for ((addr, mode), (with_chain, without)) in proxy.addrs.iter().zip(modes).zip(expected) {
+        for (chain, wanted) in [(Some(CHAIN), with_chain), (None, without)] {
+            let mut request = Request::get("/public/x").header("host", "app.test");
+            if let Some(chain) = chain {
+                request = request.header("x-forwarded-for", chain);
+            }
+            let answer = http1(*addr, request.body(Full::new(Bytes::new())).unwrap()).await;
+            assert_eq!(answer.status, 200, "{mode:?}: {}", answer.text());
+            let received = &answer.json()["cgi"]["HTTP_X_FORWARDED_FOR"];
+            let wanted = wanted.map_or(Value::Null, |value| json!([value]));
+            assert_eq!(*received, wanted, "{mode:?}, client sent {chain:?}");
         }
     }
 }

@@ -13,8 +13,9 @@
 //!   to `…/fake101` (without `Sec-WebSocket-Accept`); the connection then
 //!   becomes a tunnel that answers any request in it as the admin area.
 //!
-//! Every request is answered 200 with JSON: the resolved path, its `area`
-//! (`admin`, `public`, `app` or `other`) and the CGI view of the identity.
+//! Every request is answered 200 with JSON: the request target exactly as
+//! it arrived, the resolved path, its `area` (`admin`, `public`, `app` or
+//! `other`) and the CGI view of the identity.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -34,6 +35,8 @@ use tokio::net::TcpListener;
 /// What the upstream made of one request.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The request target as it arrived, path and query, before any resolving.
+    pub target: String,
     pub resolved: String,
     pub area: &'static str,
     /// Every value of `HTTP_X_AMZN_OIDC_IDENTITY`, in arrival order.
@@ -108,7 +111,9 @@ fn answer(
         .get("HTTP_X_AMZN_OIDC_IDENTITY")
         .cloned()
         .unwrap_or_default();
+    let target = request.uri().to_string();
     seen.lock().unwrap().push(Seen {
+        target: target.clone(),
         resolved: resolved.clone(),
         area,
         identity: identity.clone(),
@@ -138,6 +143,7 @@ fn answer(
     }
 
     let body = json!({
+        "target": target,
         "resolved": resolved,
         "area": area,
         "identity": identity,

@@ -328,6 +328,18 @@ impl TlsStack {
         clock: Clock,
         rules: impl FnOnce(SocketAddr) -> String,
     ) -> Self {
+        Self::start_listener(signer, vars, clock, "", rules).await
+    }
+
+    /// [`start_with_clock`](Self::start_with_clock) with more keys for the
+    /// listener, YAML unindented (`allow_underscore_headers: true`).
+    pub async fn start_listener(
+        signer: &str,
+        vars: &[(&str, &str)],
+        clock: Clock,
+        listener: &str,
+        rules: impl FnOnce(SocketAddr) -> String,
+    ) -> Self {
         let upstream = upstream::start().await;
         let pki = Pki::new();
         let (files, _) = pki.issue("localhost", &["localhost"]);
@@ -338,12 +350,16 @@ sessions: {{ secrets: ["{SESSION_SECRET}"] }}
 signing: {{ signer: "{signer}" }}
 listeners:
   - address: "127.0.0.1:0"
-    tls:
+{listener}    tls:
       certificate_file: {cert}
       private_key_file: {key}
     rules:
 {rules}
 "#,
+            listener = listener
+                .lines()
+                .map(|line| format!("    {line}\n"))
+                .collect::<String>(),
             cert = files.certificate_file.display(),
             key = files.private_key_file.display(),
             rules = rules(upstream.addr),
