@@ -1,7 +1,8 @@
 //! The `portcullis` binary as a process: `check` on the shipped examples and
 //! on broken files, the command line itself, and `run` end to end (JSON logs,
-//! the access log, SIGTERM during a slow request, bind and config failures,
-//! an https upstream trusted through `SSL_CERT_FILE`).
+//! the access log with its canonical paths, a callback `error` that cannot
+//! forge a text log line, SIGTERM during a slow request, bind and config
+//! failures, an https upstream trusted through `SSL_CERT_FILE`).
 //!
 //! Every process gets a scrubbed environment (no `RUST_LOG`,
 //! `PORTCULLIS_CONFIG`, `SSL_CERT_*` from the caller), listens on
@@ -508,6 +509,27 @@ impl Process {
         }
     }
 
+    /// The first line of the text log, logged so far or still to come,
+    /// that `pick` gets something out of; ANSI colours are taken out first.
+    async fn line<T>(&mut self, what: &str, pick: impl Fn(&str) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let found = self
+                .all
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|line| pick(&without_ansi(line)));
+            if let Some(found) = found {
+                return found;
+            }
+            tokio::time::timeout_at(deadline, self.lines.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no {what} within {PATIENCE:?}:\n{}", self.log()))
+                .unwrap_or_else(|| panic!("stderr closed before {what}:\n{}", self.log()));
+        }
+    }
+
     /// The address a `listening` / `admin listening` event reports.
     async fn address(&mut self, message: &str) -> SocketAddr {
         let event = self
@@ -573,6 +595,17 @@ impl Drop for Process {
             let _ = self.child.wait();
         }
     }
+}
+
+/// `line` without its ANSI colour sequences (`ESC [ … m`), which the text
+/// log format writes even when stderr is not a terminal.
+fn without_ansi(line: &str) -> String {
+    let mut pieces = line.split('\u{1b}');
+    let first = pieces.next().unwrap_or_default().to_owned();
+    pieces.fold(first, |mut plain, piece| {
+        plain.push_str(piece.split_once('m').map_or("", |(_, text)| text));
+        plain
+    })
 }
 
 /// A config with an admin listener and one plain listener on `127.0.0.1:0`.
@@ -648,6 +681,20 @@ async fn run_forwards_and_writes_a_json_access_log_without_secrets() {
         "{access}"
     );
 
+    // The path is logged, and forwarded, in its canonical form; the query
+    // goes upstream as sent.
+    let answer = http1(addr, get("app.test", "/echo/./b/../%61//c/?x=/../y")).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["uri"], "/echo/a/c/?x=/../y");
+    let access = process
+        .event("the access log line for the dotted path", |event| {
+            event["target"] == "portcullis::access"
+                && event["rule"] == "app"
+                && event["path"] != "/echo/a"
+        })
+        .await;
+    assert_eq!(access["path"], "/echo/a/c/", "{access}");
+
     let answer = http1(addr, get("app.test", "/ping")).await;
     assert_eq!((answer.status, answer.text().as_str()), (200, "pong"));
     let access = process
@@ -662,7 +709,7 @@ async fn run_forwards_and_writes_a_json_access_log_without_secrets() {
     assert!(
         metrics
             .text()
-            .contains(r#"portcullis_requests_total{rule="app",code="200"} 1"#),
+            .contains(r#"portcullis_requests_total{rule="app",code="200"} 2"#),
         "{}",
         metrics.text()
     );
@@ -684,6 +731,34 @@ async fn run_forwards_and_writes_a_json_access_log_without_secrets() {
         serde_json::from_str::<Value>(line)
             .unwrap_or_else(|error| panic!("not a JSON log line ({error}): {line}"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_error_cannot_forge_a_text_log_line() {
+    const FORGED: &str = "2026-01-01T00:00:00Z INFO forged";
+    // The text format, where one event is one line. The IdP is never
+    // asked: the callback's `error` is the first thing it reads.
+    let mut process = Process::run_with(&split_horizon_config(true), &[], &[]);
+    let addr = process
+        .line("the listening line", |line| {
+            let (_, rest) = line.split_once(" listening address=")?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .await;
+    let callback = format!(
+        "/oauth2/idpresponse?error=x%0A{}",
+        FORGED.replace(' ', "%20")
+    );
+    let answer = http1(addr, get("app.test", &callback)).await;
+    assert_eq!(answer.status, 561, "{}", answer.text());
+    // The warning is written before the answer; the whole log is read at exit.
+    process.terminate();
+    assert!(process.exit(PATIENCE).await.success(), "{}", process.log());
+    let log = without_ansi(&process.whole_log().await);
+    for line in log.lines() {
+        assert!(!line.starts_with(FORGED), "a forged line:\n{log}");
+    }
+    assert!(log.contains(&format!("x\\n{FORGED}")), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
