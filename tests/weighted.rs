@@ -1,7 +1,8 @@
 //! Weighted forwarding (ALB's forward to several target groups) end to end:
 //! two real upstreams behind one rule, requests split by the weights, a
-//! browser kept on its target by the `AWSALBTG` cookie, a forged cookie
-//! ignored, and a dead target a 502 counted by target in the metrics.
+//! browser kept on its target by the `AWSALBTG` cookie (and a response
+//! setting it kept from shared caches), a forged cookie ignored, and a dead
+//! target a 502 counted by target in the metrics.
 
 mod common;
 
@@ -37,8 +38,24 @@ listeners:
     start(load_yaml(&yaml, &[])).await
 }
 
+/// Two upstreams of weight 50 behind a rule with an hour's stickiness.
+async fn sticky_proxy() -> (upstream::Upstream, upstream::Upstream, Running) {
+    let first = upstream::start().await;
+    let second = upstream::start().await;
+    let proxy = proxy(
+        &[(first.addr, 50), (second.addr, 50)],
+        "stickiness: { duration: 1h }",
+    )
+    .await;
+    (first, second, proxy)
+}
+
 fn request(cookie: Option<&str>) -> Request<Full<Bytes>> {
-    let mut builder = Request::builder().uri("/").header("host", HOST);
+    request_for("/", cookie)
+}
+
+fn request_for(path: &str, cookie: Option<&str>) -> Request<Full<Bytes>> {
+    let mut builder = Request::builder().uri(path).header("host", HOST);
     if let Some(cookie) = cookie {
         builder = builder.header("cookie", cookie);
     }
@@ -95,13 +112,7 @@ async fn ten_thousand_requests_split_ninety_ten() {
 
 #[tokio::test]
 async fn stickiness_keeps_a_browser_on_its_target_and_ignores_forgeries() {
-    let first = upstream::start().await;
-    let second = upstream::start().await;
-    let proxy = proxy(
-        &[(first.addr, 50), (second.addr, 50)],
-        "stickiness: { duration: 1h }",
-    )
-    .await;
+    let (first, second, proxy) = sticky_proxy().await;
     let answer = http1(proxy.addr(), request(None)).await;
     assert_eq!(answer.status, 200);
     let cookie = sticky_cookie(&answer).expect("a stickiness cookie");
@@ -146,6 +157,22 @@ async fn stickiness_keeps_a_browser_on_its_target_and_ignores_forgeries() {
         assert_eq!(answer.status, 200);
         assert!(sticky_cookie(&answer).is_some(), "{forged} was believed");
     }
+}
+
+#[tokio::test]
+async fn a_response_that_sets_the_stickiness_cookie_is_private() {
+    let (_first, _second, proxy) = sticky_proxy().await;
+    // The upstream says any cache may keep this page for ten minutes; with
+    // the proxy's cookie in it, a shared cache must not.
+    const PAGE: &str = "/app/public-cache/page";
+    let answer = http1(proxy.addr(), request_for(PAGE, None)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let cookie = sticky_cookie(&answer).expect("a stickiness cookie");
+    assert_eq!(answer.headers["cache-control"], "private, max-age=600");
+    // Without a cookie of the proxy's, the upstream's word stands.
+    let answer = http1(proxy.addr(), request_for(PAGE, Some(&cookie))).await;
+    assert!(sticky_cookie(&answer).is_none());
+    assert_eq!(answer.headers["cache-control"], "public, max-age=600");
 }
 
 #[tokio::test]

@@ -402,21 +402,21 @@ impl Proxy {
                         self.headers.x_forwarded_for,
                     )
                     .await;
-                let (mut response, latency) = sent.inspect_err(|error| {
+                let (response, latency) = sent.inspect_err(|error| {
                     if let Some(kind) = error.upstream_failure() {
                         self.metrics.upstream_failed(placed.target.as_str(), kind);
                     }
                 })?;
-                if let Some(cookie) = placed.set_cookie {
-                    response.headers_mut().append(header::SET_COOKIE, cookie);
-                }
+                // The stickiness cookie, set with the session's below.
+                set_cookies.extend(placed.set_cookie);
                 outcome.upstream_latency = Some(latency);
                 response
             }
         };
         if !set_cookies.is_empty() {
-            // A refreshed session is this user's alone: no shared cache may
-            // keep it, whatever the upstream said about its own response.
+            // A cookie the proxy sets (a refreshed session, a stickiness
+            // cookie) is this client's alone: no shared cache may keep the
+            // response, whatever the upstream said about its own.
             keep_private(response.headers_mut());
         }
         for cookie in set_cookies {
