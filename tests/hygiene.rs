@@ -644,6 +644,8 @@ async fn routing_overrides_and_forwarding_claims_are_removed() {
                     ("x-real-ip", "10.0.0.1"),
                     ("forwarded", "for=10.0.0.1;host=admin.internal"),
                     ("x-forwarded-host", "admin.internal"),
+                    // httpoxy: CGI would hand the app HTTP_PROXY.
+                    ("proxy", "http://attacker.example:8080"),
                 ],
             )
             .await;
@@ -661,6 +663,7 @@ async fn routing_overrides_and_forwarding_claims_are_removed() {
             "HTTP_X_FORWARDED_PREFIX",
             "HTTP_X_REAL_IP",
             "HTTP_FORWARDED",
+            "HTTP_PROXY",
         ] {
             assert!(cgi.get(gone).is_none(), "{wire:?}: {gone} in {cgi}");
         }

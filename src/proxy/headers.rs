@@ -44,8 +44,10 @@ static HOP_BY_HOP: [HeaderName; 10] = [
 /// Client headers some upstream frameworks route or authorise on (IIS and
 /// Symfony's `X-Original-URL`, Flask's `X-Script-Name` middleware, nginx's
 /// `X-Real-IP`, RFC 7239 `Forwarded`): only the proxy says where a request
-/// came from and what it asked for.
-static OVERRIDES: [HeaderName; 11] = [
+/// came from and what it asked for. And `Proxy` ("httpoxy"): a CGI-style
+/// upstream turns it into `HTTP_PROXY`, which HTTP client libraries take
+/// as the proxy for the application's own outbound calls.
+static OVERRIDES: [HeaderName; 12] = [
     HeaderName::from_static("x-original-url"),
     HeaderName::from_static("x-original-uri"),
     HeaderName::from_static("x-rewrite-url"),
@@ -57,6 +59,7 @@ static OVERRIDES: [HeaderName; 11] = [
     HeaderName::from_static("x-client-ip"),
     HeaderName::from_static("true-client-ip"),
     HeaderName::from_static("forwarded"),
+    HeaderName::from_static("proxy"),
 ];
 
 /// The forwarding headers the proxy sets on every forwarded request
@@ -395,6 +398,7 @@ mod tests {
             ("x-forwarded-prefix", "/admin"),
             ("x-real-ip", "10.0.0.1"),
             ("forwarded", "for=10.0.0.1;host=admin"),
+            ("proxy", "http://attacker.example:8080"),
             ("x-forwarded-host", "kept-until-the-proxy-sets-it"),
         ]);
         sanitize_request(&mut request, &HeaderPolicy::default(), false);
