@@ -157,22 +157,25 @@ fn init_logging(format: LogFormat) {
 
 /// Loads the configuration, printing every problem when it is invalid.
 fn load(path: &std::path::Path) -> Result<config::Config, ExitCode> {
-    config::load_file(path, &ProcessEnvironment).map_err(|error| {
-        match &error {
-            ConfigError::Invalid(problems) => {
-                eprintln!("{}: {} problem(s):", path.display(), problems.len());
-                for problem in problems {
-                    eprintln!("  - {problem}");
-                }
+    config::load_file(path, &ProcessEnvironment).map_err(|error| refuse(path, &error))
+}
+
+/// Prints why the configuration at `path` cannot be used: exit 2.
+fn refuse(path: &std::path::Path, error: &ConfigError) -> ExitCode {
+    match error {
+        ConfigError::Invalid(problems) => {
+            eprintln!("{}: {} problem(s):", path.display(), problems.len());
+            for problem in problems {
+                eprintln!("  - {problem}");
             }
-            // These name the file themselves.
-            ConfigError::Read { .. } | ConfigError::UnknownFormat { .. } => {
-                eprintln!("{}", error_chain(&error))
-            }
-            other => eprintln!("{}: {}", path.display(), error_chain(other)),
         }
-        ExitCode::from(EXIT_BAD_CONFIG)
-    })
+        // These name the file themselves.
+        ConfigError::Read { .. } | ConfigError::UnknownFormat { .. } => {
+            eprintln!("{}", error_chain(error))
+        }
+        other => eprintln!("{}: {}", path.display(), error_chain(other)),
+    }
+    ExitCode::from(EXIT_BAD_CONFIG)
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
@@ -202,15 +205,16 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
-    let config = match load(path) {
-        Ok(config) => config,
-        Err(code) => return code,
+    // The reloads read the same file, and compare it with what this read.
+    let (config, reloads) = match Reloads::from_file(path, ProcessEnvironment) {
+        Ok(loaded) => loaded,
+        Err(error) => return refuse(path, &error),
     };
     for warning in config.warnings() {
         tracing::warn!(rule = %warning.rule, path = %warning.path, "{}", warning.message);
     }
     install_crypto_provider();
-    match serve(config, path) {
+    match serve(config, reloads) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -414,11 +418,10 @@ async fn probe(url: &str) -> anyhow::Result<u16> {
         .context("no answer within 3 s")?
 }
 
-fn serve(config: config::Config, path: &std::path::Path) -> anyhow::Result<()> {
+fn serve(config: config::Config, reloads: Reloads) -> anyhow::Result<()> {
     let runtime = runtime()?;
     runtime.block_on(async {
         // Before binding: from now on SIGHUP reloads instead of ending the process.
-        let reloads = Reloads::from_file(path, ProcessEnvironment);
         forward_sighup(reloads.trigger());
         let portcullis = Portcullis::bind(&config).await?;
         tracing::info!(config = %config.fingerprint, watch_config = config.watch_config, "configuration loaded");

@@ -377,6 +377,11 @@ async fn an_ended_session_stays_ended_after_a_reload(kind: Kind) {
         Err(401),
         "the reload revived an ended session"
     );
+    let replay = stack.logout(&token).await;
+    assert_eq!(
+        replay.status, 400,
+        "a logout token was used again after the reload"
+    );
     assert_eq!(
         stack.who(&bob).await.as_deref(),
         Ok("bob"),

@@ -685,7 +685,14 @@ struct SlowIdp {
 
 impl SlowIdp {
     async fn start(delay: Duration) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0".parse().unwrap(), delay).await
+    }
+
+    async fn start_on(addr: SocketAddr, delay: Duration) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(addr).unwrap();
+        let listener = socket.listen(64).unwrap();
         let issuer = format!("http://{}", listener.local_addr().unwrap());
         let discoveries = Arc::new(AtomicU64::new(0));
         let (counter, base) = (discoveries.clone(), issuer.clone());
@@ -939,4 +946,93 @@ listeners:
     let counted = eventually(PATIENCE, || async { proxy.reloads("success").await == 1 }).await;
     assert!(counted, "the rotation was not one reload");
     assert_eq!(proxy.reloads("failure").await, 0);
+}
+
+/// A reload that adds an IdP which does not answer changes nothing, so
+/// that a typo in a file every replica watches cannot take them all out of
+/// service; with `watch_config` the same file is tried again later and
+/// applies once the IdP answers.
+#[tokio::test]
+async fn a_new_idp_that_does_not_answer_fails_the_reload_until_it_does() {
+    let upstream = upstream::start().await;
+    let (main_port, idp_port) = (upstream::dead_port(), upstream::dead_port());
+    let main = main_port.addr;
+    let issuer = format!("http://{}", idp_port.addr);
+    let generation = |number: usize, issuer| Generation {
+        number,
+        main: main.port(),
+        second: 9,
+        target: upstream.addr,
+        public: upstream.addr,
+        issuer,
+        watch: true,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("portcullis.yaml");
+    std::fs::write(&file, generation(0, None).yaml()).unwrap();
+    let (proxy, _reload) =
+        common::start_reloading(&file, portcullis::internals::Clock::system()).await;
+    let admin = proxy.admin.expect("an admin listener");
+
+    std::fs::write(&file, generation(2, Some(&issuer)).yaml()).unwrap();
+    let failed = eventually(PATIENCE, || async {
+        common::reloads(admin, "failure").await == 1
+    })
+    .await;
+    assert!(failed, "the reload with a dead IdP did not fail");
+    assert_eq!(
+        get_once(main, "/switch", None).await,
+        Some((200, "generation 0".into()))
+    );
+    assert_eq!(
+        admin_get(admin, "/readyz").await.status,
+        200,
+        "still in service"
+    );
+
+    // The IdP comes up; the file is the same, and is tried again.
+    let idp = SlowIdp::start_on(idp_port.addr, Duration::ZERO).await;
+    let took = until_body(main, "/switch", "generation 2").await;
+    eprintln!("applied {took:?} after the IdP came up");
+    assert_eq!(idp.discoveries(), 1);
+    assert_eq!(admin_get(admin, "/readyz").await.status, 200);
+    drop(main_port);
+}
+
+/// A file that is not UTF-8 fails once; the watcher does not try the same
+/// bytes again every second.
+#[tokio::test]
+async fn a_file_that_is_not_utf8_fails_once() {
+    let upstream = upstream::start().await;
+    let main_port = upstream::dead_port();
+    let generation = Generation {
+        number: 0,
+        main: main_port.addr.port(),
+        second: 9,
+        target: upstream.addr,
+        public: upstream.addr,
+        issuer: None,
+        watch: true,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("portcullis.yaml");
+    std::fs::write(&file, generation.yaml()).unwrap();
+    let (proxy, _reload) =
+        common::start_reloading(&file, portcullis::internals::Clock::system()).await;
+    let admin = proxy.admin.expect("an admin listener");
+    let mut latin1 = generation.yaml().into_bytes();
+    latin1.extend_from_slice(b"# caf\xe9\n");
+    std::fs::write(&file, latin1).unwrap();
+    let failed = eventually(PATIENCE, || async {
+        common::reloads(admin, "failure").await == 1
+    })
+    .await;
+    assert!(failed, "the file was not tried");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(
+        common::reloads(admin, "failure").await,
+        1,
+        "tried again every second"
+    );
+    drop(main_port);
 }

@@ -7,6 +7,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
@@ -173,6 +174,53 @@ async fn a_response_that_sets_the_stickiness_cookie_is_private() {
     let answer = http1(proxy.addr(), request_for(PAGE, Some(&cookie))).await;
     assert!(sticky_cookie(&answer).is_none());
     assert_eq!(answer.headers["cache-control"], "public, max-age=600");
+}
+
+/// Without `sessions.secrets` the stickiness key is made at start; a reload
+/// keeps it, so browsers stay on their targets through configuration edits.
+#[tokio::test]
+async fn stickiness_without_secrets_survives_a_reload() {
+    let (first, second) = (upstream::start().await, upstream::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("portcullis.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"admin: {{ address: "127.0.0.1:0" }}
+listeners:
+  - address: "127.0.0.1:0"
+    rules:
+      - actions:
+          - forward:
+              targets: [{{ target: "http://{first}", weight: 50 }}, {{ target: "http://{second}", weight: 50 }}]
+              stickiness: {{ duration: 1h }}
+"#,
+            first = first.addr,
+            second = second.addr,
+        ),
+    )
+    .unwrap();
+    let (proxy, reload) = start_reloading(&file, portcullis::internals::Clock::system()).await;
+    let answer = http1(proxy.addr(), request(None)).await;
+    let cookie = sticky_cookie(&answer).expect("a stickiness cookie");
+    let admin = proxy.admin.expect("an admin listener");
+    reload.send(()).await.unwrap();
+    let reloaded = eventually(Duration::from_secs(10), || async {
+        reloads(admin, "success").await == 1
+    })
+    .await;
+    assert!(reloaded, "the reload was not counted");
+
+    let before = (seen(&first), seen(&second));
+    for _ in 0..20 {
+        let answer = http1(proxy.addr(), request(Some(&cookie))).await;
+        assert_eq!(answer.status, 200);
+    }
+    let moved = (seen(&first) - before.0, seen(&second) - before.1);
+    assert!(
+        moved == (20, 0) || moved == (0, 20),
+        "the browser was spread over both targets after the reload: {moved:?}"
+    );
 }
 
 #[tokio::test]

@@ -24,7 +24,9 @@ use super::policy;
 use super::principal::Principal;
 use super::require::{self, Mismatch};
 use super::revocations::Revocations;
-use super::session::store::{AnyStore, Backend, Revoked, StoreError, StoreHealth, Ticket};
+use super::session::store::{
+    AnyStore, Backend, OnceKeys, Revoked, StoreError, StoreHealth, Ticket,
+};
 use super::session::{
     CookieSealer, RequestCookies, SealedShards, clear_cookie, set_sharded_cookies, shard_names,
 };
@@ -65,8 +67,10 @@ pub struct AuthShared {
     pub backend: Arc<Backend>,
     pub store_health: Arc<StoreHealth>,
     /// Sessions ended by back-channel logout, when the store cannot delete
-    /// them (cookies); carried over by a reload.
+    /// them (cookies), and the logout tokens already used; carried over by
+    /// a reload.
     pub revocations: Arc<Revocations>,
+    pub once_keys: Arc<OnceKeys>,
     /// The longest `session_timeout` of any action: how long a revocation is kept.
     pub longest_session: Duration,
     /// What "now" is for sessions, logins and refresh.
@@ -221,6 +225,7 @@ impl Authenticator {
             &shared.sealer,
             &shared.secrets,
             &settings.session_cookie_name,
+            &shared.once_keys,
             &shared.metrics,
         );
         let bearer = settings.bearer_audience.as_ref().map(|audience| {
@@ -1227,6 +1232,7 @@ mod tests {
             backend: Arc::new(backend),
             store_health: Arc::new(StoreHealth::new()),
             revocations: Arc::default(),
+            once_keys: Arc::default(),
             longest_session: Duration::from_secs(7 * 24 * 3600),
             clock: Clock::manual(NOW),
             signing,

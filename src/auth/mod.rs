@@ -50,9 +50,10 @@ pub enum BuildError {
 
 /// What every authenticate action shares, or `None` when no rule authenticates.
 ///
-/// On a reload, `previous` is what the running configuration shares: its
-/// revocations are carried over (a session ended by back-channel logout stays
-/// ended), and its session store connection and signing key are kept when
+/// On a reload, `previous` is what the last configuration that authenticated
+/// shared: its revocations and used logout tokens are carried over (a
+/// session ended by back-channel logout stays ended, a logout token is used
+/// once), and its session store connection and signing key are kept when
 /// `sessions.store` and `signing` did not change.
 pub fn shared(
     config: &Config,
@@ -107,8 +108,12 @@ pub fn shared(
             (config.signing.clone(), signer, data_tokens)
         }
     };
-    let revocations =
-        previous.map_or_else(Arc::default, |previous| Arc::clone(&previous.revocations));
+    let (revocations, once_keys) = previous.map_or_else(Default::default, |previous| {
+        (
+            Arc::clone(&previous.revocations),
+            Arc::clone(&previous.once_keys),
+        )
+    });
     Ok(Some(Arc::new(AuthShared {
         sealer: Arc::new(CookieSealer::new(&config.sessions.secrets)),
         secrets: config.sessions.secrets.clone(),
@@ -116,6 +121,7 @@ pub fn shared(
         backend,
         store_health,
         revocations,
+        once_keys,
         longest_session,
         clock,
         signing,

@@ -110,21 +110,29 @@ impl Providers {
 
     /// Waits until every provider new to this configuration has loaded its
     /// endpoints and keys, or failed to (each IdP call is bounded by its
-    /// `idp_timeout`). Returns the issuers of those that failed; they keep
-    /// retrying in the background.
+    /// `idp_timeout`). Returns the issuers of the login providers that
+    /// failed; a key set that failed is logged, and loads when first needed.
     pub async fn load_fresh(&self) -> Vec<String> {
         let mut loading = tokio::task::JoinSet::new();
-        for provider in &self.fresh {
+        for (key, provider) in &self.built {
+            if !self.fresh.iter().any(|fresh| Arc::ptr_eq(fresh, provider)) {
+                continue;
+            }
+            let login = matches!(key, Key::Login { .. });
             let provider = Arc::clone(provider);
             loading.spawn(async move {
                 let loaded = provider.load().await;
-                (provider.issuer().to_owned(), loaded)
+                (provider.issuer().to_owned(), login, loaded)
             });
         }
         let mut failed = Vec::new();
         while let Some(joined) = loading.join_next().await {
-            if let Ok((issuer, Err(_))) = joined {
-                failed.push(issuer);
+            match joined {
+                Ok((issuer, true, Err(_))) => failed.push(issuer),
+                Ok((issuer, false, Err(error))) => {
+                    tracing::warn!(%issuer, %error, "a jwt_validation key set did not load; it is fetched when first needed");
+                }
+                _ => {}
             }
         }
         failed.sort();

@@ -50,6 +50,10 @@ pub enum StartError {
     },
     #[error("authentication setup")]
     Auth(#[from] crate::auth::BuildError),
+    #[error("the IdP {} did not answer; a reload waits for the IdPs it adds", .0.join(", "))]
+    IdpUnavailable(Vec<String>),
+    #[error("the session store did not answer; a reload waits for a store it changes")]
+    StoreUnavailable(#[source] crate::auth::session::store::StoreError),
 }
 
 /// A listener's TLS: the acceptor, and the certificate files it watches.
@@ -85,7 +89,9 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn build(&self, config: &Config) -> Result<Generation, StartError> {
-        let previous_auth = self.previous.and_then(|running| running.auth.as_deref());
+        let previous_auth = self
+            .previous
+            .and_then(|running| running.last_auth.as_deref());
         let auth = crate::auth::shared(
             config,
             self.metrics.clone(),
@@ -93,6 +99,10 @@ impl Builder<'_> {
             previous_auth,
         )?;
         let upstream = match self.previous {
+            // Without secrets the stickiness key is random: keep it too.
+            Some(running) if running.config.sessions.secrets == config.sessions.secrets => {
+                running.upstream.clone()
+            }
             Some(running) => running.upstream.rekeyed(&config.sessions.secrets),
             None => Upstream::new(&config.sessions.secrets, self.clock.clone()),
         };
@@ -216,11 +226,18 @@ impl Live {
 
 /// The configuration being served and what was built from it.
 struct Running {
+    /// As served: `admin` and `limits.max_connections` stay those of the
+    /// start, which only a restart changes.
     config: Config,
     listeners: Vec<Live>,
+    /// The IdPs of the configuration, for the next to keep.
     providers: Providers,
-    auth: Option<Arc<AuthShared>>,
+    /// What the last configuration that authenticated shared, even when the
+    /// one served does not: its revocations and used logout tokens must
+    /// outlive a configuration without login.
+    last_auth: Option<Arc<AuthShared>>,
     upstream: Upstream,
+    /// What the admin endpoints read.
     served: Arc<ArcSwap<Served>>,
 }
 
@@ -275,12 +292,25 @@ impl Running {
                 None => Socket::Bound(bind(planned.address).await?),
             });
         }
+        // An IdP or store new to the configuration must answer before the
+        // swap: readiness waits for them, and a mistake in a file watched by
+        // every replica must not take them all out of service at once.
         let failed = generation.providers.load_fresh().await;
         if !failed.is_empty() {
-            tracing::warn!(
-                issuers = ?failed,
-                "reloading with IdPs that did not answer; their logins answer 561 until they do"
-            );
+            return Err(StartError::IdpUnavailable(failed));
+        }
+        if let Some(auth) = &generation.auth {
+            let kept = self
+                .last_auth
+                .as_ref()
+                .is_some_and(|last| Arc::ptr_eq(&last.backend, &auth.backend));
+            if !kept {
+                auth.backend
+                    .ping()
+                    .await
+                    .map_err(StartError::StoreUnavailable)?;
+                auth.store_health.answered();
+            }
         }
 
         // From here on nothing waits: each listener's routes are replaced
@@ -324,20 +354,23 @@ impl Running {
         }
         self.served.store(Arc::new(served));
         builder.metrics.config_served(&config.fingerprint);
+        let mut config = config;
+        if config.limits.max_connections != self.config.limits.max_connections {
+            tracing::warn!("limits.max_connections changes when portcullis restarts");
+            config.limits.max_connections = self.config.limits.max_connections;
+        }
         if config.limits != self.config.limits {
             accepting
                 .http
                 .store(Arc::new(conn::Http::new(&config.limits)));
-            if config.limits.max_connections != self.config.limits.max_connections {
-                tracing::warn!("limits.max_connections changes when portcullis restarts");
-            }
         }
         if config.admin != self.config.admin {
             tracing::warn!("admin.address changes when portcullis restarts");
+            config.admin = self.config.admin.clone();
         }
         self.config = config;
         self.providers = providers;
-        self.auth = auth;
+        self.last_auth = auth.or(self.last_auth.take());
         self.upstream = upstream;
         Ok(change)
     }
@@ -393,7 +426,7 @@ impl Portcullis {
                 config: config.clone(),
                 listeners: listeners.into_iter().map(Live::new).collect(),
                 providers,
-                auth,
+                last_auth: auth,
                 upstream,
                 served,
             },

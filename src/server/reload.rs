@@ -11,10 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use tokio::sync::mpsc;
 
 use super::{Accepting, Builder, Running};
-use crate::config::{self, Config, ConfigError, Environment, Format};
+use crate::config::{self, Config, ConfigError, Environment};
 use crate::error_chain;
 
 /// How often a watched file is read to see whether it changed. A Kubernetes
@@ -39,7 +41,16 @@ struct ConfigFile {
     last_read: Mutex<Contents>,
     /// The running configuration's `watch_config`.
     watching: AtomicBool,
+    /// After a file that validated but could not be applied (a port in use,
+    /// a TLS file not there yet, an IdP that did not answer): when the
+    /// watcher tries it again, and the wait after that.
+    retry: Mutex<Option<(Instant, Duration)>>,
 }
+
+/// The first wait before a watched file that could not be applied is tried
+/// again; it doubles after each failure up to [`LONGEST_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_secs(5);
+const LONGEST_RETRY: Duration = Duration::from_secs(60);
 
 impl Reloads {
     /// No reloads: a configuration built in code.
@@ -52,20 +63,26 @@ impl Reloads {
         }
     }
 
-    /// Reloads read `path`, expanding `${…}` from `env`.
+    /// Reads and validates `path`, expanding `${…}` from `env`: the
+    /// configuration to start with, and the reloads that read the same file.
     pub fn from_file(
         path: impl Into<PathBuf>,
         env: impl Environment + Send + Sync + 'static,
-    ) -> Self {
-        Self {
-            file: Some(Arc::new(ConfigFile {
-                path: path.into(),
-                env: Box::new(env),
-                last_read: Mutex::default(),
-                watching: AtomicBool::new(false),
-            })),
+    ) -> Result<(Config, Self), ConfigError> {
+        let file = ConfigFile {
+            path: path.into(),
+            env: Box::new(env),
+            last_read: Mutex::default(),
+            watching: AtomicBool::new(false),
+            retry: Mutex::new(None),
+        };
+        // What the watcher compares later versions with.
+        let config = file.read()?;
+        let reloads = Self {
+            file: Some(Arc::new(file)),
             ..Self::none()
-        }
+        };
+        Ok((config, reloads))
     }
 
     /// Each `()` sent asks for one reload; requests that arrive while one
@@ -79,10 +96,6 @@ impl Reloads {
     pub(super) fn start(&self, config: &Config) {
         let Some(file) = &self.file else { return };
         file.watching.store(config.watch_config, Ordering::Relaxed);
-        if config.watch_config {
-            // What `config` was read from, as the watcher will compare it.
-            drop(file.load());
-        }
         let file = Arc::downgrade(file);
         let sender = self.sender.clone();
         tokio::spawn(async move {
@@ -91,11 +104,19 @@ impl Reloads {
             loop {
                 ticks.tick().await;
                 let Some(file) = file.upgrade() else { return };
-                if file.watching.load(Ordering::Relaxed) && file.changed().await {
-                    tracing::info!(file = %file.path.display(), "the configuration changed: reloading");
-                    // Full: a reload is already asked for.
-                    let _ = sender.try_send(());
+                if !file.watching.load(Ordering::Relaxed) {
+                    continue;
                 }
+                let why = if file.changed().await {
+                    "the configuration changed: reloading"
+                } else if file.retry_due() {
+                    "trying the configuration that could not be applied again"
+                } else {
+                    continue;
+                };
+                tracing::info!(file = %file.path.display(), "{why}");
+                // Full: a reload is already asked for.
+                let _ = sender.try_send(());
             }
         });
     }
@@ -117,7 +138,7 @@ impl Reloads {
     ) {
         let Some(file) = &self.file else { return };
         let metrics = builder.metrics.clone();
-        let Some(config) = file.load() else {
+        let Some(config) = file.load_logging() else {
             metrics.config_reloaded("failure");
             return;
         };
@@ -129,6 +150,7 @@ impl Reloads {
         match running.apply(config, accepting, builder).await {
             Ok(change) => {
                 file.watching.store(watch, Ordering::Relaxed);
+                file.applied();
                 metrics.config_reloaded("success");
                 tracing::info!(
                     config = %fingerprint,
@@ -140,6 +162,9 @@ impl Reloads {
             }
             Err(error) => {
                 metrics.config_reloaded("failure");
+                // Nothing in the files may change, yet the same files may
+                // apply later: the watcher tries them again.
+                file.not_applied();
                 tracing::error!(
                     config = %fingerprint,
                     "configuration not reloaded, the running one is unchanged: {}",
@@ -159,9 +184,14 @@ impl ConfigFile {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         for (path, digest) in &last.files {
-            match (tokio::fs::read(path).await, digest) {
-                (Ok(bytes), Some(digest)) if Contents::digest(&bytes) == *digest => {}
-                // Readable now, or holding something else.
+            // As the load saw it: text that is not UTF-8 could not be read.
+            let now = tokio::fs::read(path).await.map(|bytes| {
+                std::str::from_utf8(&bytes)
+                    .is_ok()
+                    .then(|| Contents::digest(&bytes))
+            });
+            match (now, digest) {
+                (Ok(now), last) if now == *last => {}
                 (Ok(_), _) => return true,
                 // Still missing.
                 (Err(_), None) => {}
@@ -172,26 +202,31 @@ impl ConfigFile {
         false
     }
 
-    /// The file's configuration, or `None` after logging why it cannot be used.
-    fn load(&self) -> Option<Config> {
-        let path = self.path.display();
+    /// Whether a configuration that could not be applied is due another try.
+    fn retry_due(&self) -> bool {
+        let retry = self.retry.lock().unwrap_or_else(PoisonError::into_inner);
+        retry.is_some_and(|(at, _)| Instant::now() >= at)
+    }
+
+    /// The last reload could not be applied: try it again after a wait
+    /// that grows with each failure.
+    fn not_applied(&self) {
+        let mut retry = self.retry.lock().unwrap_or_else(PoisonError::into_inner);
+        let wait = retry.map_or(FIRST_RETRY, |(_, wait)| (wait * 2).min(LONGEST_RETRY));
+        *retry = Some((Instant::now() + wait, wait));
+    }
+
+    fn applied(&self) {
+        *self.retry.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Reads and validates the file, noting every file read for the watcher.
+    fn read(&self) -> Result<Config, ConfigError> {
         let reading = Reading {
             env: self.env.as_ref(),
             read: Mutex::default(),
         };
-        let loaded = Format::from_path(&self.path)
-            .ok_or_else(|| ConfigError::UnknownFormat {
-                path: self.path.clone(),
-            })
-            .and_then(|format| {
-                let text = reading
-                    .read_file(&self.path)
-                    .map_err(|source| ConfigError::Read {
-                        path: self.path.clone(),
-                        source,
-                    })?;
-                config::load_str(&text, format, &reading)
-            });
+        let loaded = config::load_file(&self.path, &reading);
         *self
             .last_read
             .lock()
@@ -201,6 +236,13 @@ impl ConfigFile {
                 .into_inner()
                 .unwrap_or_else(PoisonError::into_inner),
         };
+        loaded
+    }
+
+    /// The file's configuration, or `None` after logging why it cannot be used.
+    fn load_logging(&self) -> Option<Config> {
+        let path = self.path.display();
+        let loaded = self.read();
         match loaded {
             Ok(config) => Some(config),
             Err(ConfigError::Invalid(problems)) => {

@@ -253,14 +253,13 @@ pub async fn start_reloading(
     clock: Clock,
 ) -> (Running, tokio::sync::mpsc::Sender<()>) {
     install_crypto_provider();
-    let env = TestEnv(Default::default());
-    let config = load_file(file, &env).unwrap_or_else(|error| panic!("{error:?}"));
+    let (config, reloads) = portcullis::Reloads::from_file(file, TestEnv(Default::default()))
+        .unwrap_or_else(|error| panic!("{error:?}"));
     let portcullis = Portcullis::bind_with_clock(&config, clock)
         .await
         .expect("portcullis binds");
     let addrs = portcullis.local_addrs();
     let admin = portcullis.admin_addr();
-    let reloads = portcullis::Reloads::from_file(file, env);
     let reload = reloads.trigger();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(portcullis.serve_reloading(

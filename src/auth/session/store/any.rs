@@ -15,8 +15,8 @@ use ::redis::cluster_async::ClusterConnection;
 use tokio::sync::OnceCell;
 
 use super::{
-    CookieStore, Lock, RedisSettings, RedisStore, Revoked, SessionStore, StoreError, Ticket,
-    connect_cluster,
+    CookieStore, Lock, OnceKeys, RedisSettings, RedisStore, Revoked, SessionStore, StoreError,
+    Ticket, connect_cluster,
 };
 use crate::auth::session::CookieSealer;
 use crate::auth::state::Session;
@@ -96,16 +96,22 @@ impl Backend {
         Ok(Self::Redis { conn, settings })
     }
 
-    /// One authenticate action's store, for sessions under the cookie `base`.
+    /// One authenticate action's store, for sessions under the cookie `base`;
+    /// a cookie store remembers one-time keys in `once`.
     pub fn store(
         &self,
         sealer: &Arc<CookieSealer>,
         secrets: &[SessionKey],
         base: &str,
+        once: &Arc<OnceKeys>,
         metrics: &Arc<Metrics>,
     ) -> AnyStore {
         let kind = match self {
-            Self::Cookie => Kind::Cookie(CookieStore::new(Arc::clone(sealer), base)),
+            Self::Cookie => Kind::Cookie(CookieStore::sharing(
+                Arc::clone(sealer),
+                base,
+                Arc::clone(once),
+            )),
             Self::Redis { conn, settings } => Kind::Redis(RedisStore::new(
                 conn.clone(),
                 Arc::clone(sealer),
@@ -205,6 +211,11 @@ impl StoreHealth {
 
     pub fn is_ready(&self) -> bool {
         self.0.load(Ordering::Relaxed)
+    }
+
+    /// The store has just answered (a reload asked it before the swap).
+    pub fn answered(&self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

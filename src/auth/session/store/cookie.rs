@@ -14,23 +14,35 @@ use crate::auth::state::Session;
 /// How many one-time keys one process remembers: a few MB at most.
 pub const MAX_ONCE_KEYS: usize = 100_000;
 
+/// One-time keys seen, by scope and digest, with the second from which
+/// each may be used again. Shared by the process's cookie stores and kept
+/// across reloads, so that a logout token is acted on once.
+pub type OnceKeys = Mutex<HashMap<(String, [u8; 32]), u64>>;
+
 /// Sessions sealed into the `{base}-N` cookies.
 pub struct CookieStore {
     sealer: Arc<CookieSealer>,
     /// The session cookie's base name, bound into every seal.
     base: String,
-    /// One-time keys seen, by scope and digest, with the second from which
-    /// each may be used again. At most [`MAX_ONCE_KEYS`]; expired ones are
-    /// evicted only when it is full.
-    once: Mutex<HashMap<(String, [u8; 32]), u64>>,
+    /// At most [`MAX_ONCE_KEYS`]; expired ones are evicted only when it is full.
+    once: Arc<OnceKeys>,
 }
 
 impl CookieStore {
     pub fn new(sealer: Arc<CookieSealer>, base: impl Into<String>) -> Self {
+        Self::sharing(sealer, base, Arc::default())
+    }
+
+    /// A store whose one-time keys are `once`.
+    pub fn sharing(
+        sealer: Arc<CookieSealer>,
+        base: impl Into<String>,
+        once: Arc<OnceKeys>,
+    ) -> Self {
         Self {
             sealer,
             base: base.into(),
-            once: Mutex::new(HashMap::new()),
+            once,
         }
     }
 

@@ -36,7 +36,7 @@ use aws_lc_rs::digest;
 
 pub use self::redis::{MAX_SESSION_BYTES, RedisSettings, RedisStore, connect, connect_cluster};
 pub use any::{AnyStore, Backend, StoreHealth};
-pub use cookie::{CookieStore, MAX_ONCE_KEYS};
+pub use cookie::{CookieStore, MAX_ONCE_KEYS, OnceKeys};
 
 use super::codec::TooLarge;
 use crate::auth::state::Session;
