@@ -11,9 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::{Accepting, Builder, Running};
 use crate::config::{self, Config, ConfigError, Environment};
@@ -140,6 +139,8 @@ impl Reloads {
         let metrics = builder.metrics.clone();
         let Some(config) = file.load_logging() else {
             metrics.config_reloaded("failure");
+            // Trying these files again cannot help; the next edit will.
+            file.settled();
             return;
         };
         for warning in config.warnings() {
@@ -150,7 +151,7 @@ impl Reloads {
         match running.apply(config, accepting, builder).await {
             Ok(change) => {
                 file.watching.store(watch, Ordering::Relaxed);
-                file.applied();
+                file.settled();
                 metrics.config_reloaded("success");
                 tracing::info!(
                     config = %fingerprint,
@@ -216,7 +217,8 @@ impl ConfigFile {
         *retry = Some((Instant::now() + wait, wait));
     }
 
-    fn applied(&self) {
+    /// Nothing to try again: the files applied, or cannot.
+    fn settled(&self) {
         *self.retry.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
