@@ -2121,3 +2121,23 @@ fn each_bad_jwt_validation_key_is_named() {
     assert_eq!(unknown.path, format!("{at}.audiense"));
     assert!(unknown.fix.contains("`audience`"), "{}", unknown.fix);
 }
+
+#[test]
+fn watch_config_is_a_boolean_and_the_text_has_a_fingerprint() {
+    let config = load(&format!("watch_config: true\n{MINIMAL}"));
+    assert!(config.watch_config);
+    assert_eq!(config.fingerprint.len(), 16);
+    assert!(
+        config
+            .fingerprint
+            .bytes()
+            .all(|byte| byte.is_ascii_hexdigit())
+    );
+    assert!(!load(MINIMAL).watch_config);
+    assert_ne!(load(MINIMAL).fingerprint, config.fingerprint);
+    for hostile in ["maybe", "1", "[true]", "{ on: true }", "\"yes; rm -rf /\""] {
+        let problems = problems(&format!("watch_config: {hostile}\n{MINIMAL}"));
+        assert_eq!(problems.len(), 1, "{hostile}: {problems:?}");
+        assert_eq!(problems[0].path, "watch_config", "{hostile}");
+    }
+}

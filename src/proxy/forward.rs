@@ -274,10 +274,7 @@ fn set_forwarded_headers(
     x_forwarded_for: XForwardedFor,
     host: Option<&HeaderValue>,
 ) {
-    const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-    const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-    const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
-    const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    use super::headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PROTO};
 
     match x_forwarded_for {
         XForwardedFor::Append => append_client(headers, &X_FORWARDED_FOR, downstream),

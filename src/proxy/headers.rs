@@ -62,13 +62,18 @@ static OVERRIDES: [HeaderName; 12] = [
     HeaderName::from_static("proxy"),
 ];
 
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// The forwarding headers the proxy sets on every forwarded request
 /// (`forward::set_forwarded_headers`), replacing or extending the client's.
 static FORWARDING: [HeaderName; 4] = [
-    HeaderName::from_static("x-forwarded-for"),
-    HeaderName::from_static("x-forwarded-proto"),
-    HeaderName::from_static("x-forwarded-port"),
-    HeaderName::from_static("x-forwarded-host"),
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_PORT,
+    X_FORWARDED_HOST,
 ];
 
 /// Cleans a request's headers before any phase reads them. `websocket` is

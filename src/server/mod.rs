@@ -79,26 +79,24 @@ struct Generation {
     upstream: Upstream,
 }
 
-/// What a generation is built with, and what of the last one it may keep.
+/// What a generation is built with.
 struct Builder<'a> {
     metrics: &'a Arc<Metrics>,
     clock: &'a Clock,
     crypto: &'a Arc<rustls::crypto::CryptoProvider>,
-    previous: Option<&'a Running>,
 }
 
 impl Builder<'_> {
-    fn build(&self, config: &Config) -> Result<Generation, StartError> {
-        let previous_auth = self
-            .previous
-            .and_then(|running| running.last_auth.as_deref());
+    /// The generation of `config`, keeping what it may of `previous`'s.
+    fn build(&self, config: &Config, previous: Option<&Running>) -> Result<Generation, StartError> {
+        let previous_auth = previous.and_then(|running| running.last_auth.as_deref());
         let auth = crate::auth::shared(
             config,
             self.metrics.clone(),
             self.clock.clone(),
             previous_auth,
         )?;
-        let upstream = match self.previous {
+        let upstream = match previous {
             // Without secrets the stickiness key is random: keep it too.
             Some(running) if running.config.sessions.secrets == config.sessions.secrets => {
                 running.upstream.clone()
@@ -106,7 +104,7 @@ impl Builder<'_> {
             Some(running) => running.upstream.rekeyed(&config.sessions.secrets),
             None => Upstream::new(&config.sessions.secrets, self.clock.clone()),
         };
-        let mut providers = match self.previous {
+        let mut providers = match previous {
             Some(running) => Providers::after(&running.providers),
             None => Providers::default(),
         };
@@ -269,11 +267,7 @@ impl Running {
         accepting: &Accepting,
         builder: Builder<'_>,
     ) -> Result<Change, StartError> {
-        let generation = Builder {
-            previous: Some(self),
-            ..builder
-        }
-        .build(&config)?;
+        let generation = builder.build(&config, Some(self))?;
 
         // Listeners match by address, and in order among equal ones (port 0).
         let mut claimed = vec![false; self.listeners.len()];
@@ -402,9 +396,8 @@ impl Portcullis {
             metrics: &metrics,
             clock: &clock,
             crypto: &crypto,
-            previous: None,
         }
-        .build(config)?;
+        .build(config, None)?;
         let mut sockets = Vec::with_capacity(generation.listeners.len());
         for planned in &generation.listeners {
             sockets.push(bind(planned.address).await?);
@@ -507,7 +500,6 @@ impl Portcullis {
                         metrics: &metrics,
                         clock: &clock,
                         crypto: &crypto,
-                        previous: None,
                     };
                     // Nothing is swapped until the new configuration is
                     // complete, so a shutdown may cut a reload short.
